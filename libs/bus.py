@@ -1,0 +1,155 @@
+"""NATS / JetStream: connection, streams, publishing.
+
+Stream, subject, consumer and KV names carry the settings' ``namespace`` so that
+test runs (or several deployments) can share one server. With the default empty
+namespace the names are exactly those of DESIGN.md: ``PIPELINE``, ``DLQ``,
+``timers`` and subjects ``<domain>.<event>.<thread>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    PubAck,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from libs.events import Event, encode
+from libs.settings import CommonSettings
+from libs.tracing import outgoing_traceparent
+
+log = structlog.get_logger("bus")
+
+DOMAINS = ("inbound", "draft", "outbound", "contact", "lead", "timer")
+DAY_S = 86400.0
+
+# Headers the DLQ copy adds to the original ones.
+H_DLQ_REASON = "Replyline-Dlq-Reason"
+H_DLQ_SUBJECT = "Replyline-Original-Subject"
+H_DLQ_SEQ = "Replyline-Original-Seq"
+H_DLQ_CONSUMER = "Replyline-Consumer"
+H_DLQ_DELIVERIES = "Replyline-Deliveries"
+
+
+class Bus:
+    """A connected NATS client with the project's naming rules."""
+
+    def __init__(self, nc: NATS, settings: CommonSettings) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.settings = settings
+        ns = settings.namespace
+        self.prefix = f"{ns}." if ns else ""
+        self.stream = f"{ns}_PIPELINE" if ns else "PIPELINE"
+        self.dlq_stream = f"{ns}_DLQ" if ns else "DLQ"
+
+    @classmethod
+    async def connect(cls, settings: CommonSettings, name: str, **options: Any) -> Bus:
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats_error", error=str(exc))
+
+        async def on_disconnect() -> None:
+            log.warning("nats_disconnected")
+
+        async def on_reconnect() -> None:
+            log.info("nats_reconnected")
+
+        nc = await nats.connect(
+            settings.nats_url,
+            name=name,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            **options,
+        )
+        return cls(nc, settings)
+
+    # --- names -------------------------------------------------------------
+
+    def subject_for(self, tag: str, thread: str = "*") -> str:
+        return f"{self.prefix}{tag}.{thread}"
+
+    def subject_of(self, event: Event) -> str:
+        return self.prefix + event.subject()
+
+    def kv_name(self, bucket: str) -> str:
+        return f"{self.settings.namespace}_{bucket}" if self.settings.namespace else bucket
+
+    def unprefixed(self, subject: str) -> str:
+        return subject[len(self.prefix) :] if self.prefix else subject
+
+    def advisory_subjects(self, consumer: str = "*") -> list[str]:
+        return [
+            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.stream}.{consumer}",
+            f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{self.stream}.{consumer}",
+        ]
+
+    # --- streams -----------------------------------------------------------
+
+    async def ensure_streams(self) -> None:
+        """Declare PIPELINE and DLQ; safe to call from every replica at once."""
+        s = self.settings
+        await self._ensure_stream(
+            StreamConfig(
+                name=self.stream,
+                subjects=[f"{self.prefix}{d}.>" for d in DOMAINS],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=s.stream_max_age_days * DAY_S,
+                duplicate_window=s.duplicate_window_s,
+                discard=DiscardPolicy.OLD,
+            )
+        )
+        await self._ensure_stream(
+            StreamConfig(
+                name=self.dlq_stream,
+                subjects=[*self.advisory_subjects(), f"{self.prefix}dlq.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=s.stream_max_age_days * DAY_S,
+                duplicate_window=s.duplicate_window_s,
+            )
+        )
+
+    async def _ensure_stream(self, config: StreamConfig) -> None:
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError:
+            # Exists with a different config (e.g. a changed max_age): update it.
+            await self.js.update_stream(config)
+
+    async def stream_exists(self, name: str) -> bool:
+        try:
+            await self.js.stream_info(name)
+        except NotFoundError:
+            return False
+        return True
+
+    # --- publishing ----------------------------------------------------------
+
+    async def publish(
+        self, event: Event, *, msg_id: str | None = None, timeout: float = 5.0
+    ) -> PubAck:
+        """Publish with Nats-Msg-Id (dedup) and traceparent; returns the stream ack."""
+        headers = {
+            "Nats-Msg-Id": msg_id or event.dedup_id(),
+            "traceparent": outgoing_traceparent(),
+        }
+        return await self.js.publish(
+            self.subject_of(event), encode(event), headers=headers, timeout=timeout
+        )
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            await self.nc.drain()

@@ -1,0 +1,304 @@
+"""Durable pull consumer loop with typed decisions.
+
+A handler returns ``None`` (ack), ``Retry(delay)`` (nak with delay) or
+``Drop(reason)`` (copy to the DLQ and terminate). An unexpected exception is a
+``Retry`` with the configured backoff; the last allowed delivery goes to the DLQ
+instead. Messages of one thread are handled one after another in this process;
+different threads run concurrently up to ``max_in_flight``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import BadRequestError
+
+from libs import bus as busmod
+from libs.bus import Bus
+from libs.events import Event, decode
+from libs.tracing import current_traceparent, new_traceparent, trace_id_of
+
+log = structlog.get_logger("consumer")
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Transient failure: redeliver after ``delay`` seconds."""
+
+    delay: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Permanent failure: never redeliver; the event goes to the DLQ."""
+
+    reason: str
+
+
+Decision = Retry | Drop | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a handler may know about the message besides the event."""
+
+    msg: Msg
+    subject: str
+    stream_seq: int
+    num_delivered: int
+    headers: Mapping[str, str]
+
+    async def in_progress(self) -> None:
+        """Tell JetStream we are still working (long LLM calls)."""
+        await self.msg.in_progress()
+
+
+Handler = Callable[[Any, Delivery], Awaitable[Decision]]
+
+
+class Consumer:
+    def __init__(
+        self,
+        bus: Bus,
+        durable: str,
+        handlers: Mapping[type[Event], Handler],
+        *,
+        on_settled: Callable[[str, str], None] | None = None,
+    ) -> None:
+        if not handlers:
+            raise ValueError("a consumer needs at least one handler")
+        self.bus = bus
+        self.durable = durable
+        self.handlers = dict(handlers)
+        self.settings = bus.settings
+        self._tags = sorted({msgspec.inspect.type_info(cls).tag for cls in handlers})  # type: ignore[attr-defined]
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._thread_tails: dict[str, asyncio.Future[None]] = {}
+        self._on_settled = on_settled
+        self.last_fetch_ok: float = 0.0
+        self.processed = 0
+
+    @property
+    def filter_subjects(self) -> list[str]:
+        return [self.bus.subject_for(tag, ">") for tag in self._tags]
+
+    def config(self) -> ConsumerConfig:
+        s = self.settings
+        return ConsumerConfig(
+            durable_name=self.durable,
+            filter_subjects=self.filter_subjects,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=s.ack_wait_s,
+            max_deliver=s.max_deliver,
+            max_ack_pending=max(1000, s.max_in_flight * 4),
+        )
+
+    async def ensure(self) -> None:
+        """Create or update the durable; idempotent across replicas."""
+        try:
+            await self.bus.js.add_consumer(self.bus.stream, self.config())
+        except BadRequestError:
+            await self.bus.js.add_consumer(self.bus.stream, self.config(), action="update")  # type: ignore[call-arg]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and handle until ``stop`` is set, then finish in-flight work within the grace period."""
+        await self.ensure()
+        sub = await self.bus.js.pull_subscribe_bind(self.durable, self.bus.stream)
+        s = self.settings
+        log.info("consumer_started", durable=self.durable, subjects=self.filter_subjects)
+        try:
+            while not stop.is_set():
+                free = s.max_in_flight - len(self._inflight)
+                if free <= 0:
+                    await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    msgs = await sub.fetch(batch=min(free, s.fetch_batch), timeout=1.0)
+                except NatsTimeoutError:
+                    self.last_fetch_ok = time.monotonic()
+                    continue
+                except Exception as exc:  # connection trouble: back off, the client reconnects
+                    log.warning("fetch_failed", durable=self.durable, error=repr(exc))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+                    continue
+                self.last_fetch_ok = time.monotonic()
+                for msg in msgs:
+                    self._start(msg)
+        finally:
+            await self._finish_inflight()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            log.info("consumer_stopped", durable=self.durable, processed=self.processed)
+
+    async def _finish_inflight(self) -> None:
+        if not self._inflight:
+            return
+        done, pending = await asyncio.wait(self._inflight, timeout=self.settings.drain_grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            # Unacked messages are redelivered after ack_wait; nothing is lost.
+            log.warning("drain_grace_exceeded", durable=self.durable, abandoned=len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _start(self, msg: Msg) -> None:
+        thread = msg.subject.rsplit(".", 1)[-1]
+        previous = self._thread_tails.get(thread)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._thread_tails[thread] = done
+        task = asyncio.create_task(self._run_one(msg, thread, previous, done))
+        self._inflight.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("consumer_task_crashed", error=repr(task.exception()))
+
+    async def _run_one(
+        self,
+        msg: Msg,
+        thread: str,
+        previous: asyncio.Future[None] | None,
+        done: asyncio.Future[None],
+    ) -> None:
+        try:
+            if previous is not None:
+                await asyncio.shield(previous)
+            await self._handle(msg)
+        finally:
+            done.set_result(None)
+            if self._thread_tails.get(thread) is done:
+                del self._thread_tails[thread]
+
+    async def _handle(self, msg: Msg) -> None:
+        meta = msg.metadata
+        headers = dict(msg.headers or {})
+        traceparent = headers.get("traceparent") or new_traceparent()
+        token = current_traceparent.set(traceparent)
+        delivery = Delivery(
+            msg=msg,
+            subject=self.bus.unprefixed(msg.subject),
+            stream_seq=meta.sequence.stream,
+            num_delivered=meta.num_delivered,
+            headers=headers,
+        )
+        structlog.contextvars.bind_contextvars(
+            trace_id=trace_id_of(traceparent),
+            thread=delivery.subject.rsplit(".", 1)[-1],
+            subject=delivery.subject,
+            seq=delivery.stream_seq,
+        )
+        try:
+            decision = await self._decide(msg, delivery)
+            await self._settle(msg, delivery, decision)
+        finally:
+            structlog.contextvars.unbind_contextvars("trace_id", "thread", "subject", "seq")
+            current_traceparent.reset(token)
+
+    async def _decide(self, msg: Msg, delivery: Delivery) -> Decision:
+        try:
+            event = decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return Drop(f"malformed event: {exc}")
+        handler = self.handlers.get(type(event))
+        if handler is None:
+            return Drop(f"no handler for {event.tag}")
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            return await handler(event, delivery)
+        except Exception as exc:
+            log.exception("handler_failed", event_type=event.tag, deliveries=delivery.num_delivered)
+            return Retry(self._backoff(delivery.num_delivered), reason=repr(exc))
+        finally:
+            heartbeat.cancel()
+
+    def _backoff(self, num_delivered: int) -> float:
+        steps = self.settings.backoff_s or (1.0,)
+        return steps[min(num_delivered - 1, len(steps) - 1)]
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        interval = max(self.settings.ack_wait_s / 3, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def _settle(self, msg: Msg, delivery: Delivery, decision: Decision) -> None:
+        outcome = "ack"
+        if decision is None:
+            await msg.ack()
+        elif isinstance(decision, Retry):
+            if delivery.num_delivered >= self.settings.max_deliver:
+                outcome = "dlq"
+                await self.to_dlq(msg, delivery, f"deliveries exhausted: {decision.reason}")
+                await msg.term()
+            else:
+                outcome = "retry"
+                log.warning("retry", delay=decision.delay, reason=decision.reason)
+                await msg.nak(delay=decision.delay)
+        else:
+            outcome = "dlq"
+            log.warning("dropped", reason=decision.reason)
+            await self.to_dlq(msg, delivery, decision.reason)
+            await msg.term()
+        self.processed += 1
+        if self._on_settled is not None:
+            self._on_settled(delivery.subject, outcome)
+
+    async def to_dlq(self, msg: Msg, delivery: Delivery, reason: str) -> None:
+        await publish_dlq_copy(
+            self.bus,
+            consumer=self.durable,
+            subject=msg.subject,
+            seq=delivery.stream_seq,
+            data=msg.data,
+            headers=dict(delivery.headers),
+            reason=reason,
+            deliveries=delivery.num_delivered,
+        )
+
+
+async def publish_dlq_copy(
+    bus: Bus,
+    *,
+    consumer: str,
+    subject: str,
+    seq: int,
+    data: bytes,
+    headers: dict[str, str],
+    reason: str,
+    deliveries: int,
+) -> None:
+    """Copy an event into the DLQ stream with its original headers plus ours.
+
+    The Nats-Msg-Id makes the copy from the handler (which knows the reason) and
+    the one from the advisory forwarder (which covers crashes) the same message.
+    """
+    original_msg_id = headers.pop("Nats-Msg-Id", "")
+    headers.update(
+        {
+            busmod.H_DLQ_REASON: reason[:1000],
+            busmod.H_DLQ_SUBJECT: subject,
+            busmod.H_DLQ_SEQ: str(seq),
+            busmod.H_DLQ_CONSUMER: consumer,
+            busmod.H_DLQ_DELIVERIES: str(deliveries),
+            "Replyline-Original-Msg-Id": original_msg_id,
+            "Nats-Msg-Id": f"dlq:{consumer}:{seq}",
+        }
+    )
+    dlq_subject = f"{bus.prefix}dlq.{consumer}.{bus.unprefixed(subject)}"
+    await bus.js.publish(dlq_subject, data, headers=headers)

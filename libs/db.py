@@ -1,0 +1,181 @@
+"""Postgres: pool, per-service numbered migrations, named queries, audit rows.
+
+Each service owns a *slice* of the schema: the numbered files in its
+``migrations/`` folder (``0001_init.sql``, ``0002_...``). ``migrate`` applies
+the missing ones in order, each in its own transaction, under an advisory lock
+so that replicas starting together do not race. The shared ``audit_log`` is the
+``common`` slice every service applies first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+
+from libs.tracing import current_traceparent, trace_id_of
+
+log = structlog.get_logger("db")
+
+COMMON_SLICE = "common"
+COMMON_MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_QUERY_HEADER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    slice       TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    applied_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (slice, version)
+)
+"""
+
+
+class MigrationError(Exception):
+    pass
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename, encoder=_json_dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+    )
+    assert pool is not None
+    return pool
+
+
+def migration_files(folder: Path) -> list[tuple[int, str, Path]]:
+    found: list[tuple[int, str, Path]] = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _MIGRATION_FILE.match(path.name)
+        if not match:
+            raise MigrationError(f"{path}: migration files are named NNNN_name.sql")
+        found.append((int(match.group(1)), match.group(2), path))
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise MigrationError(f"{folder}: migration numbers must run 1, 2, 3... without gaps")
+    return found
+
+
+def expected_version(folder: Path) -> int:
+    return len(migration_files(folder))
+
+
+async def migrate(pool: asyncpg.Pool, slice_name: str, folder: Path | None) -> int:
+    """Apply the common slice, then ``slice_name``'s missing migrations; return its version."""
+    async with pool.acquire() as conn:
+        # One lock for all slices: CREATE TABLE IF NOT EXISTS itself is not race-free.
+        await conn.execute("SELECT pg_advisory_lock(hashtext('replyline_migrations'))")
+        try:
+            await conn.execute(_VERSION_TABLE)
+            await _apply(conn, COMMON_SLICE, COMMON_MIGRATIONS)
+            return await _apply(conn, slice_name, folder) if folder else 0
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext('replyline_migrations'))")
+
+
+async def _apply(conn: asyncpg.Connection, slice_name: str, folder: Path) -> int:
+    current = await conn.fetchval(
+        "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE slice = $1", slice_name
+    )
+    files = migration_files(folder)
+    if current > len(files):
+        raise MigrationError(
+            f"slice {slice_name!r} is at version {current} but this code only knows {len(files)}"
+        )
+    for version, name, path in files[current:]:
+        async with conn.transaction():
+            await conn.execute(path.read_text())
+            await conn.execute(
+                "INSERT INTO schema_migrations (slice, version, name) VALUES ($1, $2, $3)",
+                slice_name,
+                version,
+                name,
+            )
+        log.info("migration_applied", slice=slice_name, version=version, name=name)
+    return len(files)
+
+
+async def slice_version(conn: asyncpg.Connection | asyncpg.Pool, slice_name: str) -> int:
+    try:
+        version = await conn.fetchval(QUERIES.slice_version, slice_name)
+    except asyncpg.UndefinedTableError:
+        return 0
+    return int(version)
+
+
+class Queries:
+    """Named SQL statements loaded from a file of ``-- name: foo`` sections."""
+
+    def __init__(self, statements: Mapping[str, str], source: str) -> None:
+        self._statements = dict(statements)
+        self._source = source
+
+    def __getattr__(self, name: str) -> str:
+        try:
+            return self._statements[name]
+        except KeyError:
+            raise AttributeError(f"no query named {name!r} in {self._source}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._statements
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._statements)
+
+
+def load_queries(path: Path) -> Queries:
+    text = path.read_text()
+    headers = list(_QUERY_HEADER.finditer(text))
+    if not headers:
+        raise ValueError(f"{path}: no '-- name: ...' sections")
+    statements: dict[str, str] = {}
+    for i, match in enumerate(headers):
+        end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
+        name = match.group(1)
+        if name in statements:
+            raise ValueError(f"{path}: query {name!r} defined twice")
+        statements[name] = text[match.end() : end].strip().rstrip(";")
+    return Queries(statements, str(path))
+
+
+QUERIES = load_queries(Path(__file__).parent / "queries.sql")
+
+
+async def audit(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    service: str,
+    action: str,
+    thread: str | None = None,
+    actor: str = "SYSTEM",
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Append one row to the shared audit log, tagged with the current trace id."""
+    await conn.execute(
+        QUERIES.insert_audit,
+        service,
+        actor,
+        action,
+        thread,
+        dict(details or {}),
+        trace_id_of(current_traceparent.get()),
+    )

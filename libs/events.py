@@ -1,0 +1,352 @@
+"""Every event that crosses the bus, as tagged msgspec Structs.
+
+The tag is the subject prefix (``<domain>.<event>``); the full subject adds the
+thread, the contact's E.164 number without ``+``. Every field added after the
+first release has a default so that events already in the stream still decode,
+and unknown fields are ignored so that older services read newer events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def thread_of(number: str) -> str:
+    """Subject token for a phone number: E.164 without '+', or a safe token for anything else."""
+    token = number.strip().lstrip("+")
+    cleaned = "".join(ch if ch.isalnum() else "_" for ch in token)
+    return cleaned or "unknown"
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of all events. ``thread`` is the subject's last token (see :func:`thread_of`)."""
+
+    thread: str
+    id: str = msgspec.field(default_factory=_uuid)
+    occurred_at: datetime = msgspec.field(default_factory=utcnow)
+
+    #: Fields whose values make the event unique; joined into the Nats-Msg-Id.
+    dedup_fields: ClassVar[tuple[str, ...]] = ("id",)
+
+    @property
+    def tag(self) -> str:
+        return msgspec.inspect.type_info(type(self)).tag  # type: ignore[attr-defined, no-any-return]
+
+    def subject(self) -> str:
+        return f"{self.tag}.{self.thread}"
+
+    def dedup_id(self) -> str:
+        parts = [str(getattr(self, name)) for name in self.dedup_fields]
+        return f"{self.tag}:{':'.join(parts)}"
+
+
+# --- inbound ---------------------------------------------------------------
+
+
+class Media(msgspec.Struct, frozen=True, kw_only=True):
+    url: str
+    content_type: str = ""
+
+
+class InboundReceived(Event, frozen=True, kw_only=True, tag="inbound.received"):
+    """A Twilio inbound SMS/MMS, stored by ingest (unique MessageSid)."""
+
+    message_sid: str
+    from_number: str
+    to_number: str
+    body: str = ""
+    num_media: int = 0
+    media: tuple[Media, ...] = ()
+    num_segments: int = 1
+    account_sid: str = ""
+    messaging_service_sid: str = ""
+    opt_out_type: str = ""
+    received_at: datetime = msgspec.field(default_factory=utcnow)
+    dedup_fields: ClassVar[tuple[str, ...]] = ("message_sid",)
+
+
+RoutingDecision = Literal[
+    "draft",  # rule 9: a reply will be drafted
+    "needs_review",  # rules 5-8: a human should look
+    "log_only",  # rule 4: paused thread
+    "owner_command",  # rule 2: published as draft.decided instead
+    "opt_out",
+    "opt_in",
+    "help",
+    "duplicate",
+]
+
+
+class InboundRouted(Event, frozen=True, kw_only=True, tag="inbound.routed"):
+    """The router's decision for one inbound message, with the scores behind it."""
+
+    message_sid: str
+    from_number: str
+    to_number: str = ""
+    body: str = ""
+    decision: RoutingDecision
+    rule: str
+    status: str  # message lifecycle status (RECEIVED, NEEDS_REVIEW, DRAFT_PENDING_APPROVAL, ...)
+    language: str | None = None
+    language_confidence: float | None = None
+    sentiment: str | None = None
+    sentiment_score: float | None = None
+    intent: str | None = None
+    intent_score: float | None = None
+    stream_seq: int = 0  # sequence of the inbound.received event, for per-thread ordering
+    dedup_fields: ClassVar[tuple[str, ...]] = ("message_sid",)
+
+
+# --- drafts and approvals --------------------------------------------------
+
+DecisionAction = Literal["approve", "reject", "edit", "unclear"]
+DecisionSource = Literal["sms", "api", "dashboard"]
+
+
+class DraftDecided(Event, frozen=True, kw_only=True, tag="draft.decided"):
+    """An owner's decision (or an attempt at one), not yet checked against the drafts.
+
+    ``thread`` is the reviewer's number for SMS decisions, the lead's thread for API ones.
+    ``ref`` is None for a bare reply ("YES") or when the command named none.
+    """
+
+    action: DecisionAction
+    reviewer: str  # owner phone number, or API user
+    source: DecisionSource
+    ref: str | None = None
+    draft_id: str | None = None
+    text: str | None = None  # new text for an edit, the raw SMS for "unclear"
+    notes: str = ""
+    message_sid: str = ""  # the owner's SMS, when the decision came by SMS
+    dedup_fields: ClassVar[tuple[str, ...]] = ("id",)
+
+
+class DraftCreated(Event, frozen=True, kw_only=True, tag="draft.created"):
+    draft_id: str
+    version: int
+    ref: str
+    to_number: str
+    body: str
+    in_reply_to: str = ""  # inbound MessageSid
+    intent: str | None = None
+    language: str | None = None
+    source: Literal["llm", "template", "edit"] = "template"
+    dedup_fields: ClassVar[tuple[str, ...]] = ("draft_id", "version")
+
+
+class DraftApproved(Event, frozen=True, kw_only=True, tag="draft.approved"):
+    draft_id: str
+    version: int
+    to_number: str
+    body: str
+    reviewer: str
+    in_reply_to: str = ""
+    dedup_fields: ClassVar[tuple[str, ...]] = ("draft_id", "version")
+
+
+class DraftRejected(Event, frozen=True, kw_only=True, tag="draft.rejected"):
+    draft_id: str
+    version: int
+    reviewer: str
+    reason: str = ""
+    dedup_fields: ClassVar[tuple[str, ...]] = ("draft_id", "version")
+
+
+# --- outbound --------------------------------------------------------------
+
+OutboundKind = Literal["owner_prompt", "owner_alert", "workflow", "reply", "system"]
+
+
+class OutboundRequested(Event, frozen=True, kw_only=True, tag="outbound.requested"):
+    """Ask the sender to deliver a message.
+
+    Owner prompts and alerts go to the owner and skip the lead consent gate and
+    quiet hours; everything else is lead-facing and passes both.
+    """
+
+    request_id: str
+    to_number: str
+    body: str
+    kind: OutboundKind
+    media_urls: tuple[str, ...] = ()
+    not_before: datetime | None = None
+    workflow_enrollment_id: str | None = None
+    dedup_fields: ClassVar[tuple[str, ...]] = ("request_id",)
+
+
+class OutboundSent(Event, frozen=True, kw_only=True, tag="outbound.sent"):
+    outbox_id: str
+    to_number: str
+    provider_sid: str
+    kind: OutboundKind | Literal["approved_draft"] = "approved_draft"
+    draft_id: str | None = None
+    request_id: str | None = None
+    workflow_enrollment_id: str | None = None
+    dedup_fields: ClassVar[tuple[str, ...]] = ("outbox_id",)
+
+
+class OutboundFailed(Event, frozen=True, kw_only=True, tag="outbound.failed"):
+    outbox_id: str
+    to_number: str
+    error_code: int | None = None
+    error_message: str = ""
+    permanent: bool = True
+    draft_id: str | None = None
+    request_id: str | None = None
+    kind: OutboundKind | Literal["approved_draft"] = "approved_draft"
+    #: opted_out (refused by the consent gate), provider_error, undelivered, retries_exhausted
+    reason: str = ""
+    provider_sid: str | None = None
+    workflow_enrollment_id: str | None = None
+    dedup_fields: ClassVar[tuple[str, ...]] = ("outbox_id",)
+
+
+class OutboundStatus(Event, frozen=True, kw_only=True, tag="outbound.status"):
+    """A Twilio status callback (queued, sent, delivered, undelivered, failed)."""
+
+    provider_sid: str
+    status: str
+    error_code: int | None = None
+    to_number: str = ""
+    dedup_fields: ClassVar[tuple[str, ...]] = ("provider_sid", "status")
+
+
+# --- contacts --------------------------------------------------------------
+
+
+class ContactOptout(Event, frozen=True, kw_only=True, tag="contact.optout"):
+    number: str
+    keyword: str
+    message_sid: str = ""
+    dedup_fields: ClassVar[tuple[str, ...]] = ("id",)
+
+
+class ContactOptin(Event, frozen=True, kw_only=True, tag="contact.optin"):
+    number: str
+    keyword: str
+    message_sid: str = ""
+    dedup_fields: ClassVar[tuple[str, ...]] = ("id",)
+
+
+class ContactPaused(Event, frozen=True, kw_only=True, tag="contact.paused"):
+    """A human paused (paused=True) or resumed (paused=False) automation for a thread."""
+
+    number: str
+    paused: bool = True
+    actor: str = ""
+    reason: str = ""
+
+
+class ContactTagged(Event, frozen=True, kw_only=True, tag="contact.tagged"):
+    number: str
+    tag_name: str
+    added: bool = True
+
+
+class ContactUpdated(Event, frozen=True, kw_only=True, tag="contact.updated"):
+    number: str
+    field: str
+    value: Any = None
+
+
+class LeadCreated(Event, frozen=True, kw_only=True, tag="lead.created"):
+    """A new lead from the lead webhook (web form, ad platform)."""
+
+    lead_id: str
+    phone: str
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+    source: str = ""
+    fields: dict[str, Any] = msgspec.field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    dedup_fields: ClassVar[tuple[str, ...]] = ("lead_id",)
+
+
+# --- timers ----------------------------------------------------------------
+
+TimerKind = Literal[
+    "draft_expiry",
+    "workflow_delay",
+    "reply_timeout",
+    "quiet_hours",
+    "no_response",
+]
+
+
+class TimerSet(Event, frozen=True, kw_only=True, tag="timer.set"):
+    """Set (or replace) a durable timer held by the scheduler."""
+
+    timer_id: str
+    kind: TimerKind
+    fire_at: datetime
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    dedup_fields: ClassVar[tuple[str, ...]] = ("timer_id", "fire_at")
+
+
+class TimerCancel(Event, frozen=True, kw_only=True, tag="timer.cancel"):
+    timer_id: str
+    dedup_fields: ClassVar[tuple[str, ...]] = ("timer_id",)
+
+
+class TimerFired(Event, frozen=True, kw_only=True, tag="timer.fired"):
+    timer_id: str
+    kind: TimerKind
+    fire_at: datetime
+    fired_at: datetime = msgspec.field(default_factory=utcnow)
+    late: bool = False
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    dedup_fields: ClassVar[tuple[str, ...]] = ("timer_id", "fire_at")
+
+
+AnyEvent = (
+    InboundReceived
+    | InboundRouted
+    | DraftDecided
+    | DraftCreated
+    | DraftApproved
+    | DraftRejected
+    | OutboundRequested
+    | OutboundSent
+    | OutboundFailed
+    | OutboundStatus
+    | ContactOptout
+    | ContactOptin
+    | ContactPaused
+    | ContactTagged
+    | ContactUpdated
+    | LeadCreated
+    | TimerSet
+    | TimerCancel
+    | TimerFired
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    msgspec.inspect.type_info(cls).tag: cls  # type: ignore[attr-defined]
+    for cls in AnyEvent.__args__  # type: ignore[attr-defined]
+}
+
+_decoder = msgspec.json.Decoder(AnyEvent)
+_encoder = msgspec.json.Encoder()
+
+
+def decode(data: bytes) -> Event:
+    """Decode any event; raises msgspec.DecodeError / ValidationError on malformed input."""
+    event: Event = _decoder.decode(data)
+    return event
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)

@@ -1,0 +1,218 @@
+"""The service runner: settings in, resources in an AsyncExitStack, drain on exit.
+
+A service provides ``build(ctx)``, which sets up its own resources on
+``ctx.stack`` and returns its handlers (``{EventClass: handler}``, possibly
+empty). The runner owns everything else: logging, signals, the pool and
+migrations, the bus and its streams, the consumer, the DLQ forwarder, the
+health/metrics endpoint and the ordered shutdown:
+
+1. stop fetching, 2. finish in-flight work within the grace period,
+3. ``nc.drain()``, 4. close the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from libs import metrics
+from libs.bus import Bus
+from libs.consumer import Consumer, Handler
+from libs.db import create_pool, expected_version, migrate, slice_version
+from libs.dlq import forward_advisories
+from libs.events import Event
+from libs.logging import configure
+from libs.settings import CommonSettings, SettingsError, load
+
+S = TypeVar("S", bound=CommonSettings)
+Check = Callable[[], Awaitable[bool]]
+
+
+@dataclass
+class ServiceContext(Generic[S]):
+    name: str
+    settings: S
+    bus: Bus
+    pool: asyncpg.Pool
+    stack: AsyncExitStack
+    stop: asyncio.Event
+    migrations: Path | None
+    log: Any = field(default_factory=lambda: structlog.get_logger("service"))
+    checks: dict[str, Check] = field(default_factory=dict)
+    consumer: Consumer | None = None
+    started_at: float = field(default_factory=time.time)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    failure: BaseException | None = None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run a tracked background task; if it fails, the service stops with an error."""
+        task = asyncio.create_task(coro, name=f"{self.name}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.log.error("background_task_failed", task=task.get_name(), error=repr(exc))
+            self.failure = self.failure or exc
+            self.stop.set()
+
+    async def wait_tasks(self, timeout: float) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def readiness(self) -> dict[str, bool]:
+        """Each check's result; the service is ready when all are true."""
+        results = {"nats": self.bus.nc.is_connected}
+        try:
+            async with asyncio.timeout(2):
+                want = expected_version(self.migrations) if self.migrations else 0
+                results["database"] = await slice_version(self.pool, self.name) >= want
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            results["database"] = False
+        if self.consumer is not None:
+            results["consumer"] = time.monotonic() - self.consumer.last_fetch_ok < 10
+        for name, check in self.checks.items():
+            try:
+                async with asyncio.timeout(2):
+                    results[name] = await check()
+            except Exception:
+                results[name] = False
+        return results
+
+
+Build = Callable[[ServiceContext[S]], Awaitable[Mapping[type[Event], Handler]]]
+
+
+def health_routes(ctx: ServiceContext[Any]) -> list[web.RouteDef]:
+    async def live(_: web.Request) -> web.Response:
+        return web.json_response({"service": ctx.name, "live": True})
+
+    async def ready(_: web.Request) -> web.Response:
+        checks = await ctx.readiness()
+        ok = all(checks.values())
+        metrics.SERVICE_READY.labels(ctx.name).set(1 if ok else 0)
+        body = {"service": ctx.name, "ready": ok, "checks": checks}
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def prometheus(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return [
+        web.get("/health/live", live),
+        web.get("/health/ready", ready),
+        web.get("/metrics", prometheus),
+    ]
+
+
+async def _start_health_server(ctx: ServiceContext[Any], port: int) -> None:
+    app = web.Application()
+    app.add_routes(health_routes(ctx))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    ctx.stack.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, "127.0.0.1" if port == 0 else "0.0.0.0", port)
+    await site.start()
+    ctx.log.info("health_listening", port=runner.addresses[0][1])
+
+
+async def serve(
+    settings: S,
+    *,
+    name: str,
+    build: Build[S],
+    migrations: Path | None,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run one service until ``stop`` is set (or a signal arrives when run by :func:`run_service`)."""
+    stop = stop or asyncio.Event()
+    structlog.contextvars.bind_contextvars(service=name)
+    log = structlog.get_logger("service")
+    async with AsyncExitStack() as stack:
+        # Closed last: the pool outlives the bus so the drain can still write.
+        pool = await create_pool(
+            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        stack.push_async_callback(pool.close)
+        version = await migrate(pool, name, migrations)
+        bus = await Bus.connect(settings, name)
+        stack.push_async_callback(bus.close)
+        await bus.ensure_streams()
+        ctx = ServiceContext(
+            name=name,
+            settings=settings,
+            bus=bus,
+            pool=pool,
+            stack=stack,
+            stop=stop,
+            migrations=migrations,
+            log=log,
+        )
+        handlers = await build(ctx)
+        if handlers:
+            ctx.consumer = Consumer(
+                bus,
+                name,
+                handlers,
+                on_settled=lambda subject, outcome: metrics.EVENTS_HANDLED.labels(
+                    name, metrics.event_type_of(subject), outcome
+                ).inc(),
+            )
+            await ctx.consumer.ensure()
+            ctx.spawn(ctx.consumer.run(stop), "consumer")
+            ctx.spawn(forward_advisories(bus, name, stop), "dlq-forwarder")
+        if settings.health_port >= 0:
+            await _start_health_server(ctx, settings.health_port)
+        log.info("service_ready", schema_version=version, handlers=len(handlers))
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("service_stopping", grace_s=settings.drain_grace_s)
+        await ctx.wait_tasks(settings.drain_grace_s + 1)
+    log.info("service_stopped")
+    if ctx.failure is not None:
+        raise RuntimeError(f"{name}: a background task failed") from ctx.failure
+
+
+def run_service(
+    settings_cls: type[S], *, name: str, build: Build[S], migrations: Path | None
+) -> None:
+    """Entry point for ``python -m services.<name>``: load settings, run until SIGINT/SIGTERM."""
+    try:
+        settings = load(settings_cls)
+    except SettingsError as exc:
+        print(f"{name}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure(name, level=settings.log_level, fmt=settings.log_format)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, name=name, build=build, migrations=migrations, stop=stop)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

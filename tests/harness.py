@@ -1,0 +1,135 @@
+"""Test helpers shared by all test modules: run services in-process, collect events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from libs.bus import Bus
+from libs.events import Event, decode
+from libs.service import Build, serve
+from libs.settings import CommonSettings
+
+E = TypeVar("E", bound=Event)
+
+
+class EventCollector:
+    """Everything published on a subject filter, read from the stream (no race with publishers)."""
+
+    def __init__(self, bus: Bus, subject: str) -> None:
+        self.bus = bus
+        self.subject = subject
+        self.events: list[Event] = []
+        self.headers: list[dict[str, str]] = []
+        self._changed = asyncio.Condition()
+        self._sub: Any = None
+
+    async def start(self) -> EventCollector:
+        async def on_msg(msg: Any) -> None:
+            async with self._changed:
+                self.events.append(decode(msg.data))
+                self.headers.append(dict(msg.headers or {}))
+                self._changed.notify_all()
+
+        self._sub = await self.bus.js.subscribe(
+            self.subject,
+            cb=on_msg,
+            stream=self.bus.stream,
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        return self
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    def of_type(self, cls: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, cls)]
+
+    async def wait_for(
+        self,
+        cls: type[E],
+        predicate: Callable[[E], bool] = lambda _: True,
+        *,
+        count: int = 1,
+        timeout: float = 10.0,
+    ) -> list[E]:
+        """Wait until ``count`` events of ``cls`` match ``predicate``; return them."""
+
+        def matching() -> list[E]:
+            return [e for e in self.of_type(cls) if predicate(e)]
+
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(matching()) >= count)
+        return matching()
+
+    async def assert_none(
+        self, cls: type[E], predicate: Callable[[E], bool] = lambda _: True, *, within: float = 0.5
+    ) -> None:
+        """Nothing matching arrives within ``within`` seconds (for negative assertions)."""
+        with contextlib.suppress(TimeoutError):
+            await self.wait_for(cls, predicate, timeout=within)
+            raise AssertionError(f"unexpected {cls.__name__}: {self.of_type(cls)}")
+
+
+class RunningService:
+    def __init__(self, name: str, task: asyncio.Task[None], stop: asyncio.Event) -> None:
+        self.name = name
+        self.task = task
+        self.stop_event = stop
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        async with asyncio.timeout(timeout):
+            await self.task
+
+
+async def start_service(
+    settings: CommonSettings,
+    *,
+    name: str,
+    build: Build[Any],
+    migrations: Path | None,
+    timeout: float = 30.0,
+) -> RunningService:
+    """Run a service's ``serve`` in this event loop until ready."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        serve(settings, name=name, build=build, migrations=migrations, stop=stop, ready=ready)
+    )
+    ready_wait = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({task, ready_wait}, timeout=timeout, return_when="FIRST_COMPLETED")
+    if task in done:
+        ready_wait.cancel()
+        task.result()  # raises the start-up error
+        raise RuntimeError(f"{name} stopped during start-up")
+    if ready_wait not in done:
+        ready_wait.cancel()
+        stop.set()
+        raise TimeoutError(f"{name} not ready within {timeout}s")
+    return RunningService(name, task, stop)
+
+
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05
+) -> Any:
+    """Poll an (async or sync) check until it returns a truthy value; return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

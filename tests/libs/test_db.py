@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from libs.db import MigrationError, audit, load_queries, migrate, slice_version
+from libs.tracing import current_traceparent, new_traceparent, trace_id_of
+
+
+async def columns(pool: asyncpg.Pool, table: str) -> dict[str, str]:
+    rows = await pool.fetch(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1",
+        table,
+    )
+    return {r["column_name"]: r["data_type"] for r in rows}
+
+
+async def test_migrations_apply_once_in_order(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "0001_init.sql").write_text("CREATE TABLE things (id INT PRIMARY KEY);")
+    assert await migrate(pool, "demo", folder) == 1
+    (folder / "0002_more.sql").write_text("ALTER TABLE things ADD COLUMN name TEXT NOT NULL DEFAULT '';")
+    assert await migrate(pool, "demo", folder) == 2
+    assert await migrate(pool, "demo", folder) == 2  # idempotent
+    assert await columns(pool, "things") == {"id": "integer", "name": "text"}
+    rows = await pool.fetch("SELECT slice, version, name FROM schema_migrations ORDER BY slice, version")
+    assert [tuple(r) for r in rows] == [("common", 1, "audit_log"), ("demo", 1, "init"), ("demo", 2, "more")]
+    assert await slice_version(pool, "demo") == 2
+
+
+async def test_failed_migration_rolls_back_and_reports(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "0001_broken.sql").write_text("CREATE TABLE ok_part (id INT); SELECT no_such_column FROM ok_part;")
+    with pytest.raises(asyncpg.UndefinedColumnError):
+        await migrate(pool, "broken", folder)
+    assert await slice_version(pool, "broken") == 0
+    assert await pool.fetchval("SELECT to_regclass('ok_part')") is None
+
+
+async def test_misnamed_or_gapped_migrations_are_refused(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "0002_skip.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="without gaps"):
+        await migrate(pool, "gap", folder)
+    (folder / "0002_skip.sql").rename(folder / "init.sql")
+    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+        await migrate(pool, "gap", folder)
+
+
+async def test_audit_log_is_append_only_and_traced(pool: asyncpg.Pool) -> None:
+    await migrate(pool, "demo", None)
+    assert set(await columns(pool, "audit_log")) == {
+        "id", "at", "service", "actor", "action", "thread", "details", "trace_id"
+    }  # fmt: skip
+    tp = new_traceparent()
+    token = current_traceparent.set(tp)
+    try:
+        await audit(pool, service="router", action="routed", thread="1555", details={"rule": "draft"})
+    finally:
+        current_traceparent.reset(token)
+    row = await pool.fetchrow("SELECT * FROM audit_log")
+    assert row["details"] == {"rule": "draft"} and row["actor"] == "SYSTEM"
+    assert row["trace_id"] == trace_id_of(tp)
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await pool.execute("UPDATE audit_log SET action = 'x'")
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await pool.execute("DELETE FROM audit_log")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await audit(pool, service="router", action="x", actor="ROBOT")
+
+
+def test_named_queries(tmp_path: Path) -> None:
+    path = tmp_path / "q.sql"
+    path.write_text("-- name: one\nSELECT 1;\n\n-- name: two\nSELECT $1::int\n  + 1;\n")
+    q = load_queries(path)
+    assert q.one == "SELECT 1" and q.two == "SELECT $1::int\n  + 1"
+    assert q.names == ["one", "two"]
+    with pytest.raises(AttributeError, match="no query named 'three'"):
+        _ = q.three
+    path.write_text("-- name: one\nSELECT 1;\n-- name: one\nSELECT 2;\n")
+    with pytest.raises(ValueError, match="defined twice"):
+        load_queries(path)
