@@ -6,8 +6,8 @@ cd "$ROOT"
 VENV="$ROOT/.venv"
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
-  for candidate in python3.13 python3.12 python3.11 python3; do
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  for candidate in python3.11 python3 python3.12 python3.13; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
       PY="$candidate"; break
     fi
   done

@@ -29,7 +29,7 @@ from libs.tracing import outgoing_traceparent
 
 log = structlog.get_logger("bus")
 
-DOMAINS = ("inbound", "draft", "outbound", "contact", "lead", "timer")
+DOMAINS = ("inbound", "draft", "outbound", "contact", "lead", "timer", "replay")
 DAY_S = 86400.0
 
 # Headers the DLQ copy adds to the original ones.
@@ -82,6 +82,10 @@ class Bus:
 
     def subject_of(self, event: Event) -> str:
         return self.prefix + event.subject()
+
+    def replay_subject(self, consumer: str, original: str) -> str:
+        """Where `replyline replay` re-delivers an event for one service's consumer only."""
+        return f"{self.prefix}replay.{consumer}.{self.unprefixed(original)}"
 
     def kv_name(self, bucket: str) -> str:
         return f"{self.settings.namespace}_{bucket}" if self.settings.namespace else bucket
@@ -138,17 +142,13 @@ class Bus:
 
     # --- publishing ----------------------------------------------------------
 
-    async def publish(
-        self, event: Event, *, msg_id: str | None = None, timeout: float = 5.0
-    ) -> PubAck:
+    async def publish(self, event: Event, *, msg_id: str | None = None, timeout: float = 5.0) -> PubAck:
         """Publish with Nats-Msg-Id (dedup) and traceparent; returns the stream ack."""
         headers = {
             "Nats-Msg-Id": msg_id or event.dedup_id(),
             "traceparent": outgoing_traceparent(),
         }
-        return await self.js.publish(
-            self.subject_of(event), encode(event), headers=headers, timeout=timeout
-        )
+        return await self.js.publish(self.subject_of(event), encode(event), headers=headers, timeout=timeout)
 
     async def close(self) -> None:
         if not self.nc.is_closed:

@@ -21,7 +21,6 @@ import structlog
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BadRequestError
 
 from libs import bus as busmod
 from libs.bus import Bus
@@ -91,7 +90,9 @@ class Consumer:
 
     @property
     def filter_subjects(self) -> list[str]:
-        return [self.bus.subject_for(tag, ">") for tag in self._tags]
+        # replay.<durable>.> carries events re-delivered to this service only.
+        own = [self.bus.subject_for(tag, ">") for tag in self._tags]
+        return [*own, f"{self.bus.prefix}replay.{self.durable}.>"]
 
     def config(self) -> ConsumerConfig:
         s = self.settings
@@ -106,16 +107,18 @@ class Consumer:
         )
 
     async def ensure(self) -> None:
-        """Create or update the durable; idempotent across replicas."""
-        try:
-            await self.bus.js.add_consumer(self.bus.stream, self.config())
-        except BadRequestError:
-            await self.bus.js.add_consumer(self.bus.stream, self.config(), action="update")  # type: ignore[call-arg]
+        """Create or update the durable; idempotent across replicas.
+
+        JetStream's CREATE without an action is create-or-update, so a release
+        that changes the handlers (filter subjects) updates the durable in place.
+        """
+        await self.bus.js.add_consumer(self.bus.stream, self.config())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and handle until ``stop`` is set, then finish in-flight work within the grace period."""
         await self.ensure()
         sub = await self.bus.js.pull_subscribe_bind(self.durable, self.bus.stream)
+        self.last_fetch_ok = time.monotonic()
         s = self.settings
         log.info("consumer_started", durable=self.durable, subjects=self.filter_subjects)
         try:
@@ -146,7 +149,7 @@ class Consumer:
     async def _finish_inflight(self) -> None:
         if not self._inflight:
             return
-        done, pending = await asyncio.wait(self._inflight, timeout=self.settings.drain_grace_s)
+        _, pending = await asyncio.wait(self._inflight, timeout=self.settings.drain_grace_s)
         for task in pending:
             task.cancel()
         if pending:

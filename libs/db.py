@@ -44,9 +44,7 @@ class MigrationError(Exception):
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
-        await conn.set_type_codec(
-            typename, encoder=_json_dumps, decoder=json.loads, schema="pg_catalog"
-        )
+        await conn.set_type_codec(typename, encoder=_json_dumps, decoder=json.loads, schema="pg_catalog")
 
 
 def _json_dumps(value: Any) -> str:

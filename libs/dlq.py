@@ -16,7 +16,7 @@ import json
 import structlog
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from libs.bus import Bus
 from libs.consumer import publish_dlq_copy
@@ -33,10 +33,7 @@ async def forward_advisories(bus: Bus, consumer: str, stop: asyncio.Event) -> No
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=30,
     )
-    try:
-        await bus.js.add_consumer(bus.dlq_stream, config)
-    except BadRequestError:
-        await bus.js.add_consumer(bus.dlq_stream, config, action="update")  # type: ignore[call-arg]
+    await bus.js.add_consumer(bus.dlq_stream, config)  # create-or-update
     sub = await bus.js.pull_subscribe_bind(durable, bus.dlq_stream)
     try:
         while not stop.is_set():

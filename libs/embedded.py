@@ -127,8 +127,9 @@ class EmbeddedPostgres:
 
     def pause(self) -> None:
         """Stop the postmaster but keep the data (fault-injection tests); :meth:`resume` restarts it."""
-        from pgserver._commands import pg_ctl
+        from pgserver import _commands
 
+        pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009 - generated at import time, unseen by mypy
         server = self._server
         assert server is not None
         pg_ctl(["-m", "fast", "-w", "stop"], pgdata=self.data_dir, user=server.system_user)  # type: ignore[attr-defined]

@@ -42,7 +42,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
     @property
     def tag(self) -> str:
-        return msgspec.inspect.type_info(type(self)).tag  # type: ignore[attr-defined, no-any-return]
+        return msgspec.inspect.type_info(type(self)).tag  # type: ignore[attr-defined]
 
     def subject(self) -> str:
         return f"{self.tag}.{self.thread}"
@@ -335,7 +335,7 @@ AnyEvent = (
 
 EVENT_TYPES: dict[str, type[Event]] = {
     msgspec.inspect.type_info(cls).tag: cls  # type: ignore[attr-defined]
-    for cls in AnyEvent.__args__  # type: ignore[attr-defined]
+    for cls in AnyEvent.__args__
 }
 
 _decoder = msgspec.json.Decoder(AnyEvent)

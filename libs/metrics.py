@@ -9,9 +9,7 @@ EVENTS_HANDLED = Counter(
     "Events settled by a service's consumer, by event type and outcome (ack, retry, dlq).",
     ["service", "event_type", "outcome"],
 )
-SERVICE_READY = Gauge(
-    "replyline_service_ready", "1 when the service reports ready, else 0.", ["service"]
-)
+SERVICE_READY = Gauge("replyline_service_ready", "1 when the service reports ready, else 0.", ["service"])
 
 
 def event_type_of(subject: str) -> str:

@@ -73,7 +73,4 @@ def preview(body: str, limit: int = PREVIEW_CHARS) -> str:
 
 def approval_prompt(ref: str, lead: str, body: str) -> str:
     """The exact owner prompt of DESIGN.md."""
-    return (
-        f'Draft #{ref} for {lead}: "{preview(body)}" '
-        f"Reply YES {ref}, NO {ref}, or EDIT {ref} <new text>."
-    )
+    return f'Draft #{ref} for {lead}: "{preview(body)}" Reply YES {ref}, NO {ref}, or EDIT {ref} <new text>.'

@@ -34,6 +34,7 @@ from libs.consumer import Consumer, Handler
 from libs.db import create_pool, expected_version, migrate, slice_version
 from libs.dlq import forward_advisories
 from libs.events import Event
+from libs.health import beat_forever, register_micro
 from libs.logging import configure
 from libs.settings import CommonSettings, SettingsError, load
 
@@ -52,7 +53,10 @@ class ServiceContext(Generic[S]):
     migrations: Path | None
     log: Any = field(default_factory=lambda: structlog.get_logger("service"))
     checks: dict[str, Check] = field(default_factory=dict)
+    #: Informational probes (e.g. LLM reachability): reported, never block readiness.
+    probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = field(default_factory=dict)
     consumer: Consumer | None = None
+    health_port: int | None = None
     started_at: float = field(default_factory=time.time)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     failure: BaseException | None = None
@@ -89,7 +93,7 @@ class ServiceContext(Generic[S]):
             async with asyncio.timeout(2):
                 want = expected_version(self.migrations) if self.migrations else 0
                 results["database"] = await slice_version(self.pool, self.name) >= want
-        except (OSError, asyncpg.PostgresError, TimeoutError):
+        except Exception:  # any failure to answer means not ready; the reason is in the logs
             results["database"] = False
         if self.consumer is not None:
             results["consumer"] = time.monotonic() - self.consumer.last_fetch_ok < 10
@@ -100,6 +104,34 @@ class ServiceContext(Generic[S]):
             except Exception:
                 results[name] = False
         return results
+
+    async def _schema_version(self) -> int | None:
+        if not self.migrations:
+            return 0
+        try:
+            async with asyncio.timeout(2):
+                return await slice_version(self.pool, self.name)
+        except Exception:
+            return None
+
+    async def report(self) -> dict[str, Any]:
+        """What heartbeats and the micro `ready` endpoint say about this instance."""
+        checks = await self.readiness()
+        probes: dict[str, Any] = {}
+        for name, probe in self.probes.items():
+            try:
+                async with asyncio.timeout(3):
+                    probes[name] = await probe()
+            except Exception as exc:
+                probes[name] = {"ok": False, "error": repr(exc)}
+        return {
+            "ready": all(checks.values()),
+            "checks": checks,
+            "probes": probes,
+            "schema_version": await self._schema_version(),
+            "expected_schema_version": expected_version(self.migrations) if self.migrations else 0,
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }
 
 
 Build = Callable[[ServiceContext[S]], Awaitable[Mapping[type[Event], Handler]]]
@@ -134,7 +166,8 @@ async def _start_health_server(ctx: ServiceContext[Any], port: int) -> None:
     ctx.stack.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, "127.0.0.1" if port == 0 else "0.0.0.0", port)
     await site.start()
-    ctx.log.info("health_listening", port=runner.addresses[0][1])
+    ctx.health_port = int(runner.addresses[0][1])
+    ctx.log.info("health_listening", port=ctx.health_port)
 
 
 async def serve(
@@ -145,6 +178,7 @@ async def serve(
     migrations: Path | None,
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
+    on_ready: Callable[[ServiceContext[S]], None] | None = None,
 ) -> None:
     """Run one service until ``stop`` is set (or a signal arrives when run by :func:`run_service`)."""
     stop = stop or asyncio.Event()
@@ -185,7 +219,12 @@ async def serve(
             ctx.spawn(forward_advisories(bus, name, stop), "dlq-forwarder")
         if settings.health_port >= 0:
             await _start_health_server(ctx, settings.health_port)
+        micro_service = await register_micro(bus, name, ctx.report)
+        stack.push_async_callback(micro_service.stop)
+        ctx.spawn(beat_forever(bus, name, ctx.report, stop), "heartbeat")
         log.info("service_ready", schema_version=version, handlers=len(handlers))
+        if on_ready is not None:
+            on_ready(ctx)
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -196,9 +235,7 @@ async def serve(
         raise RuntimeError(f"{name}: a background task failed") from ctx.failure
 
 
-def run_service(
-    settings_cls: type[S], *, name: str, build: Build[S], migrations: Path | None
-) -> None:
+def run_service(settings_cls: type[S], *, name: str, build: Build[S], migrations: Path | None) -> None:
     """Entry point for ``python -m services.<name>``: load settings, run until SIGINT/SIGTERM."""
     try:
         settings = load(settings_cls)

@@ -12,9 +12,7 @@ import secrets
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
-current_traceparent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "traceparent", default=None
-)
+current_traceparent: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
 
 
 def new_traceparent(trace_id: str | None = None) -> str:

@@ -88,9 +88,7 @@ def _template_ready(pg_admin_url: str) -> str:
     async def create() -> None:
         conn = await asyncpg.connect(pg_admin_url)
         try:
-            exists = await conn.fetchval(
-                "SELECT 1 FROM pg_database WHERE datname = $1", TEMPLATE_DB
-            )
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", TEMPLATE_DB)
             if not exists:
                 try:
                     await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
@@ -126,9 +124,7 @@ def namespace() -> str:
 
 
 @pytest.fixture
-def make_settings(
-    nats_url: str, database_url: str, namespace: str
-) -> Callable[..., Any]:
+def make_settings(nats_url: str, database_url: str, namespace: str) -> Callable[..., Any]:
     """Build any service's settings pointed at this test's servers, namespace and database.
 
     The process environment is ignored so a developer's REPLYLINE_* variables never leak in.

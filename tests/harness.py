@@ -13,7 +13,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from libs.bus import Bus
 from libs.events import Event, decode
-from libs.service import Build, serve
+from libs.service import Build, ServiceContext, serve
 from libs.settings import CommonSettings
 
 E = TypeVar("E", bound=Event)
@@ -82,10 +82,13 @@ class EventCollector:
 
 
 class RunningService:
-    def __init__(self, name: str, task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    def __init__(
+        self, name: str, task: asyncio.Task[None], stop: asyncio.Event, ctx: ServiceContext[Any]
+    ) -> None:
         self.name = name
         self.task = task
         self.stop_event = stop
+        self.ctx = ctx
 
     async def stop(self, timeout: float = 30.0) -> None:
         self.stop_event.set()
@@ -103,8 +106,17 @@ async def start_service(
 ) -> RunningService:
     """Run a service's ``serve`` in this event loop until ready."""
     stop, ready = asyncio.Event(), asyncio.Event()
+    contexts: list[ServiceContext[Any]] = []
     task = asyncio.create_task(
-        serve(settings, name=name, build=build, migrations=migrations, stop=stop, ready=ready)
+        serve(
+            settings,
+            name=name,
+            build=build,
+            migrations=migrations,
+            stop=stop,
+            ready=ready,
+            on_ready=contexts.append,
+        )
     )
     ready_wait = asyncio.create_task(ready.wait())
     done, _ = await asyncio.wait({task, ready_wait}, timeout=timeout, return_when="FIRST_COMPLETED")
@@ -116,12 +128,10 @@ async def start_service(
         ready_wait.cancel()
         stop.set()
         raise TimeoutError(f"{name} not ready within {timeout}s")
-    return RunningService(name, task, stop)
+    return RunningService(name, task, stop, contexts[0])
 
 
-async def eventually(
-    check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05
-) -> Any:
+async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
     """Poll an (async or sync) check until it returns a truthy value; return that value."""
     deadline = time.monotonic() + timeout
     while True:

@@ -10,7 +10,11 @@ from tests.harness import EventCollector
 
 def inbound(sid: str, thread: str = "15551234567", body: str = "hi") -> InboundReceived:
     return InboundReceived(
-        thread=thread, message_sid=sid, from_number="+" + thread, to_number="+15550000000", body=body
+        thread=thread,
+        message_sid=sid,
+        from_number="+" + thread,
+        to_number="+15550000000",
+        body=body,
     )
 
 
@@ -36,9 +40,7 @@ async def test_publish_dedups_on_the_events_own_id(bus: Bus, collector: EventCol
     assert collector.of_type(InboundReceived)[0].body == "first"
 
 
-async def test_publish_carries_traceparent_of_the_current_trace(
-    bus: Bus, collector: EventCollector
-) -> None:
+async def test_publish_carries_traceparent_of_the_current_trace(bus: Bus, collector: EventCollector) -> None:
     parent = new_traceparent()
     token = current_traceparent.set(parent)
     try:

@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,7 +53,7 @@ async def test_retry_naks_with_delay_then_succeeds(make_settings: Callable[..., 
     await asyncio.wait_for(done.wait(), 10)
     await svc.stop()
     assert [n for n, _ in calls] == [1, 2, 3]
-    gaps = [b - a for (_, a), (_, b) in zip(calls, calls[1:], strict=False)]
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(calls)]
     assert all(g >= 0.25 for g in gaps), gaps
 
 
@@ -83,7 +84,14 @@ async def test_poison_event_goes_to_dlq_with_headers(make_settings: Callable[...
 
     svc = await run_handlers(make_settings, {InboundReceived: handle})
     subject = bus.subject_for("inbound.received", "15551234567")
-    await bus.js.publish(subject, b"{not json", headers={"Nats-Msg-Id": "poison-1", "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"})
+    await bus.js.publish(
+        subject,
+        b"{not json",
+        headers={
+            "Nats-Msg-Id": "poison-1",
+            "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        },
+    )
     await bus.publish(inbound("SM-after-poison"))
     [copy] = await dlq_messages(bus, 1)
     await asyncio.sleep(0.3)
@@ -100,7 +108,9 @@ async def test_poison_event_goes_to_dlq_with_headers(make_settings: Callable[...
     assert info.num_ack_pending == 0 and info.num_redelivered == 0  # terminated, not redelivered
 
 
-async def test_handler_drop_and_exhausted_retries_reach_dlq(make_settings: Callable[..., Any], bus: Bus) -> None:
+async def test_handler_drop_and_exhausted_retries_reach_dlq(
+    make_settings: Callable[..., Any], bus: Bus
+) -> None:
     deliveries: dict[str, int] = {}
 
     async def handle(event: InboundReceived, d: Delivery) -> Retry | Drop:
@@ -120,7 +130,9 @@ async def test_handler_drop_and_exhausted_retries_reach_dlq(make_settings: Calla
     assert deliveries == {"SM-drop": 1, "SM-fail": 3}
 
 
-async def test_advisory_forwarder_dead_letters_a_crash_loop(make_settings: Callable[..., Any], bus: Bus) -> None:
+async def test_advisory_forwarder_dead_letters_a_crash_loop(
+    make_settings: Callable[..., Any], bus: Bus
+) -> None:
     """A consumer that never acks (the process dies every time) still ends in the DLQ."""
 
     async def handle(event: InboundReceived, d: Delivery) -> None:
@@ -168,7 +180,14 @@ async def test_one_thread_in_order_threads_in_parallel(make_settings: Callable[.
     await asyncio.wait_for(all_done.wait(), 10)
     await svc.stop()
     thread_a = [(kind, sid) for kind, t, sid in log if t == "15550000011"]
-    assert thread_a == [("start", "A1"), ("end", "A1"), ("start", "A2"), ("end", "A2"), ("start", "A3"), ("end", "A3")]
+    assert thread_a == [
+        ("start", "A1"),
+        ("end", "A1"),
+        ("start", "A2"),
+        ("end", "A2"),
+        ("start", "A3"),
+        ("end", "A3"),
+    ]
     # B1 was not held behind the slow A1.
     assert log.index(("end", "15550000022", "B1")) < log.index(("end", "15550000011", "A1"))
 
@@ -183,4 +202,7 @@ async def test_consumer_filter_follows_the_handlers(make_settings: Callable[...,
     svc = await run_handlers(make_settings, {InboundReceived: handle})
     info = await bus.js.consumer_info(bus.stream, "router")
     await svc.stop()
-    assert info.config.filter_subjects == [bus.subject_for("inbound.received", ">")]
+    assert info.config.filter_subjects == [
+        bus.subject_for("inbound.received", ">"),
+        f"{bus.prefix}replay.router.>",
+    ]

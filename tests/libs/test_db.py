@@ -25,14 +25,20 @@ async def test_migrations_apply_once_in_order(pool: asyncpg.Pool, tmp_path: Path
     assert await migrate(pool, "demo", folder) == 2  # idempotent
     assert await columns(pool, "things") == {"id": "integer", "name": "text"}
     rows = await pool.fetch("SELECT slice, version, name FROM schema_migrations ORDER BY slice, version")
-    assert [tuple(r) for r in rows] == [("common", 1, "audit_log"), ("demo", 1, "init"), ("demo", 2, "more")]
+    assert [tuple(r) for r in rows] == [
+        ("common", 1, "audit_log"),
+        ("demo", 1, "init"),
+        ("demo", 2, "more"),
+    ]
     assert await slice_version(pool, "demo") == 2
 
 
 async def test_failed_migration_rolls_back_and_reports(pool: asyncpg.Pool, tmp_path: Path) -> None:
     folder = tmp_path / "m"
     folder.mkdir()
-    (folder / "0001_broken.sql").write_text("CREATE TABLE ok_part (id INT); SELECT no_such_column FROM ok_part;")
+    (folder / "0001_broken.sql").write_text(
+        "CREATE TABLE ok_part (id INT); SELECT no_such_column FROM ok_part;"
+    )
     with pytest.raises(asyncpg.UndefinedColumnError):
         await migrate(pool, "broken", folder)
     assert await slice_version(pool, "broken") == 0
@@ -46,7 +52,7 @@ async def test_misnamed_or_gapped_migrations_are_refused(pool: asyncpg.Pool, tmp
     with pytest.raises(MigrationError, match="without gaps"):
         await migrate(pool, "gap", folder)
     (folder / "0002_skip.sql").rename(folder / "init.sql")
-    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
         await migrate(pool, "gap", folder)
 
 

@@ -7,7 +7,7 @@ from libs.bus import Bus
 from libs.consumer import Delivery
 from libs.events import InboundReceived
 from libs.service import ServiceContext
-from tests.harness import start_service
+from tests.harness import eventually, start_service
 from tests.libs.test_bus import inbound
 
 N = 30
@@ -38,9 +38,7 @@ async def test_graceful_drain_loses_no_in_flight_message(make_settings: Callable
     assert sum(finished.values()) + info.num_pending == N
     # The rest is picked up by the next start, and nothing is handled twice.
     svc = await start_service(settings, name="router", build=build, migrations=None)
-    async with asyncio.timeout(20):
-        while sum(finished.values()) < N:
-            await asyncio.sleep(0.05)
+    await eventually(lambda: sum(finished.values()) >= N, timeout=20)
     await svc.stop()
     assert set(finished) == {f"SM{i}" for i in range(N)}
     assert max(finished.values()) == 1

@@ -48,7 +48,7 @@ def test_invalid_value_names_the_variable() -> None:
 
 
 def test_cross_field_validation() -> None:
-    with pytest.raises(SettingsError, match="not E.164"):
+    with pytest.raises(SettingsError, match=r"not E\.164"):
         load(DemoSettings, env={"REPLYLINE_API_KEY": "k", "REPLYLINE_OWNER_NUMBERS": "555-1234"})
     with pytest.raises(SettingsError, match="namespace"):
         load(DemoSettings, env={"REPLYLINE_API_KEY": "k", "REPLYLINE_NAMESPACE": "a.b"})
@@ -68,7 +68,7 @@ def test_yaml_file_errors(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="invalid YAML"):
         load(DemoSettings, env={"REPLYLINE_CONFIG": str(config)})
     config.write_text("api_key: k\napi_kye: typo\n")
-    with pytest.raises(SettingsError, match="unknown setting.*api_kye"):
+    with pytest.raises(SettingsError, match=r"unknown setting.*api_kye"):
         load(DemoSettings, env={"REPLYLINE_CONFIG": str(config)})
     with pytest.raises(SettingsError, match="cannot read"):
         load(DemoSettings, env={"REPLYLINE_CONFIG": str(tmp_path / "missing.yaml")})

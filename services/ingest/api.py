@@ -1,0 +1,228 @@
+"""The owner/admin HTTP API under /api (bearer token with the ``admin`` scope).
+
+Reads (pending drafts, manual-intervention queue) are answered by the drafter over
+NATS request/reply (see drafter_rpc.py); decisions and pauses are events. The API
+answers 202: the drafter checks a decision (draft known, still pending) when it
+consumes it, exactly as for an SMS decision.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import structlog
+from aiohttp import web
+
+from libs.events import ContactPaused, DecisionAction, DraftDecided, Event, thread_of
+from services.ingest.auth import Principal
+from services.ingest.drafter_rpc import PENDING, QUEUE, DrafterError, DrafterUnavailable
+from services.ingest.http_common import DEPS_KEY, Unavailable, authenticate, json_error
+from services.ingest.twilio_payload import PayloadError
+
+log = structlog.get_logger("ingest")
+
+_NUMBER = re.compile(r"^\+?([1-9]\d{5,14})$")
+_MAX_LIMIT = 500
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def number_and_thread(raw: str) -> tuple[str, str]:
+    """``+15551234567`` or ``15551234567`` (a thread token) -> (E.164, thread)."""
+    match = _NUMBER.match(raw.strip())
+    if not match:
+        raise PayloadError(f"{raw!r} is not an E.164 number or thread (e.g. +15551234567)")
+    digits = match.group(1)
+    return f"+{digits}", digits
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """An optional JSON object body ({} when empty)."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("body must be a JSON object")
+    return data
+
+
+def _str_field(data: dict[str, Any], key: str, *, max_len: int = 1600) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(f"{key} must be a string")
+    if len(value) > max_len:
+        raise PayloadError(f"{key} is longer than {max_len} characters")
+    return value
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_LIMIT:
+        raise PayloadError(f"limit must be a number from 1 to {_MAX_LIMIT}")
+    return int(raw)
+
+
+async def _ask_drafter(
+    request: web.Request, method: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    try:
+        return await request.app[DEPS_KEY].drafter.call(method, payload)
+    except DrafterUnavailable as exc:
+        raise Unavailable(str(exc)) from exc
+    except DrafterError as exc:
+        raise web.HTTPBadGateway(
+            text=json.dumps({"error": f"drafter: {exc}"}), content_type="application/json"
+        ) from exc
+
+
+async def list_pending(request: web.Request) -> web.Response:
+    await authenticate(request, "admin")
+    data = await _ask_drafter(request, PENDING, {"limit": _limit(request)})
+    return web.json_response({"drafts": data.get("drafts", [])})
+
+
+async def list_queue(request: web.Request) -> web.Response:
+    await authenticate(request, "admin")
+    data = await _ask_drafter(request, QUEUE, {"limit": _limit(request)})
+    return web.json_response({"items": data.get("items", [])})
+
+
+async def _publish(request: web.Request, event: Event, principal: Principal, action: str) -> None:
+    deps = request.app[DEPS_KEY]
+    try:
+        await deps.publish(event)
+    except Exception as exc:
+        log.exception("api_publish_failed", action=action)
+        raise Unavailable(f"could not publish the decision ({type(exc).__name__})") from exc
+    details = {"event_id": event.id, "token": principal.name, **_audit_details(event)}
+    try:
+        await deps.audit(action, event.thread, "HUMAN", details)
+    except Exception:
+        # The event is out; a 5xx now would invite a second, different decision.
+        log.exception("api_audit_failed", action=action)
+
+
+def _audit_details(event: Event) -> dict[str, Any]:
+    if isinstance(event, DraftDecided):
+        return {"action": event.action, "draft_id": event.draft_id, "ref": event.ref}
+    if isinstance(event, ContactPaused):
+        return {"paused": event.paused, "reason": event.reason}
+    return {}
+
+
+async def _find_pending(request: web.Request, key: str) -> dict[str, Any] | None:
+    data = await _ask_drafter(request, PENDING, {"limit": _MAX_LIMIT})
+    for draft in data.get("drafts", []):
+        if isinstance(draft, dict) and key in (draft.get("draft_id"), draft.get("ref")):
+            return draft
+    return None
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _decide(action: Literal["approve", "reject", "edit"]) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        principal = await authenticate(request, "admin")
+        key = request.match_info["draft"]
+        body = await json_body(request)
+        text = _str_field(body, "text")
+        notes = _str_field(body, "notes") or _str_field(body, "reason") or ""
+        if action == "edit" and not (text and text.strip()):
+            raise PayloadError("an edit needs a non-empty 'text'")
+        given = _str_field(body, "thread", max_len=32) or _str_field(body, "number", max_len=32)
+        try:
+            draft = await _find_pending(request, key)
+        except Unavailable:
+            if not given:
+                raise Unavailable(
+                    "the drafter is not answering, so the draft's thread is unknown; "
+                    'retry later or pass {"thread": ...} with the draft id'
+                ) from None
+            # The drafter still checks the decision when it consumes it.
+            draft = {"draft_id": key} if _is_uuid(key) else {"ref": key}
+        else:
+            if draft is None:
+                return json_error(404, f"no pending draft with id or ref {key!r}")
+        if given:
+            _, thread = number_and_thread(given)
+        elif draft.get("thread") or draft.get("to_number"):
+            thread = str(draft.get("thread") or thread_of(str(draft["to_number"])))
+        else:
+            raise web.HTTPBadGateway(
+                text=json.dumps({"error": "the drafter's draft has no thread"}),
+                content_type="application/json",
+            )
+        decision_action: DecisionAction = action
+        event = DraftDecided(
+            thread=thread,
+            action=decision_action,
+            reviewer=f"api:{principal.name}",
+            source="api",
+            ref=draft.get("ref"),
+            draft_id=draft.get("draft_id"),
+            text=text if action == "edit" else None,
+            notes=notes,
+        )
+        await _publish(request, event, principal, "draft.decided")
+        log.info("api_decision", action=action, draft_id=event.draft_id, thread=thread)
+        return web.json_response(
+            {
+                "status": "accepted",
+                "event_id": event.id,
+                "action": action,
+                "draft_id": event.draft_id,
+                "ref": event.ref,
+                "thread": thread,
+            },
+            status=202,
+        )
+
+    return handler
+
+
+def _pause(paused: bool) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        principal = await authenticate(request, "admin")
+        number, thread = number_and_thread(request.match_info["number"])
+        body = await json_body(request)
+        event = ContactPaused(
+            thread=thread,
+            number=number,
+            paused=paused,
+            actor=f"api:{principal.name}",
+            reason=_str_field(body, "reason", max_len=500) or "",
+        )
+        await _publish(request, event, principal, "contact.paused" if paused else "contact.resumed")
+        log.info("api_pause", paused=paused, thread=thread)
+        return web.json_response(
+            {"status": "accepted", "event_id": event.id, "thread": thread, "paused": paused},
+            status=202,
+        )
+
+    return handler
+
+
+def add_api_routes(app: web.Application) -> None:
+    app.router.add_get("/api/drafts", list_pending)
+    app.router.add_get("/api/queue", list_queue)
+    app.router.add_post("/api/drafts/{draft}/approve", _decide("approve"))
+    app.router.add_post("/api/drafts/{draft}/reject", _decide("reject"))
+    app.router.add_post("/api/drafts/{draft}/edit", _decide("edit"))
+    app.router.add_post("/api/threads/{number}/pause", _pause(True))
+    app.router.add_post("/api/threads/{number}/resume", _pause(False))

@@ -1,0 +1,68 @@
+"""What the ingest HTTP handlers share: their ports, app keys, errors and authentication."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from services.ingest.auth import Principal, Scope, TokenVerifier, bearer_token
+from services.ingest.drafter_rpc import DrafterApi
+from services.ingest.recorder import InboundRecorder, PublishFn
+from services.ingest.settings import IngestSettings
+from services.ingest.signature import SignatureCheck
+
+log = structlog.get_logger("ingest")
+
+#: (action, thread, actor, details) -> one audit_log row.
+AuditFn = Callable[[str, str | None, str, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestDeps:
+    recorder: InboundRecorder
+    publish: PublishFn
+    tokens: TokenVerifier
+    drafter: DrafterApi
+    audit: AuditFn
+
+
+SETTINGS_KEY = web.AppKey("settings", IngestSettings)
+DEPS_KEY = web.AppKey("deps", IngestDeps)
+SIGNATURE_KEY = web.AppKey("signature", SignatureCheck)
+
+
+class Unavailable(Exception):
+    """A dependency (Postgres, NATS, the drafter) failed: answer 503 so the caller retries."""
+
+
+def json_error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+def _refusal(cls: type[web.HTTPError], message: str, **headers: str) -> web.HTTPError:
+    return cls(
+        text=json.dumps({"error": message}), content_type="application/json", headers=headers
+    )
+
+
+async def authenticate(request: web.Request, scope: Scope) -> Principal:
+    """The caller's principal, or a 401/403 raised as an HTTP exception."""
+    token = bearer_token(request.headers.get("Authorization"))
+    challenge = {"WWW-Authenticate": 'Bearer realm="replyline"'}
+    if token is None:
+        raise _refusal(web.HTTPUnauthorized, "missing bearer token", **challenge)
+    try:
+        principal = await request.app[DEPS_KEY].tokens.verify(token)
+    except Exception as exc:
+        raise Unavailable(f"cannot check the token ({type(exc).__name__})") from exc
+    if principal is None:
+        log.warning("api_token_rejected", remote=request.remote)
+        raise _refusal(web.HTTPUnauthorized, "invalid or revoked token", **challenge)
+    if not principal.allows(scope):
+        raise _refusal(web.HTTPForbidden, f"a {principal.scope!r} token cannot do this")
+    return principal

@@ -1,0 +1,38 @@
+-- name: insert_inbound
+INSERT INTO inbound_messages (
+    message_sid, account_sid, messaging_service_sid, from_number, to_number, thread,
+    body, num_media, media, raw, event_id, received_at
+)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11, $12)
+ON CONFLICT (message_sid) DO NOTHING
+RETURNING id;
+
+-- name: set_inbound_seq
+UPDATE inbound_messages SET stream_seq = $2 WHERE id = $1;
+
+-- name: get_inbound
+SELECT id, message_sid, thread, from_number, to_number, body, num_media, media, raw,
+       event_id, stream_seq, received_at
+FROM inbound_messages WHERE message_sid = $1;
+
+-- name: list_inbound_for_thread
+SELECT message_sid, from_number, to_number, body, num_media, media, received_at
+FROM inbound_messages WHERE thread = $1
+ORDER BY received_at DESC, id DESC
+LIMIT $2;
+
+-- name: verify_token
+UPDATE api_tokens SET last_used_at = now()
+WHERE token_hash = $1 AND revoked_at IS NULL
+RETURNING name, scope;
+
+-- name: create_token
+INSERT INTO api_tokens (name, token_hash, scope) VALUES ($1, $2, $3)
+RETURNING id, created_at;
+
+-- name: revoke_token
+UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL
+RETURNING id;
+
+-- name: list_tokens
+SELECT name, scope, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY id;

@@ -1,0 +1,82 @@
+"""Wiring ingest to Postgres, NATS and an HTTP listener inside the service runner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from libs.consumer import Handler
+from libs.db import audit, load_queries
+from libs.events import Event
+from libs.service import Build, ServiceContext, health_routes
+from services.ingest.app import create_app
+from services.ingest.auth import DbTokenVerifier
+from services.ingest.drafter_rpc import NatsDrafterApi
+from services.ingest.http_common import IngestDeps
+from services.ingest.recorder import SERVICE, PgInboundRecorder
+from services.ingest.settings import IngestSettings
+
+HERE = Path(__file__).parent
+MIGRATIONS = HERE / "migrations"
+QUERIES = load_queries(HERE / "queries.sql")
+
+
+def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSettings]:
+    """The service's build function; ``on_listening`` gets the bound base URL (tests use port 0)."""
+
+    async def build(ctx: ServiceContext[IngestSettings]) -> Mapping[type[Event], Handler]:
+        settings = ctx.settings
+
+        async def publish(event: Event) -> int:
+            if not ctx.bus.nc.is_connected:
+                # Fail fast: nats-py would buffer the message and flush it on reconnect,
+                # after the webhook already answered 503 and rolled its row back.
+                raise ConnectionError("NATS is not connected")
+            ack = await ctx.bus.publish(event, timeout=settings.publish_timeout_s)
+            return int(ack.seq)
+
+        async def audit_row(
+            action: str, thread: str | None, actor: str, details: dict[str, Any]
+        ) -> None:
+            await audit(
+                ctx.pool,
+                service=SERVICE,
+                action=action,
+                thread=thread,
+                actor=actor,
+                details=details,
+            )
+
+        deps = IngestDeps(
+            recorder=PgInboundRecorder(ctx.pool, QUERIES, publish),
+            publish=publish,
+            tokens=DbTokenVerifier(ctx.pool, QUERIES, settings.api_token),
+            drafter=NatsDrafterApi(ctx.bus.nc, ctx.bus.prefix, settings.drafter_rpc_timeout_s),
+            audit=audit_row,
+        )
+        app = create_app(settings, deps)
+        # Health and metrics on the public port too: a load balancer needs only one port.
+        app.add_routes(health_routes(ctx))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        # Pushed after the bus: on shutdown the listener closes before the bus drains.
+        ctx.stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        base = f"http://{host}:{port}"
+        ctx.log.info(
+            "ingest_listening",
+            url=base,
+            public_base_url=settings.public_base_url,
+            dev_auth_token=not settings.twilio_auth_token,
+        )
+        if on_listening is not None:
+            on_listening(base)
+        # Ingest consumes no events: it only publishes what arrives over HTTP.
+        return {}
+
+    return build

@@ -1,0 +1,127 @@
+"""Parsing Twilio's form-encoded webhooks into typed structs.
+
+Twilio posts ``application/x-www-form-urlencoded`` bodies and adds fields without
+notice, so the structs name only what Replyline uses and the raw form is kept
+alongside. Everything here is pure: bad input raises :class:`PayloadError`, which
+the HTTP layer turns into a 400.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, TypeVar
+from urllib.parse import parse_qsl
+
+import msgspec
+from multidict import MultiDict, MultiDictProxy
+
+from libs.events import Media
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+#: Twilio SIDs are two letters and 32 hex digits; accept any short alphanumeric token so a
+#: future prefix does not get rejected, while keeping it safe as a Nats-Msg-Id part.
+Sid = Annotated[str, msgspec.Meta(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9]+$")]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+# Twilio delivers at most 10 media items per MMS.
+MediaCount = Annotated[int, msgspec.Meta(ge=0, le=10)]
+SegmentCount = Annotated[int, msgspec.Meta(ge=0, le=100)]
+
+RawForm = dict[str, str | list[str]]
+T = TypeVar("T")
+
+
+class PayloadError(ValueError):
+    """The request body is not a usable Twilio webhook (answered with 400)."""
+
+
+class InboundSms(msgspec.Struct, frozen=True, kw_only=True):
+    """The fields of Twilio's inbound-message webhook that Replyline uses."""
+
+    message_sid: Sid = msgspec.field(name="MessageSid")
+    from_number: NonEmpty = msgspec.field(name="From")
+    to_number: str = msgspec.field(default="", name="To")
+    body: str = msgspec.field(default="", name="Body")
+    account_sid: str = msgspec.field(default="", name="AccountSid")
+    messaging_service_sid: str = msgspec.field(default="", name="MessagingServiceSid")
+    num_media: MediaCount = msgspec.field(default=0, name="NumMedia")
+    num_segments: SegmentCount = msgspec.field(default=1, name="NumSegments")
+    opt_out_type: str = msgspec.field(default="", name="OptOutType")
+    media: tuple[Media, ...] = ()
+
+
+class StatusCallback(msgspec.Struct, frozen=True, kw_only=True):
+    """Twilio's message status callback (sent to the StatusCallback URL of an outbound message)."""
+
+    message_sid: Sid = msgspec.field(name="MessageSid")
+    message_status: NonEmpty = msgspec.field(name="MessageStatus")
+    to_number: str = msgspec.field(default="", name="To")
+    from_number: str = msgspec.field(default="", name="From")
+    account_sid: str = msgspec.field(default="", name="AccountSid")
+    # Absent on success; Twilio sends the numeric code (e.g. "30007") on failure.
+    error_code: int | None = msgspec.field(default=None, name="ErrorCode")
+
+
+def parse_form(body: bytes) -> MultiDictProxy[str]:
+    """Decode a urlencoded body strictly: invalid UTF-8, raw or percent-encoded, is an error.
+
+    aiohttp's ``request.post()`` raises UnicodeDecodeError (a 500) on such input, hence this.
+    """
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"body is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
+    except ValueError as exc:
+        raise PayloadError(f"body is not a urlencoded form: {exc}") from exc
+    if any("\x00" in k or "\x00" in v for k, v in pairs):
+        # Postgres text cannot hold NUL; reject it here rather than fail at insert time.
+        raise PayloadError("body contains a NUL character")
+    return MultiDictProxy(MultiDict(pairs))
+
+
+def raw_form(form: MultiDictProxy[str]) -> RawForm:
+    """The whole form as JSON-able data: one string per field, a list when a field repeats."""
+    raw: RawForm = {}
+    for key in form:
+        if key in raw:
+            continue
+        values = form.getall(key)
+        raw[key] = values[0] if len(values) == 1 else list(values)
+    return raw
+
+
+def _first_values(form: MultiDictProxy[str]) -> dict[str, str]:
+    return {key: form[key] for key in form}
+
+
+def _convert(form: MultiDictProxy[str], cls: type[T]) -> T:
+    try:
+        # strict=False lets msgspec turn "3" into 3 for the numeric fields.
+        return msgspec.convert(_first_values(form), cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise PayloadError(str(exc)) from exc
+
+
+def parse_inbound(form: MultiDictProxy[str]) -> InboundSms:
+    """Validate an inbound-message webhook and collect its media (MediaUrlN/MediaContentTypeN)."""
+    sms = _convert(form, InboundSms)
+    media: list[Media] = []
+    for index in range(sms.num_media):
+        url = form.get(f"MediaUrl{index}", "")
+        if not url:
+            raise PayloadError(f"NumMedia is {sms.num_media} but MediaUrl{index} is missing")
+        media.append(Media(url=url, content_type=form.get(f"MediaContentType{index}", "")))
+    return msgspec.structs.replace(sms, media=tuple(media))
+
+
+def parse_status(form: MultiDictProxy[str]) -> StatusCallback:
+    fields = _first_values(form)
+    # Older callbacks carry SmsStatus/SmsSid only; an empty ErrorCode means "no error".
+    fields.setdefault("MessageStatus", fields.get("SmsStatus", ""))
+    fields.setdefault("MessageSid", fields.get("SmsSid", ""))
+    if fields.get("ErrorCode", None) == "":
+        del fields["ErrorCode"]
+    try:
+        return msgspec.convert(fields, StatusCallback, strict=False)
+    except msgspec.ValidationError as exc:
+        raise PayloadError(str(exc)) from exc

@@ -1,0 +1,61 @@
+"""Wiring of the sender: transport choice, outbox, sweep and handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+
+from libs.consumer import Handler
+from libs.events import Event, utcnow
+from libs.service import ServiceContext
+from services.sender.console import ConsoleTransport
+from services.sender.handlers import build_handlers
+from services.sender.outbox import Outbox
+from services.sender.settings import SenderSettings
+from services.sender.transport import Transport
+from services.sender.twilio_transport import TwilioTransport
+
+NAME = "sender"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+Build = Callable[[ServiceContext[SenderSettings]], Awaitable[Mapping[type[Event], Handler]]]
+
+
+def make_transport(settings: SenderSettings) -> Transport:
+    use_twilio = settings.sender_transport == "twilio" or (
+        settings.sender_transport == "auto" and settings.twilio_configured
+    )
+    if not use_twilio:
+        return ConsoleTransport(from_number=settings.twilio_from_number or settings.business_number)
+    return TwilioTransport(
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token,
+        from_number=(
+            settings.twilio_from_number
+            or ("" if settings.twilio_messaging_service_sid else settings.business_number)
+        ),
+        messaging_service_sid=settings.twilio_messaging_service_sid,
+        status_callback_url=settings.status_callback_url,
+        api_base_url=settings.twilio_api_base_url,
+        timeout=settings.twilio_timeout_s,
+    )
+
+
+def make_build(clock: Callable[[], datetime] = utcnow) -> Build:
+    """The service's build function; tests pass a clock to stand in a given hour."""
+
+    async def build(ctx: ServiceContext[SenderSettings]) -> Mapping[type[Event], Handler]:
+        transport = make_transport(ctx.settings)
+        ctx.stack.push_async_callback(transport.close)
+        ctx.log.info("sender_transport", transport=transport.name)
+        outbox = Outbox(
+            settings=ctx.settings, pool=ctx.pool, bus=ctx.bus, transport=transport, clock=clock
+        )
+        ctx.spawn(outbox.sweep_forever(ctx.stop), "sweep")
+        return build_handlers(outbox)
+
+    return build
+
+
+build = make_build()

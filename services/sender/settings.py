@@ -1,0 +1,55 @@
+"""Settings of the sender (REPLYLINE_* variables; see docs/sender.md)."""
+
+from __future__ import annotations
+
+from libs.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, CommonSettings
+
+
+class SenderSettings(CommonSettings, frozen=True, kw_only=True):
+    #: "auto" (Twilio when real credentials are set, else console), "twilio" or "console".
+    sender_transport: str = "auto"
+    #: Sending number; empty means business_number (unless a Messaging Service is set).
+    twilio_from_number: str = ""
+    twilio_messaging_service_sid: str = ""
+    #: Override of https://api.twilio.com (tests, egress proxies).
+    twilio_api_base_url: str = ""
+    twilio_timeout_s: float = 15.0
+    #: Delays between attempts after transient provider errors (429, 5xx).
+    send_backoff_s: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0, 60.0)
+    #: Attempts before a transiently failing message becomes FAILED_SEND.
+    max_send_attempts: int = 5
+    #: The sweep re-drives outbox rows whose event was lost.
+    sweep_interval_s: float = 15.0
+    #: How long a row may sit unfinished before the sweep assumes its event was lost.
+    sweep_grace_s: float = 10.0
+    #: Extra time the scheduler gets to fire a deferral timer before the sweep steps in.
+    deferred_grace_s: float = 60.0
+    #: Lead-facing messages go out only inside this local window [start, end).
+    quiet_hours_start: str = "08:00"
+    quiet_hours_end: str = "21:00"
+    #: Zone used when neither the contact nor the number tells one.
+    quiet_hours_default_tz: str = "America/New_York"
+    #: Reconciliation looks for provider messages created this long before the attempt.
+    reconcile_slack_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sender_transport not in ("auto", "twilio", "console"):
+            raise ValueError("sender_transport must be auto, twilio or console")
+        if self.max_send_attempts < 1:
+            raise ValueError("max_send_attempts must be at least 1")
+
+    @property
+    def twilio_configured(self) -> bool:
+        """Real credentials are present (the dev placeholders do not count)."""
+        return bool(
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and self.twilio_account_sid != DEV_TWILIO_ACCOUNT_SID
+            and self.twilio_auth_token != DEV_TWILIO_AUTH_TOKEN
+        )
+
+    @property
+    def status_callback_url(self) -> str:
+        base = self.public_base_url.rstrip("/")
+        return f"{base}/twilio/status" if base else ""

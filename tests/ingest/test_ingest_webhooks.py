@@ -1,0 +1,270 @@
+"""Signed Twilio webhooks against a running ingest with real NATS and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from libs.bus import Bus
+from libs.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from libs.events import InboundReceived, OutboundStatus
+from services.ingest.app import EMPTY_TWIML
+from services.ingest.settings import IngestSettings
+from tests.harness import EventCollector
+from tests.ingest.running import (
+    Ingest,
+    audit_actions,
+    count_on_subject,
+    start_ingest,
+)
+from tests.ingest.webhooks import inbound_form, message_sid, status_form
+
+
+async def test_inbound_is_stored_published_once_and_audited(
+    ingest: Ingest, pool: asyncpg.Pool, bus: Bus, collector: EventCollector
+) -> None:
+    form = inbound_form("Hi! Do you do haircuts on Saturday?", BrandNewField="kept")
+    status, text = await ingest.post_twilio("/twilio/sms", form)
+    assert (status, text) == (200, EMPTY_TWIML)
+
+    (event,) = await collector.wait_for(
+        InboundReceived, lambda e: e.message_sid == form["MessageSid"]
+    )
+    assert event.subject() == "inbound.received.15551234567"
+    assert (event.from_number, event.to_number) == ("+15551234567", "+15550000000")
+    assert event.body == form["Body"]
+    assert event.account_sid == form["AccountSid"]
+    assert event.messaging_service_sid == form["MessagingServiceSid"]
+    headers = collector.headers[collector.events.index(event)]
+    assert headers["Nats-Msg-Id"] == f"inbound.received:{form['MessageSid']}"
+    assert "traceparent" in headers
+
+    row = await pool.fetchrow(
+        "SELECT * FROM inbound_messages WHERE message_sid = $1", form["MessageSid"]
+    )
+    assert row is not None
+    assert row["raw"] == form  # every field, including ones Replyline does not know
+    assert row["thread"] == "15551234567"
+    assert row["event_id"] == event.id
+    assert row["stream_seq"] and row["stream_seq"] > 0
+    assert await audit_actions(pool) == ["inbound.received"]
+
+
+async def test_duplicate_message_sid_is_200_without_a_second_event(
+    ingest: Ingest, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    form = inbound_form("same message, retried by Twilio")
+    first = await ingest.post_twilio("/twilio/sms", form)
+    # A sequential retry and two concurrent ones (the unique index serializes them).
+    again = await ingest.post_twilio("/twilio/sms", form)
+    racing = await asyncio.gather(*(ingest.post_twilio("/twilio/sms", form) for _ in range(2)))
+    assert {first, again, *racing} == {(200, EMPTY_TWIML)}
+
+    rows = await pool.fetchval(
+        "SELECT count(*) FROM inbound_messages WHERE message_sid = $1", form["MessageSid"]
+    )
+    assert rows == 1
+    assert await count_on_subject(bus, bus.subject_for("inbound.received", "15551234567")) == 1
+    actions = await audit_actions(pool)
+    assert actions.count("inbound.received") == 1
+    assert actions.count("inbound.duplicate") == 3
+
+
+async def test_bad_or_missing_signature_is_403_and_nothing_recorded(
+    ingest: Ingest, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    form = inbound_form("forged")
+    assert (await ingest.post_twilio("/twilio/sms", form, token="guessed-token"))[0] == 403
+    async with ingest.session.post(ingest.url + "/twilio/sms", data=form) as resp:
+        assert resp.status == 403
+    # Signed for the listener's own URL: what goes wrong behind a tunnel.
+    local = ingest.url + "/twilio/sms"
+    assert (await ingest.post_twilio("/twilio/sms", form, sign_url=local))[0] == 403
+    assert await pool.fetchval("SELECT count(*) FROM inbound_messages") == 0
+    assert await count_on_subject(bus, bus.subject_for("inbound.received", "15551234567")) == 0
+
+
+async def test_malformed_and_huge_requests(ingest: Ingest, pool: asyncpg.Pool) -> None:
+    no_sid = inbound_form()
+    del no_sid["MessageSid"]
+    no_from = inbound_form()
+    del no_from["From"]
+    for form in (no_sid, no_from, inbound_form(NumMedia="three")):
+        status, text = await ingest.post_twilio("/twilio/sms", form)
+        assert status == 400, text
+    async with ingest.session.post(
+        ingest.url + "/twilio/sms",
+        data=b"Body=caf\xe9&From=%2B15551234567&MessageSid=SMx",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ) as resp:
+        assert resp.status == 400
+    async with ingest.session.post(
+        ingest.url + "/twilio/sms",
+        data=b"x" * 200_000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ) as resp:
+        assert resp.status == 413
+    huge = inbound_form("y" * 100_000)
+    assert (await ingest.post_twilio("/twilio/sms", huge))[0] == 413
+    assert await pool.fetchval("SELECT count(*) FROM inbound_messages") == 0
+
+
+async def test_media_and_spanish_text_pass_through(
+    ingest: Ingest, pool: asyncpg.Pool, collector: EventCollector
+) -> None:
+    media = [
+        ("https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1", "image/jpeg"),
+        ("https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME2", "image/png"),
+    ]
+    photo = inbound_form("Mira la foto", from_number="+34612345678", media=media)
+    spanish = inbound_form("¿Tienen cita el sábado por la mañana? ¡Gracias! 😊")
+    for form in (photo, spanish):
+        assert (await ingest.post_twilio("/twilio/sms", form))[0] == 200
+
+    (with_media,) = await collector.wait_for(
+        InboundReceived, lambda e: e.message_sid == photo["MessageSid"]
+    )
+    assert with_media.thread == "34612345678"
+    assert with_media.num_media == 2
+    assert [(m.url, m.content_type) for m in with_media.media] == media
+    (es,) = await collector.wait_for(
+        InboundReceived, lambda e: e.message_sid == spanish["MessageSid"]
+    )
+    assert es.body == spanish["Body"]
+    stored = await pool.fetchval(
+        "SELECT body FROM inbound_messages WHERE message_sid = $1", spanish["MessageSid"]
+    )
+    assert stored == spanish["Body"]
+    media_rows = await pool.fetchval(
+        "SELECT media FROM inbound_messages WHERE message_sid = $1", photo["MessageSid"]
+    )
+    assert media_rows == [{"url": u, "content_type": t} for u, t in media]
+
+
+async def test_public_url_that_is_the_listener_itself(
+    ingest_settings: Callable[..., IngestSettings], collector: EventCollector
+) -> None:
+    """Without a proxy the public URL is the listener's; a port in it is part of the URL."""
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    settings = ingest_settings(http_port=port, public_base_url=public)
+    service, url = await start_ingest(settings)
+    try:
+        async with aiohttp.ClientSession() as session:
+            form = inbound_form()
+            node = Ingest(url, public, settings, session, service)
+            assert (await node.post_twilio("/twilio/sms", form))[0] == 200
+            wrong = f"http://localhost:{port}/twilio/sms"
+            assert (await node.post_twilio("/twilio/sms", inbound_form(), sign_url=wrong))[0] == 403
+        await collector.wait_for(InboundReceived, lambda e: e.message_sid == form["MessageSid"])
+    finally:
+        await service.stop()
+
+
+async def test_nats_down_answers_503_then_the_retry_publishes(
+    ingest_settings: Callable[..., IngestSettings], pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    nats = EmbeddedNats(tmp_path / "nats")
+    nats.start()
+    service = None
+    try:
+        settings = ingest_settings(nats_url=nats.url, publish_timeout_s=1.0)
+        service, url = await start_ingest(settings)
+        bus = await Bus.connect(settings, "probe")
+        async with aiohttp.ClientSession() as session:
+            node = Ingest(url, settings.public_base_url, settings, session, service)
+            form = inbound_form("sent while NATS is down")
+            nats.stop()
+            status, _ = await node.post_twilio("/twilio/sms", form)
+            assert status == 503
+            assert await pool.fetchval("SELECT count(*) FROM inbound_messages") == 0
+
+            nats.start()  # same port and store: the stream is still there
+            # Twilio retries the same request; the bus reconnects within a second or so.
+            for _ in range(40):
+                status, _ = await node.post_twilio("/twilio/sms", form)
+                if status == 200:
+                    break
+                await asyncio.sleep(0.25)
+            assert status == 200
+        assert await pool.fetchval("SELECT count(*) FROM inbound_messages") == 1
+        subject = bus.subject_for("inbound.received", "15551234567")
+        for _ in range(40):
+            if bus.nc.is_connected:
+                break
+            await asyncio.sleep(0.25)
+        # Exactly once, whether or not the first attempt's buffered publish also landed.
+        assert await count_on_subject(bus, subject) == 1
+        await bus.close()
+    finally:
+        if service is not None:
+            await service.stop()
+        nats.stop()
+
+
+async def test_status_callback_publishes_outbound_status(
+    ingest: Ingest, bus: Bus, collector: EventCollector
+) -> None:
+    sid = message_sid()
+    assert (await ingest.post_twilio("/twilio/status", status_form(sid, "sent")))[0] == 204
+    failed = status_form(sid, "undelivered", ErrorCode=30007)
+    assert (await ingest.post_twilio("/twilio/status", failed))[0] == 204
+    # A retried callback is the same event (Nats-Msg-Id = sid + status).
+    assert (await ingest.post_twilio("/twilio/status", failed))[0] == 204
+    events = await collector.wait_for(OutboundStatus, lambda e: e.provider_sid == sid, count=2)
+    assert [(e.status, e.error_code, e.thread) for e in events] == [
+        ("sent", None, "15551234567"),
+        ("undelivered", 30007, "15551234567"),
+    ]
+    assert await count_on_subject(bus, bus.subject_for("outbound.status", "15551234567")) == 2
+    assert (await ingest.post_twilio("/twilio/status", status_form(sid, "sent"), token="x"))[
+        0
+    ] == 403
+    no_status = status_form(sid, "sent")
+    del no_status["MessageStatus"], no_status["SmsStatus"]
+    assert (await ingest.post_twilio("/twilio/status", no_status))[0] == 400
+
+
+async def test_postgres_down_answers_503_and_publishes_nothing(
+    ingest: Ingest, pg_server: EmbeddedPostgres | None, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    if pg_server is None:
+        pytest.skip("needs the harness's own Postgres to pause")
+    form = inbound_form("sent while Postgres is down")
+    subject = bus.subject_for("inbound.received", "15551234567")
+    pg_server.pause()
+    try:
+        status, _ = await ingest.post_twilio("/twilio/sms", form)
+        assert status == 503
+        assert await count_on_subject(bus, subject) == 0
+    finally:
+        pg_server.resume()
+    # Twilio's retry: the pool replaces its dead connections and the message is recorded.
+    for _ in range(40):
+        status, _ = await ingest.post_twilio("/twilio/sms", form)
+        if status == 200:
+            break
+        await asyncio.sleep(0.25)
+    assert status == 200
+    assert await count_on_subject(bus, subject) == 1
+    for _ in range(40):
+        try:
+            rows = await pool.fetchval("SELECT count(*) FROM inbound_messages")
+            break
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+            await asyncio.sleep(0.25)  # the test's own pool also lost its connections
+    assert rows == 1
+
+
+async def test_health_and_metrics_on_the_public_port(ingest: Ingest) -> None:
+    assert (await ingest.post_twilio("/twilio/sms", inbound_form(), token="wrong"))[0] == 403
+    status, body = await ingest.request("GET", "/health/ready")
+    assert status == 200 and body["ready"] is True
+    status, text = await ingest.request("GET", "/metrics")
+    assert status == 200
+    assert 'replyline_ingest_requests_total{route="/twilio/sms",status="403"}' in text
