@@ -20,7 +20,9 @@ REJECT_WORDS = frozenset({"NO", "N", "REJECT", "REJECTED", "DISCARD"})
 EDIT_WORDS = frozenset({"EDIT", "EDITAR"})
 
 _REF = re.compile(r"^#?(\d{2,6})[.,:;!]?$")
-PREVIEW_CHARS = 120
+# The owner approves exactly what they read: the prompt carries the whole draft
+# (drafts are a few sentences; Twilio concatenates up to 1,600 characters).
+PREVIEW_CHARS = 1000
 
 
 class OwnerCommand(msgspec.Struct, frozen=True, kw_only=True):

@@ -34,7 +34,7 @@ from libs.consumer import Consumer, Handler
 from libs.db import create_pool, expected_version, migrate, slice_version
 from libs.dlq import forward_advisories
 from libs.events import Event
-from libs.health import beat_forever, register_micro
+from libs.health import beat_forever, consumer_lag, register_micro
 from libs.logging import configure
 from libs.settings import CommonSettings, SettingsError, load
 
@@ -114,6 +114,21 @@ class ServiceContext(Generic[S]):
         except Exception:
             return None
 
+    async def _consumer_lag(self) -> dict[str, int] | None:
+        """The durable consumer's lag, also published as gauges (every heartbeat refreshes them)."""
+        if self.consumer is None:
+            return None
+        try:
+            async with asyncio.timeout(2):
+                lag = await consumer_lag(self.bus, self.name)
+        except Exception:  # NATS down: the readiness checks already say so
+            return None
+        if lag is not None:
+            metrics.CONSUMER_PENDING.labels(self.name).set(lag["pending"])
+            metrics.CONSUMER_ACK_PENDING.labels(self.name).set(lag["ack_pending"])
+            metrics.CONSUMER_REDELIVERED.labels(self.name).set(lag["redelivered"])
+        return lag
+
     async def report(self) -> dict[str, Any]:
         """What heartbeats and the micro `ready` endpoint say about this instance."""
         checks = await self.readiness()
@@ -124,10 +139,12 @@ class ServiceContext(Generic[S]):
                     probes[name] = await probe()
             except Exception as exc:
                 probes[name] = {"ok": False, "error": repr(exc)}
+        metrics.SERVICE_READY.labels(self.name).set(1 if all(checks.values()) else 0)
         return {
             "ready": all(checks.values()),
             "checks": checks,
             "probes": probes,
+            "consumer_lag": await self._consumer_lag(),
             "schema_version": await self._schema_version(),
             "expected_schema_version": expected_version(self.migrations) if self.migrations else 0,
             "uptime_s": round(time.time() - self.started_at, 1),
@@ -238,7 +255,7 @@ async def serve(
 def run_service(settings_cls: type[S], *, name: str, build: Build[S], migrations: Path | None) -> None:
     """Entry point for ``python -m services.<name>``: load settings, run until SIGINT/SIGTERM."""
     try:
-        settings = load(settings_cls)
+        settings = load(settings_cls, section=name)
     except SettingsError as exc:
         print(f"{name}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

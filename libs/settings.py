@@ -130,22 +130,38 @@ def _from_file(path: Path) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in data.items()}
 
 
+#: Top-level keys of the config file that hold one service's own settings.
+SERVICE_SECTIONS = frozenset({"ingest", "router", "drafter", "sender", "scheduler"})
+
+
 def load(
     cls: type[S],
     *,
+    section: str | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> S:
-    """Build ``cls`` from the config file, the environment and explicit overrides (in that order)."""
+    """Build ``cls`` from the config file, the environment and explicit overrides (in that order).
+
+    One YAML file serves the whole deployment: shared settings at the top level,
+    each service's own under its name (``drafter: {profile_path: ...}``); a
+    service reads the top level plus its ``section``.
+    """
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
     config_path = env.get(CONFIG_ENV)
     if config_path:
-        data.update(_from_file(Path(config_path)))
+        data = _from_file(Path(config_path))
+        own = data.get(section) if section else None
+        if own is not None and not isinstance(own, dict):
+            raise SettingsError(f"{config_path}: '{section}' must be a mapping of setting: value")
+        data = {k: v for k, v in data.items() if k not in SERVICE_SECTIONS}
+        data.update({str(k).lower(): v for k, v in (own or {}).items()})
     known = {f.name for f in msgspec.structs.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise SettingsError(f"{config_path}: unknown setting(s): {', '.join(unknown)}")
+        where = f" (a service's own settings go under its name, e.g. '{section or 'router'}:')"
+        raise SettingsError(f"{config_path}: unknown setting(s): {', '.join(unknown)}{where}")
     data.update(_from_env(cls, env))
     data.update(overrides or {})
     try:

@@ -127,7 +127,7 @@ def sign(auth_token: str, url: str, form: dict[str, str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = load(IngestSettings)
+        settings = load(IngestSettings, section="ingest")
     except SettingsError as exc:
         print(f"replyline sms: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -75,7 +75,7 @@ async def run(args: argparse.Namespace, settings: IngestSettings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        settings = load(IngestSettings)
+        settings = load(IngestSettings, section="ingest")
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

@@ -78,3 +78,21 @@ def test_settings_are_frozen() -> None:
     s = load(DemoSettings, env={"REPLYLINE_API_KEY": "k"})
     with pytest.raises(AttributeError):
         s.api_key = "other"  # type: ignore[misc]
+
+
+def test_one_yaml_file_serves_every_service(tmp_path: Path) -> None:
+    config = tmp_path / "replyline.yaml"
+    config.write_text(
+        "owner_numbers: ['+15551230009']\n"
+        "drafter: {api_key: drafter-key, threshold: 0.6}\n"
+        "router: {language_threshold: 0.3}\n"
+    )
+    env = {"REPLYLINE_CONFIG": str(config)}
+    s = load(DemoSettings, section="drafter", env=env)
+    assert (s.api_key, s.threshold, s.owner_numbers) == ("drafter-key", 0.6, ("+15551230009",))
+    # The router section is read only by a service loading section="router".
+    with pytest.raises(SettingsError, match="unknown setting.*language_threshold"):
+        load(DemoSettings, section="router", env=env)
+    config.write_text("drafter: {api_key: k, tresholdd: 1}\n")
+    with pytest.raises(SettingsError, match="tresholdd"):
+        load(DemoSettings, section="drafter", env=env)

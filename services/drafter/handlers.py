@@ -1,0 +1,680 @@
+"""The drafter's event handlers: draft, ask the owner, apply the owner's decision.
+
+Consistency rule for every handler: the rows are written and the events published
+inside one database transaction, events first, commit last. Every published event
+has a deterministic Nats-Msg-Id (draft id + version, decision id, ...), so a handler
+that fails after publishing rolls back, is redelivered, recomputes the same events
+and JetStream stores them once. A committed transaction therefore always has its
+events in the stream.
+
+Failure policy for drafting (docs/drafter.md): primary provider -> fallback provider
+-> the message goes to the manual-intervention queue with an owner alert. There is
+no silent path: either the owner gets an approval prompt or an alert. Templates are
+used only when no endpoint is configured at all, never as an LLM fallback, because a
+template answer to a question the AI was meant to handle would read as a non-answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from libs.bus import Bus
+from libs.consumer import Delivery, Drop
+from libs.db import audit
+from libs.events import (
+    ContactPaused,
+    DraftApproved,
+    DraftCreated,
+    DraftDecided,
+    DraftRejected,
+    InboundRouted,
+    OutboundRequested,
+    TimerCancel,
+    TimerFired,
+    TimerSet,
+    thread_of,
+    utcnow,
+)
+from services.drafter import owner_texts
+from services.drafter.llm import LLM, LLMFailure
+from services.drafter.profile import Profile
+from services.drafter.prompt import (
+    HistoryItem,
+    build_messages,
+    clean_reply,
+    language_of,
+    render_prompt,
+    template_draft,
+)
+from services.drafter.settings import DrafterSettings
+from services.drafter.store import (
+    APPROVED,
+    REJECTED,
+    SUPERSEDED,
+    Draft,
+    Q,
+    draft_of,
+    enqueue_manual,
+    insert_draft,
+    insert_traces,
+)
+
+SERVICE = "drafter"
+log = structlog.get_logger("drafter")
+
+
+def expiry_timer_id(draft_id: str) -> str:
+    return f"draft_expiry:{draft_id}"
+
+
+@dataclass
+class Drafter:
+    settings: DrafterSettings
+    bus: Bus
+    pool: asyncpg.Pool
+    llm: LLM
+    profile: Profile
+
+    # --- inbound.routed ----------------------------------------------------
+
+    async def on_routed(self, event: InboundRouted, d: Delivery) -> Drop | None:
+        if event.decision == "needs_review":
+            await self._needs_review(event)
+            return None
+        if event.decision != "draft":
+            return None  # opt-outs, paused threads, owner commands: not ours
+        async with self.pool.acquire() as conn:
+            existing = draft_of(await conn.fetchrow(Q.draft_for_inbound, event.message_sid))
+        if existing is not None:
+            # Redelivered after the commit: the events are in the stream already;
+            # publishing them again is deduplicated and covers a lost ack.
+            await self._announce(existing)
+            return None
+
+        async with self.pool.acquire() as conn:
+            if await self._stale(conn, event):
+                await self._skip_stale(event)
+                return None
+
+        language = language_of(event.language)
+        if not self.llm.configured:
+            body = template_draft(self.profile, intent=event.intent, language=language)
+            await self._create_first_version(event, body, "template", language)
+            return None
+
+        async with self.pool.acquire() as conn:
+            history = await self._history(conn, event)
+        messages = build_messages(
+            self.profile,
+            language=language,
+            intent=event.intent,
+            lead_message=event.body,
+            history=history,
+        )
+        prompt_text = render_prompt(messages) if self.settings.record_prompts else None
+        await d.in_progress()  # the call may outlast ack_wait; the consumer keeps beating too
+        try:
+            completion = await self.llm.complete(
+                messages,
+                max_tokens=self.settings.llm_max_tokens,
+                temperature=self.settings.llm_temperature,
+            )
+        except LLMFailure as failure:
+            await self._llm_failed(event, failure, prompt_text)
+            return None
+        body = clean_reply(completion.text) or completion.text
+        await self._create_first_version(
+            event, body, "llm", language, traces=completion.attempts, prompt_text=prompt_text
+        )
+        return None
+
+    async def _stale(self, conn: asyncpg.Connection, event: InboundRouted) -> bool:
+        """A newer message of the thread was drafted already (replicas, replays).
+
+        Drafting this one now would answer the conversation out of order; a person
+        looks at it instead. stream_seq 0 (events from before the field) is unknown.
+        """
+        if not event.stream_seq:
+            return False
+        newest = await conn.fetchval(Q.newest_inbound_seq, event.thread)
+        return bool(newest > event.stream_seq)
+
+    async def _skip_stale(
+        self, event: InboundRouted, conn: asyncpg.Connection | None = None
+    ) -> None:
+        log.warning("stale_inbound", message_sid=event.message_sid, seq=event.stream_seq)
+        async with contextlib.AsyncExitStack() as stack:
+            if conn is None:
+                conn = await stack.enter_async_context(self.pool.acquire())
+            await enqueue_manual(
+                conn,
+                key=f"needs_review:{event.message_sid}",
+                thread=event.thread,
+                number=event.from_number,
+                reason="needs_review",
+                detail="arrived after a newer message of the thread was drafted",
+                message_sid=event.message_sid,
+                body=event.body,
+            )
+            await audit(
+                conn,
+                service=SERVICE,
+                action="stale_inbound_skipped",
+                thread=event.thread,
+                details={"message_sid": event.message_sid, "stream_seq": event.stream_seq},
+            )
+
+    async def _history(self, conn: asyncpg.Connection, event: InboundRouted) -> list[HistoryItem]:
+        rows = await conn.fetch(
+            Q.thread_history, event.thread, event.message_sid, self.settings.history_messages
+        )
+        items: list[HistoryItem] = []
+        for row in reversed(rows):  # the query returns newest first
+            if row["inbound_body"]:
+                items.append(HistoryItem(author="lead", body=row["inbound_body"]))
+            if row["approved_body"]:
+                items.append(HistoryItem(author="business", body=row["approved_body"]))
+        return items
+
+    async def _create_first_version(
+        self,
+        event: InboundRouted,
+        body: str,
+        source: str,
+        language: str,
+        *,
+        traces: tuple[Any, ...] = (),
+        prompt_text: str | None = None,
+    ) -> None:
+        draft_id = str(uuid.uuid4())
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.lock_thread, event.thread)
+            if await self._stale(conn, event):  # another replica drafted a newer message
+                await self._skip_stale(event, conn)
+                return
+            ref = await conn.fetchval(Q.next_ref)
+            draft = await insert_draft(
+                conn,
+                draft_id=draft_id,
+                version=1,
+                ref=ref,
+                thread=event.thread,
+                to_number=event.from_number,
+                body=body,
+                source=source,
+                in_reply_to=event.message_sid,
+                inbound_body=event.body,
+                intent=event.intent,
+                language=language,
+                created_by="SYSTEM",
+                expires_at=utcnow() + timedelta(seconds=self.settings.draft_expiry_s),
+                inbound_seq=event.stream_seq,
+            )
+            await insert_traces(
+                conn,
+                traces,
+                draft_id=draft_id,
+                thread=event.thread,
+                in_reply_to=event.message_sid,
+                prompt=prompt_text,
+            )
+            await audit(
+                conn,
+                service=SERVICE,
+                action="draft_created",
+                thread=event.thread,
+                details={
+                    "draft_id": draft_id,
+                    "ref": ref,
+                    "version": 1,
+                    "source": source,
+                    "in_reply_to": event.message_sid,
+                },
+            )
+            await self._announce(draft)
+        log.info("draft_created", draft_id=draft_id, ref=ref, source=source)
+
+    async def _announce(self, draft: Draft) -> None:
+        """draft.created, the owner prompts and the expiry timer for one version."""
+        await self.bus.publish(
+            DraftCreated(
+                thread=draft.thread,
+                draft_id=draft.draft_id,
+                version=draft.version,
+                ref=draft.ref,
+                to_number=draft.to_number,
+                body=draft.body,
+                in_reply_to=draft.in_reply_to,
+                intent=draft.intent,
+                language=draft.language,
+                source=draft.source,  # type: ignore[arg-type]
+            )
+        )
+        text = owner_texts.approval_prompt(draft.ref, draft.to_number, draft.body)
+        for owner in self.settings.owner_numbers:
+            await self._tell_owner(
+                owner, text, f"prompt:{draft.draft_id}:{draft.version}", kind="owner_prompt"
+            )
+        assert draft.expires_at is not None
+        await self.bus.publish(
+            TimerSet(
+                thread=draft.thread,
+                timer_id=expiry_timer_id(draft.draft_id),
+                kind="draft_expiry",
+                fire_at=draft.expires_at,
+                payload={
+                    "draft_id": draft.draft_id,
+                    "version": draft.version,
+                    "ref": draft.ref,
+                    "to_number": draft.to_number,
+                },
+            )
+        )
+
+    async def _tell_owner(
+        self, owner: str, body: str, request_key: str, *, kind: str = "owner_alert"
+    ) -> None:
+        await self.bus.publish(
+            OutboundRequested(
+                thread=thread_of(owner),
+                request_id=f"{request_key}:{owner}",
+                to_number=owner,
+                body=body,
+                kind=kind,  # type: ignore[arg-type]
+            )
+        )
+
+    async def _tell_owners(self, body: str, request_key: str) -> None:
+        for owner in self.settings.owner_numbers:
+            await self._tell_owner(owner, body, request_key)
+
+    async def _llm_failed(
+        self, event: InboundRouted, failure: LLMFailure, prompt_text: str | None
+    ) -> None:
+        log.warning("llm_failed", error=str(failure))
+        async with self.pool.acquire() as conn, conn.transaction():
+            await insert_traces(
+                conn,
+                failure.attempts,
+                draft_id=None,
+                thread=event.thread,
+                in_reply_to=event.message_sid,
+                prompt=prompt_text,
+            )
+            await enqueue_manual(
+                conn,
+                key=f"llm_failed:{event.message_sid}",
+                thread=event.thread,
+                number=event.from_number,
+                reason="llm_failed",
+                detail=str(failure),
+                message_sid=event.message_sid,
+                body=event.body,
+            )
+            await audit(
+                conn,
+                service=SERVICE,
+                action="needs_review",
+                thread=event.thread,
+                details={"reason": "llm_failed", "message_sid": event.message_sid,
+                         "error": str(failure)},
+            )
+            await self._tell_owners(
+                owner_texts.llm_failed(event.from_number, event.body),
+                f"llm_failed:{event.message_sid}",
+            )
+
+    async def _needs_review(self, event: InboundRouted) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await enqueue_manual(
+                conn,
+                key=f"needs_review:{event.message_sid}",
+                thread=event.thread,
+                number=event.from_number,
+                reason="needs_review",
+                detail=event.rule,
+                message_sid=event.message_sid,
+                body=event.body,
+            )
+            await audit(
+                conn,
+                service=SERVICE,
+                action="needs_review",
+                thread=event.thread,
+                details={"rule": event.rule, "message_sid": event.message_sid},
+            )
+            if self.settings.alert_on_needs_review:
+                await self._tell_owners(
+                    owner_texts.needs_review(event.from_number, event.body, event.rule),
+                    f"needs_review:{event.message_sid}",
+                )
+
+    # --- draft.decided -------------------------------------------------------
+
+    async def on_decided(self, event: DraftDecided, d: Delivery) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(Q.decision_seen, event.id):
+                return None  # a redelivery of a decision already applied
+            await Decision(self, conn, event).apply()
+        return None
+
+    # --- timer.fired ---------------------------------------------------------
+
+    async def on_timer(self, event: TimerFired, d: Delivery) -> Drop | None:
+        if event.kind != "draft_expiry":
+            return None
+        draft_id = event.payload.get("draft_id")
+        if not isinstance(draft_id, str):
+            return Drop(f"draft_expiry timer {event.timer_id} without a draft_id")
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                draft = draft_of(await conn.fetchrow(Q.current_version, _uuid(draft_id)))
+            except ValueError:
+                return Drop(f"draft_expiry timer {event.timer_id}: bad draft_id {draft_id!r}")
+            if draft is None:
+                return Drop(f"draft_expiry timer {event.timer_id}: unknown draft {draft_id}")
+            version = event.payload.get("version")
+            stale = isinstance(version, int) and version != draft.version
+            if not draft.pending or stale:
+                # Decided (or edited, which set a newer timer) in time: nothing to say.
+                log.info("expiry_ignored", draft_id=draft_id, status=draft.status, stale=stale)
+                return None
+            if await conn.execute(Q.mark_expiry_alerted, _uuid(draft_id), draft.version) == (
+                "UPDATE 0"
+            ):
+                return None  # alerted already (a redelivered or duplicate timer)
+            await enqueue_manual(
+                conn,
+                key=f"draft_expired:{draft_id}:{draft.version}",
+                thread=draft.thread,
+                number=draft.to_number,
+                reason="draft_expired",
+                detail=f"draft #{draft.ref} undecided after {self.settings.draft_expiry_s:g}s",
+                message_sid=draft.in_reply_to,
+                draft_id=draft_id,
+                body=draft.inbound_body,
+            )
+            await audit(
+                conn,
+                service=SERVICE,
+                action="draft_expired",
+                thread=draft.thread,
+                details={"draft_id": draft_id, "ref": draft.ref, "version": draft.version,
+                         "late": event.late},
+            )
+            await self._tell_owners(
+                owner_texts.draft_expired(
+                    draft.ref, draft.to_number, self.settings.draft_expiry_s / 3600
+                ),
+                f"expired:{draft_id}:{draft.version}",
+            )
+        return None
+
+    # --- contact.paused ------------------------------------------------------
+
+    async def on_paused(self, event: ContactPaused, d: Delivery) -> None:
+        """A resumed thread leaves the manual-intervention queue (someone handled it)."""
+        if event.paused:
+            return None
+        async with self.pool.acquire() as conn, conn.transaction():
+            result = await conn.execute(
+                Q.resolve_manual_for_thread, thread_of(event.number), event.actor or "resume"
+            )
+            if result != "UPDATE 0":
+                await audit(
+                    conn,
+                    service=SERVICE,
+                    action="manual_queue_resolved",
+                    thread=thread_of(event.number),
+                    actor="HUMAN" if event.actor else "SYSTEM",
+                    details={"by": event.actor, "rows": int(result.split()[-1])},
+                )
+        return None
+
+
+def _uuid(value: str) -> uuid.UUID:
+    return uuid.UUID(value)
+
+
+#: Ids of events derived from a draft are fixed, so a retried handler publishes the
+#: same event and JetStream's duplicate window drops the copy.
+_EVENT_IDS = uuid.UUID("6f1d2c1e-8a43-4f7e-9a51-2d0c3b7e5a10")
+
+
+def derived_id(*parts: object) -> str:
+    return str(uuid.uuid5(_EVENT_IDS, ":".join(str(p) for p in parts)))
+
+
+class Decision:
+    """One draft.decided event checked and applied inside the caller's transaction."""
+
+    def __init__(self, drafter: Drafter, conn: asyncpg.Connection, event: DraftDecided) -> None:
+        self.d = drafter
+        self.conn = conn
+        self.event = event
+        self.settings = drafter.settings
+
+    @property
+    def by_sms(self) -> bool:
+        return self.event.source == "sms"
+
+    async def apply(self) -> None:
+        ev = self.event
+        if self.by_sms and ev.reviewer not in self.settings.owner_numbers:
+            # Only the owner numbers decide by SMS. Nothing is sent back: the sender
+            # may be a lead or a stranger, and silence tells them nothing.
+            await self._record(None, "refused", "reviewer is not an owner number")
+            return
+        if ev.action == "unclear":
+            pending, total = await self._pending_listing()
+            await self._reply(owner_texts.not_understood(ev.text or "", pending, total))
+            await self._record(None, "clarify", "command not understood")
+            return
+        draft = await self._target()
+        if draft is None:
+            return
+        if not draft.pending:
+            await self._reply(owner_texts.already_decided(draft.ref, draft.status))
+            await self._record(draft, "refused", f"draft is {draft.status}")
+            return
+        if ev.action == "approve":
+            await self._approve(draft)
+        elif ev.action == "reject":
+            await self._reject(draft)
+        else:
+            await self._edit(draft)
+
+    async def _target(self) -> Draft | None:
+        """The draft the decision names; on anything ambiguous, ask and return None."""
+        ev = self.event
+        if ev.draft_id:
+            try:
+                draft = draft_of(await self.conn.fetchrow(Q.current_version, _uuid(ev.draft_id)))
+            except ValueError:
+                draft = None
+            if draft is None:
+                await self._record(None, "refused", f"unknown draft_id {ev.draft_id}")
+            return draft
+        if ev.ref:
+            ref = ev.ref.lstrip("#")
+            draft = draft_of(await self.conn.fetchrow(Q.pending_by_ref, ref))
+            if draft is None:
+                rows = await self.conn.fetch(Q.latest_by_ref, ref)
+                latest = max((draft_of(r) for r in rows), key=_created, default=None)
+                if latest is not None:
+                    return latest  # not pending: apply() says it was already decided
+                pending, total = await self._pending_listing()
+                await self._reply(owner_texts.unknown_ref(ref, pending, total))
+                await self._record(None, "refused", f"unknown ref #{ref}")
+            return draft
+        # A bare reply: valid only when exactly one draft is pending.
+        rows = await self.conn.fetch(Q.pending_drafts, 2)
+        if len(rows) == 1:
+            return draft_of(await self.conn.fetchrow(Q.current_version, rows[0]["draft_id"]))
+        if not rows:
+            await self._reply(owner_texts.no_pending())
+            await self._record(None, "refused", "bare reply with no pending draft")
+        else:
+            pending, total = await self._pending_listing()
+            await self._reply(owner_texts.which_draft(pending, total))
+            await self._record(None, "clarify", f"bare reply with {total} pending drafts")
+        return None
+
+    async def _pending_listing(self) -> tuple[list[tuple[str, str]], int]:
+        limit = self.settings.clarify_list_max
+        rows = await self.conn.fetch(Q.pending_drafts, limit)
+        total = int(await self.conn.fetchval(Q.count_pending))
+        return [(r["ref"], r["to_number"]) for r in rows], total
+
+    async def _approve(self, draft: Draft) -> None:
+        ev = self.event
+        await self.conn.execute(
+            Q.set_status, _uuid(draft.draft_id), draft.version, APPROVED, ev.reviewer
+        )
+        await self._record(draft, "accepted", ev.notes)
+        await self.d.bus.publish(
+            DraftApproved(
+                thread=draft.thread,
+                draft_id=draft.draft_id,
+                version=draft.version,
+                to_number=draft.to_number,
+                body=draft.body,
+                reviewer=ev.reviewer,
+                in_reply_to=draft.in_reply_to,
+            )
+        )
+        await self._cancel_expiry(draft)
+
+    async def _reject(self, draft: Draft) -> None:
+        ev = self.event
+        await self.conn.execute(
+            Q.set_status, _uuid(draft.draft_id), draft.version, REJECTED, ev.reviewer
+        )
+        await self._record(draft, "accepted", ev.notes)
+        await enqueue_manual(
+            self.conn,
+            key=f"rejected:{draft.draft_id}",
+            thread=draft.thread,
+            number=draft.to_number,
+            reason="rejected",
+            detail=f"draft #{draft.ref} rejected by {ev.reviewer}" + (
+                f": {ev.notes}" if ev.notes else ""
+            ),
+            message_sid=draft.in_reply_to,
+            draft_id=draft.draft_id,
+            body=draft.inbound_body,
+        )
+        await self.d.bus.publish(
+            DraftRejected(
+                thread=draft.thread,
+                draft_id=draft.draft_id,
+                version=draft.version,
+                reviewer=ev.reviewer,
+                reason=ev.notes,
+            )
+        )
+        # A rejected draft means a person takes the conversation over: stop automation.
+        await self.d.bus.publish(
+            ContactPaused(
+                thread=draft.thread,
+                id=derived_id("paused", draft.draft_id, draft.version),
+                number=draft.to_number,
+                paused=True,
+                actor=ev.reviewer,
+                reason=f"draft #{draft.ref} rejected",
+            )
+        )
+        await self._cancel_expiry(draft)
+
+    async def _edit(self, draft: Draft) -> None:
+        ev = self.event
+        new_text = (ev.text or "").strip()
+        if not new_text:
+            await self._reply(owner_texts.not_understood(ev.text or "", [], 0))
+            await self._record(draft, "clarify", "edit without text")
+            return
+        await self.conn.execute(
+            Q.set_status, _uuid(draft.draft_id), draft.version, SUPERSEDED, ev.reviewer
+        )
+        new = await insert_draft(
+            self.conn,
+            draft_id=draft.draft_id,
+            version=draft.version + 1,
+            ref=draft.ref,
+            thread=draft.thread,
+            to_number=draft.to_number,
+            body=new_text,
+            source="edit",
+            in_reply_to=draft.in_reply_to,
+            inbound_body=draft.inbound_body,
+            intent=draft.intent,
+            language=draft.language,
+            created_by=ev.reviewer,
+            expires_at=utcnow() + timedelta(seconds=self.settings.draft_expiry_s),
+            inbound_seq=draft.inbound_seq,
+        )
+        await self._record(draft, "accepted", ev.notes or f"new version {new.version}")
+        await self.d._announce(new)
+
+    async def _cancel_expiry(self, draft: Draft) -> None:
+        await self.d.bus.publish(
+            TimerCancel(
+                thread=draft.thread,
+                id=derived_id("cancel", draft.draft_id, draft.version),
+                timer_id=expiry_timer_id(draft.draft_id),
+            )
+        )
+
+    async def _reply(self, text: str) -> None:
+        """Answer the owner who sent the command (SMS only: API callers read the audit)."""
+        if self.by_sms:
+            await self.d._tell_owner(
+                self.event.reviewer, text, f"reply:{self.event.id}", kind="owner_prompt"
+            )
+
+    async def _record(self, draft: Draft | None, outcome: str, notes: str) -> None:
+        ev = self.event
+        await self.conn.execute(
+            Q.insert_approval,
+            ev.id,
+            _uuid(draft.draft_id) if draft else None,
+            draft.version if draft else None,
+            draft.ref if draft else ev.ref,
+            ev.reviewer,
+            ev.source,
+            ev.action,
+            outcome,
+            notes,
+        )
+        await audit(
+            self.conn,
+            service=SERVICE,
+            action=f"decision_{outcome}",
+            thread=draft.thread if draft else ev.thread,
+            actor="HUMAN",
+            details={
+                "decision_id": ev.id,
+                "reviewer": ev.reviewer,
+                "source": ev.source,
+                "action": ev.action,
+                "ref": draft.ref if draft else ev.ref,
+                "draft_id": draft.draft_id if draft else ev.draft_id,
+                "version": draft.version if draft else None,
+                "notes": notes,
+            },
+        )
+
+
+def _created(draft: Draft | None) -> Any:
+    assert draft is not None
+    return draft.created_at
+
+
+__all__ = ["Decision", "Drafter", "derived_id", "expiry_timer_id"]

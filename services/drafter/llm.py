@@ -1,0 +1,228 @@
+"""Chat completions against OpenAI-compatible endpoints, with a fallback provider.
+
+Each provider is tried in order with the official ``openai`` client (its own small
+retry budget for 429/5xx/timeouts); an error, a timeout or an unusable answer moves on
+to the next provider, and when all fail :class:`LLMFailure` carries every attempt so
+the caller can trace them and send the message for human review. Nothing here decides
+what happens to the lead; see handlers.py for that policy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+import openai
+from openai import AsyncOpenAI
+
+
+class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True):
+    name: str  # label in traces and logs, e.g. "primary", "fallback"
+    base_url: str
+    model: str
+    api_key: str = ""
+    timeout: float = 20.0  # seconds per HTTP attempt
+    max_retries: int = 1  # retries inside the openai client before falling back
+
+
+class ModelPrice(msgspec.Struct, frozen=True):
+    """USD per one million tokens."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+
+class Usage(msgspec.Struct, frozen=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider call, successful or not; the drafter stores one ai_traces row per attempt."""
+
+    provider: str
+    model: str
+    latency_ms: int
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    error: str = ""  # empty on success
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+class Completion(msgspec.Struct, frozen=True, kw_only=True):
+    text: str
+    provider: str
+    model: str
+    usage: Usage
+    latency_ms: int
+    cost_usd: float | None
+    attempts: tuple[Attempt, ...]  # failed attempts first, this success last
+
+
+class LLMFailure(Exception):
+    def __init__(self, attempts: Sequence[Attempt]) -> None:
+        self.attempts = tuple(attempts)
+        detail = "; ".join(f"{a.provider}/{a.model}: {a.error}" for a in attempts) or "no provider"
+        super().__init__(f"all LLM providers failed ({detail})")
+
+
+class _Unusable(Exception):
+    """A 200 answer that holds no usable text (malformed body, no choices, empty content)."""
+
+
+def price_for(prices: Mapping[str, ModelPrice], model: str) -> ModelPrice | None:
+    """Exact model name first, else the longest configured prefix ("gpt-4o-mini" prices
+    "gpt-4o-mini-2024-07-18", the dated name providers answer with)."""
+    if model in prices:
+        return prices[model]
+    matches = [key for key in prices if model.startswith(key)]
+    return prices[max(matches, key=len)] if matches else None
+
+
+def estimate_cost(prices: Mapping[str, ModelPrice], model: str, usage: Usage) -> float | None:
+    """Estimated USD cost, or None when the model has no configured price."""
+    price = price_for(prices, model)
+    if price is None:
+        return None
+    cost = (
+        usage.prompt_tokens * price.input_per_mtok
+        + usage.completion_tokens * price.output_per_mtok
+    ) / 1_000_000
+    return round(cost, 8)
+
+
+class LLM:
+    """Tries providers in order. ``configured`` is False when there is no provider at all."""
+
+    def __init__(
+        self,
+        providers: Sequence[ProviderConfig],
+        prices: Mapping[str, ModelPrice] | None = None,
+    ) -> None:
+        self.providers = tuple(providers)
+        self.prices = dict(prices or {})
+        self._clients = [
+            AsyncOpenAI(
+                base_url=p.base_url,
+                # Local endpoints accept any key; the client insists on one and would
+                # otherwise read OPENAI_API_KEY, and settings are the only config source.
+                api_key=p.api_key or "unused",
+                timeout=p.timeout,
+                max_retries=p.max_retries,
+            )
+            for p in self.providers
+        ]
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.providers)
+
+    async def complete(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        response_format: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        attempts: list[Attempt] = []
+        extra: dict[str, Any] = {}
+        if max_tokens is not None:
+            extra["max_tokens"] = max_tokens
+        if temperature is not None:
+            extra["temperature"] = temperature
+        if response_format is not None:
+            extra["response_format"] = dict(response_format)
+        for provider, client in zip(self.providers, self._clients, strict=True):
+            started = time.perf_counter()
+            try:
+                response = await client.chat.completions.create(
+                    model=provider.model,
+                    messages=[dict(m) for m in messages],  # type: ignore[misc]
+                    **extra,
+                )
+                text, model, usage = _read(response, provider.model)
+            except (openai.OpenAIError, ValueError, _Unusable) as exc:
+                attempts.append(
+                    Attempt(
+                        provider=provider.name,
+                        model=provider.model,
+                        latency_ms=_ms_since(started),
+                        error=_describe(exc),
+                    )
+                )
+                continue
+            latency = _ms_since(started)
+            cost = estimate_cost(self.prices, model, usage)
+            attempts.append(
+                Attempt(
+                    provider=provider.name,
+                    model=model,
+                    latency_ms=latency,
+                    usage=usage,
+                    cost_usd=cost,
+                )
+            )
+            return Completion(
+                text=text,
+                provider=provider.name,
+                model=model,
+                usage=usage,
+                latency_ms=latency,
+                cost_usd=cost,
+                attempts=tuple(attempts),
+            )
+        raise LLMFailure(attempts)
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.close()
+
+
+def _read(response: Any, requested_model: str) -> tuple[str, str, Usage]:
+    # The client does not validate bodies (compatible endpoints differ in optional
+    # fields), so a broken 200 shows up here as odd types rather than an exception.
+    try:
+        choice = response.choices[0]
+        content = choice.message.content
+        raw_usage = response.usage
+        model = response.model if isinstance(response.model, str) and response.model else None
+    except (AttributeError, IndexError, KeyError, TypeError) as exc:
+        raise _Unusable(f"malformed completion ({type(exc).__name__})") from exc
+    if not isinstance(content, str) or not content.strip():
+        raise _Unusable("empty completion")
+    usage = Usage()
+    if raw_usage is not None:
+        try:
+            prompt = int(raw_usage.prompt_tokens or 0)
+            completion = int(raw_usage.completion_tokens or 0)
+            total = int(raw_usage.total_tokens or prompt + completion)
+        except (AttributeError, TypeError, ValueError):
+            pass  # usage is informative; a bad block must not lose a good draft
+        else:
+            usage = Usage(prompt, completion, total)
+    return content.strip(), model or requested_model, usage
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}: {_short(exc.message)}"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"connection error: {_short(str(exc.__cause__ or exc))}"
+    return f"{type(exc).__name__}: {_short(str(exc))}"
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _ms_since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

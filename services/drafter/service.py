@@ -1,0 +1,49 @@
+"""Wiring: settings -> profile, LLM client, handlers and the request/reply API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from libs.consumer import Handler
+from libs.events import ContactPaused, DraftDecided, Event, InboundRouted, TimerFired
+from libs.service import ServiceContext
+from services.drafter.handlers import Drafter
+from services.drafter.llm import LLM
+from services.drafter.profile import Profile, load_profile
+from services.drafter.rpc import serve_rpc
+from services.drafter.settings import DrafterSettings
+
+NAME = "drafter"
+MIGRATIONS = Path(__file__).parent / "migrations"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def profile_from(settings: DrafterSettings) -> Profile:
+    """Relative paths are tried from the working directory, then from the repository root."""
+    path = Path(settings.profile_path)
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        path = REPO_ROOT / path
+    return load_profile(path)
+
+
+async def build(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Handler]:
+    settings = ctx.settings
+    profile = profile_from(settings)  # a broken profile stops start-up with a ProfileError
+    llm = LLM(settings.providers(), settings.prices())
+    ctx.stack.push_async_callback(llm.aclose)
+    drafter = Drafter(settings=settings, bus=ctx.bus, pool=ctx.pool, llm=llm, profile=profile)
+    for sub in await serve_rpc(ctx.bus, ctx.pool):
+        ctx.stack.push_async_callback(sub.unsubscribe)
+    ctx.log.info(
+        "drafter_configured",
+        profile=profile.name,
+        providers=[f"{p.name}:{p.model}" for p in llm.providers] or "templates",
+        owners=len(settings.owner_numbers),
+    )
+    return {
+        InboundRouted: drafter.on_routed,
+        DraftDecided: drafter.on_decided,
+        TimerFired: drafter.on_timer,
+        ContactPaused: drafter.on_paused,
+    }

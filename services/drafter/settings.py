@@ -1,0 +1,84 @@
+"""The drafter's settings (REPLYLINE_<FIELD> env vars or the REPLYLINE_CONFIG YAML file)."""
+
+from __future__ import annotations
+
+from libs.settings import CommonSettings
+from services.drafter.llm import ModelPrice, ProviderConfig
+
+#: USD per 1M tokens (input, output). Estimates for the ai_traces cost column only;
+#: override with REPLYLINE_LLM_PRICES='{"my-model": [0.2, 0.8]}'.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1": (2.00, 8.00),
+}
+
+
+class DrafterSettings(CommonSettings, frozen=True, kw_only=True):
+    #: The business profile YAML (see profiles/business.yaml).
+    profile_path: str = "profiles/business.yaml"
+    #: OpenAI-compatible endpoint (".../v1"); empty = draft from the profile's templates.
+    llm_base_url: str = ""
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: str = ""
+    #: Tried when the primary fails (error, timeout, unusable answer); empty = none.
+    llm_fallback_base_url: str = ""
+    llm_fallback_model: str = ""
+    llm_fallback_api_key: str = ""
+    llm_timeout_s: float = 20.0
+    llm_max_retries: int = 1
+    llm_max_tokens: int = 300
+    llm_temperature: float = 0.4
+    llm_prices: dict[str, tuple[float, float]] = {}
+    #: Store the full prompt text in ai_traces.prompt (it contains lead messages).
+    record_prompts: bool = False
+    #: Undecided drafts alert the owner after this long (never auto-sent).
+    draft_expiry_s: float = 86400.0
+    #: Earlier exchanges of the thread given to the model.
+    history_messages: int = 6
+    #: Text the owner when a lead message goes to the manual-intervention queue.
+    alert_on_needs_review: bool = True
+    #: Most pending drafts listed in a clarifying SMS.
+    clarify_list_max: int = 5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.llm_fallback_base_url and not self.llm_base_url:
+            raise ValueError("llm_fallback_base_url needs llm_base_url (the primary) as well")
+        if self.draft_expiry_s <= 0:
+            raise ValueError("draft_expiry_s must be positive")
+        if self.llm_timeout_s <= 0:
+            raise ValueError("llm_timeout_s must be positive")
+
+    def providers(self) -> list[ProviderConfig]:
+        """The primary then the fallback provider; empty when no endpoint is configured."""
+        found: list[ProviderConfig] = []
+        if self.llm_base_url:
+            found.append(
+                ProviderConfig(
+                    name="primary",
+                    base_url=self.llm_base_url,
+                    model=self.llm_model,
+                    api_key=self.llm_api_key,
+                    timeout=self.llm_timeout_s,
+                    max_retries=self.llm_max_retries,
+                )
+            )
+        if self.llm_fallback_base_url:
+            found.append(
+                ProviderConfig(
+                    name="fallback",
+                    base_url=self.llm_fallback_base_url,
+                    model=self.llm_fallback_model or self.llm_model,
+                    api_key=self.llm_fallback_api_key,
+                    timeout=self.llm_timeout_s,
+                    max_retries=self.llm_max_retries,
+                )
+            )
+        return found
+
+    def prices(self) -> dict[str, ModelPrice]:
+        table = {**DEFAULT_PRICES, **self.llm_prices}
+        return {model: ModelPrice(inp, out) for model, (inp, out) in table.items()}

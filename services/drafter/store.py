@@ -1,0 +1,186 @@
+"""The drafter's rows as typed values, and the named queries that read and write them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from libs.db import load_queries
+from services.drafter.llm import Attempt
+
+Q = load_queries(Path(__file__).parent / "queries.sql")
+
+PENDING = "DRAFT_PENDING_APPROVAL"
+APPROVED = "APPROVED_TO_SEND"
+REJECTED = "REJECTED"
+SUPERSEDED = "SUPERSEDED"
+
+
+class Draft(msgspec.Struct, frozen=True, kw_only=True):
+    """One version of a draft."""
+
+    draft_id: str
+    version: int
+    ref: str
+    thread: str
+    to_number: str
+    body: str
+    source: str
+    status: str
+    in_reply_to: str
+    inbound_body: str
+    inbound_seq: int
+    intent: str | None
+    language: str | None
+    created_by: str
+    created_at: datetime
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    expires_at: datetime | None = None
+    expiry_alerted_at: datetime | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.status == PENDING
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON shape the request/reply API answers with (docs/drafter.md)."""
+        return {
+            "draft_id": self.draft_id,
+            "ref": self.ref,
+            "version": self.version,
+            "thread": self.thread,
+            "to_number": self.to_number,
+            "body": self.body,
+            "status": self.status,
+            "source": self.source,
+            "intent": self.intent,
+            "language": self.language,
+            "in_reply_to": self.in_reply_to,
+            "inbound_body": self.inbound_body,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+        }
+
+
+def draft_of(record: asyncpg.Record | None) -> Draft | None:
+    if record is None:
+        return None
+    row = dict(record)
+    row.pop("id", None)
+    row["draft_id"] = str(row["draft_id"])
+    return msgspec.convert(row, Draft)
+
+
+async def insert_draft(
+    conn: asyncpg.Connection,
+    *,
+    draft_id: str,
+    version: int,
+    ref: str,
+    thread: str,
+    to_number: str,
+    body: str,
+    source: str,
+    in_reply_to: str,
+    inbound_body: str,
+    intent: str | None,
+    language: str | None,
+    created_by: str,
+    expires_at: datetime,
+    inbound_seq: int = 0,
+) -> Draft:
+    record = await conn.fetchrow(
+        Q.insert_draft,
+        uuid.UUID(draft_id),
+        version,
+        ref,
+        thread,
+        to_number,
+        body,
+        source,
+        in_reply_to,
+        inbound_body,
+        intent,
+        language,
+        created_by,
+        expires_at,
+        inbound_seq,
+    )
+    draft = draft_of(record)
+    assert draft is not None
+    return draft
+
+
+async def insert_traces(
+    conn: asyncpg.Connection,
+    attempts: tuple[Attempt, ...],
+    *,
+    draft_id: str | None,
+    thread: str,
+    in_reply_to: str,
+    prompt: str | None,
+) -> None:
+    for attempt in attempts:
+        usage = attempt.usage
+        await conn.execute(
+            Q.insert_trace,
+            uuid.UUID(draft_id) if draft_id else None,
+            thread,
+            in_reply_to,
+            attempt.provider,
+            attempt.model,
+            attempt.ok,
+            attempt.error,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            usage.total_tokens if usage else 0,
+            attempt.cost_usd,
+            attempt.latency_ms,
+            prompt,
+        )
+
+
+async def enqueue_manual(
+    conn: asyncpg.Connection,
+    *,
+    key: str,
+    thread: str,
+    number: str,
+    reason: str,
+    detail: str = "",
+    message_sid: str = "",
+    draft_id: str | None = None,
+    body: str = "",
+) -> None:
+    await conn.execute(
+        Q.enqueue_manual,
+        key,
+        thread,
+        number,
+        reason,
+        detail,
+        message_sid,
+        uuid.UUID(draft_id) if draft_id else None,
+        body,
+    )
+
+
+def manual_item(record: asyncpg.Record) -> dict[str, Any]:
+    row = dict(record)
+    return {
+        "id": row["id"],
+        "thread": row["thread"],
+        "number": row["number"],
+        "reason": row["reason"],
+        "detail": row["detail"],
+        "message_sid": row["message_sid"],
+        "draft_id": str(row["draft_id"]) if row["draft_id"] else None,
+        "body": row["body"],
+        "created_at": row["created_at"].isoformat(),
+    }

@@ -1,0 +1,167 @@
+"""Fixtures for the drafter: the service in-process, fake LLM providers, event helpers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from libs.bus import Bus
+from libs.events import DraftDecided, InboundRouted, thread_of
+from services.drafter.service import MIGRATIONS, NAME, build
+from services.drafter.settings import DrafterSettings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.harness import RunningService, eventually, start_service
+
+OWNER = "+15550000001"
+OWNER_2 = "+15550000002"
+LEAD = "+15551234567"
+LEAD_2 = "+15557654321"
+BUSINESS = "+15550000000"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROFILE = str(REPO_ROOT / "profiles" / "business.yaml")
+
+StartDrafter = Callable[..., Awaitable[RunningService]]
+
+
+@pytest.fixture
+async def primary() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def fallback() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def start_drafter(make_settings: Callable[..., Any]) -> AsyncIterator[StartDrafter]:
+    """Start the drafter with test settings (+ overrides); stopped at teardown."""
+    running: list[RunningService] = []
+
+    async def start(**overrides: Any) -> RunningService:
+        values: dict[str, Any] = {
+            "owner_numbers": [OWNER],
+            "business_number": BUSINESS,
+            "profile_path": PROFILE,
+            "llm_max_retries": 0,
+            "llm_timeout_s": 2.0,
+        }
+        values.update(overrides)
+        settings = make_settings(DrafterSettings, **values)
+        service = await start_service(settings, name=NAME, build=build, migrations=MIGRATIONS)
+        running.append(service)
+        return service
+
+    yield start
+    for service in running:
+        await service.stop()
+
+
+@pytest.fixture
+def llm_settings(primary: FakeOpenAI, fallback: FakeOpenAI) -> dict[str, Any]:
+    return {
+        "llm_base_url": primary.base_url,
+        "llm_model": "gpt-4o-mini",
+        "llm_fallback_base_url": fallback.base_url,
+        "llm_fallback_model": "small-model",
+        "llm_prices": {"gpt-4o-mini": [0.15, 0.60], "small-model": [1.0, 2.0]},
+    }
+
+
+def routed(
+    sid: str = "SM0001",
+    *,
+    lead: str = LEAD,
+    body: str = "How much is drain cleaning?",
+    intent: str | None = "pricing",
+    language: str | None = "en",
+    decision: str = "draft",
+    rule: str = "9_draft",
+) -> InboundRouted:
+    return InboundRouted(
+        thread=thread_of(lead),
+        message_sid=sid,
+        from_number=lead,
+        to_number=BUSINESS,
+        body=body,
+        decision=decision,  # type: ignore[arg-type]
+        rule=rule,
+        status="DRAFT_PENDING_APPROVAL" if decision == "draft" else "NEEDS_REVIEW",
+        language=language,
+        language_confidence=0.9,
+        intent=intent,
+        intent_score=0.8,
+    )
+
+
+def owner_says(
+    action: str,
+    ref: str | None = None,
+    *,
+    text: str | None = None,
+    reviewer: str = OWNER,
+    source: str = "sms",
+    notes: str = "",
+) -> DraftDecided:
+    """A decision as the router publishes it for an owner SMS (thread = reviewer's)."""
+    return DraftDecided(
+        thread=thread_of(reviewer),
+        action=action,  # type: ignore[arg-type]
+        reviewer=reviewer,
+        source=source,  # type: ignore[arg-type]
+        ref=ref,
+        text=text,
+        notes=notes,
+        message_sid=f"SMowner{action}{ref}",
+    )
+
+
+async def rpc(bus: Bus, method: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    reply = await bus.nc.request(
+        f"{bus.prefix}rpc.drafter.{method}", json.dumps(payload or {}).encode(), timeout=5
+    )
+    result: dict[str, Any] = json.loads(reply.data)
+    return result
+
+
+async def rows(pool: asyncpg.Pool, sql: str, *args: Any) -> list[dict[str, Any]]:
+    return [dict(r) for r in await pool.fetch(sql, *args)]
+
+
+async def committed(pool: asyncpg.Pool, draft_id: str, version: int = 1) -> dict[str, Any]:
+    """The draft row, once its transaction committed.
+
+    The drafter publishes a draft's events just before committing its rows (so a
+    committed row always has its events in the stream); a test that saw the event
+    waits here before deciding on the draft or reading the table.
+    """
+
+    async def row() -> dict[str, Any] | None:
+        found = await pool.fetchrow(
+            "SELECT * FROM drafts WHERE draft_id = $1 AND version = $2",
+            uuid.UUID(draft_id),
+            version,
+        )
+        return dict(found) if found else None
+
+    result: dict[str, Any] = await eventually(row, timeout=5)
+    return result
+
+
+async def settled(pool: asyncpg.Pool, sql: str, *args: Any, count: int = 1) -> list[dict[str, Any]]:
+    """Rows of ``sql`` once there are at least ``count`` of them."""
+
+    async def fetch() -> list[dict[str, Any]] | None:
+        found = await rows(pool, sql, *args)
+        return found if len(found) >= count else None
+
+    result: list[dict[str, Any]] = await eventually(fetch, timeout=5)
+    return result
