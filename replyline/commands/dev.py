@@ -54,12 +54,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "Try it from another terminal with: replyline sms --from +15551234567 'Hi, price?'"
         ),
     )
-    p.add_argument("--services", default=",".join(SERVICES),
-                   help="comma-separated subset of services to run (default: all)")
-    p.add_argument("--data-dir", default=None,
-                   help="where the embedded servers keep data (default: .replyline)")
-    p.add_argument("--reset", action="store_true",
-                   help="delete the embedded servers' data before starting")
+    p.add_argument(
+        "--services",
+        default=",".join(SERVICES),
+        help="comma-separated subset of services to run (default: all)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="where the embedded servers keep data (default: .replyline)",
+    )
+    p.add_argument("--reset", action="store_true", help="delete the embedded servers' data before starting")
     p.add_argument("--no-color", action="store_true", help="plain log prefixes")
     p.set_defaults(handler=run)
 
@@ -83,9 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 class Stack:
-    def __init__(
-        self, settings: DevSettings, services: list[str], data_dir: Path, color: bool
-    ) -> None:
+    def __init__(self, settings: DevSettings, services: list[str], data_dir: Path, color: bool) -> None:
         self.settings = settings
         self.services = services
         self.data_dir = data_dir
@@ -105,12 +108,11 @@ class Stack:
         try:
             env = await self.start_infrastructure()
             supervisors = [
-                asyncio.create_task(self.supervise(name, i, env))
-                for i, name in enumerate(self.services)
+                asyncio.create_task(self.supervise(name, i, env)) for i, name in enumerate(self.services)
             ]
             self.say(
                 f"stack starting; ingest at http://127.0.0.1:{self.settings.http_port} - "
-                "try: replyline sms --from +15551234567 \"Hi, how much is a haircut?\"  "
+                'try: replyline sms --from +15551234567 "Hi, how much is a haircut?"  '
                 "(Ctrl-C stops everything)"
             )
             await self.stopping.wait()
@@ -134,13 +136,16 @@ class Stack:
 
                 port = free_port()
             self.nats = EmbeddedNats(self.data_dir / "nats", port=port)
-            self.say(f"starting embedded nats-server (JetStream) on port {port}, data in "
-                     f"{self.nats.store_dir}")
+            self.say(
+                f"starting embedded nats-server (JetStream) on port {port}, data in {self.nats.store_dir}"
+            )
             self.nats.start()
             env["REPLYLINE_NATS_URL"] = self.nats.url
         if not self.settings.database_url:
-            self.say(f"starting embedded Postgres, data in {self.data_dir / 'pg'} "
-                     "(first run: initdb takes a few seconds)")
+            self.say(
+                f"starting embedded Postgres, data in {self.data_dir / 'pg'} "
+                "(first run: initdb takes a few seconds)"
+            )
             started = time.monotonic()
             self.pg = EmbeddedPostgres(self.data_dir / "pg")
             await asyncio.to_thread(self.pg.start)

@@ -18,7 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "REPLYLINE_DATABASE_URL and print the resulting versions.",
     )
     p.add_argument(
-        "services", nargs="*", metavar="SERVICE",
+        "services",
+        nargs="*",
+        metavar="SERVICE",
         help=f"services whose slice to migrate (default: all of {', '.join(SERVICES)})",
     )
     p.set_defaults(handler=run)

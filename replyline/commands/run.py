@@ -1,4 +1,4 @@
-"""`replyline run <service>`: run one service in the foreground (same as python -m services.<name>)."""
+"""`replyline run <service>`: one service in the foreground (as `python -m services.<name>`)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,311 @@
+"""The router's event handlers: inbound.received -> rules -> stored decision + events."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+from nats.errors import Error as NatsError
+
+from libs.bus import Bus
+from libs.consumer import Delivery, Retry
+from libs.db import audit, load_queries
+from libs.events import (
+    ContactOptin,
+    ContactOptout,
+    ContactPaused,
+    DraftDecided,
+    Event,
+    InboundReceived,
+    InboundRouted,
+    thread_of,
+)
+from libs.owner_protocol import parse_owner_command
+from services.router.classification import Classification, LocalClassifier
+from services.router.keywords import match_keyword
+from services.router.llm import LlmClassifier
+from services.router.rules import RouteInput, RouteResult, route
+from services.router.settings import RouterSettings
+
+Q = load_queries(Path(__file__).parent / "queries.sql")
+log = structlog.get_logger(__name__)
+NAME = "router"
+_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, NatsError)
+
+
+def derived_id(kind: str, message_sid: str) -> str:
+    """Event ids derived from the MessageSid, so a redelivered message republishes
+    the same events and JetStream's duplicate window stores them once."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"replyline:router:{kind}:{message_sid}"))
+
+
+class Router:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        bus: Bus,
+        pool: asyncpg.Pool,
+        local: LocalClassifier,
+        llm: LlmClassifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.pool = pool
+        self.local = local
+        self.llm = llm
+        self.owners = frozenset(settings.owner_numbers)
+
+    def _needs_classification(self, event: InboundReceived) -> bool:
+        return (
+            event.from_number.strip() not in self.owners
+            and event.num_media == 0
+            and bool(event.body.strip())
+            and match_keyword(event.body, event.opt_out_type) is None
+        )
+
+    async def _classify(self, event: InboundReceived) -> Classification | None:
+        # Done before the thread lock is taken: an LLM call must not hold it.
+        if not self._needs_classification(event):
+            return None
+        if self.llm is not None:
+            return await self.llm.classify(event.body)
+        return self.local.classify(event.body)
+
+    async def on_received(self, event: InboundReceived, d: Delivery) -> Retry | None:
+        try:
+            return await self._route(event, d)
+        except _TRANSIENT as exc:
+            return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
+
+    def _backoff(self, d: Delivery) -> float:
+        delays = self.settings.backoff_s
+        return delays[min(d.num_delivered - 1, len(delays) - 1)] if delays else 1.0
+
+    async def _route(self, event: InboundReceived, d: Delivery) -> Retry | None:
+        thread = thread_of(event.from_number)
+        if await self._duplicate(event, d):
+            return None
+        classification = await self._classify(event)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.ensure_thread, thread, event.from_number)
+            state = await conn.fetchrow(Q.lock_thread, thread)
+            # Re-checked under the thread lock: another replica may have just decided it.
+            if await conn.fetchval(Q.decision_exists, event.message_sid):
+                log.info("duplicate_message", message_sid=event.message_sid, rule="duplicate")
+                return None
+            inp = RouteInput(
+                from_number=event.from_number,
+                body=event.body,
+                num_media=event.num_media,
+                opt_out_type=event.opt_out_type,
+                owner_numbers=self.settings.owner_numbers,
+                paused=state["paused"],
+                opted_out=state["opted_out"],
+                stale=d.stream_seq < state["last_seq"],
+            )
+            result = route(inp, classification, language_threshold=self.settings.language_threshold)
+            await self._store(conn, event, d, thread, result, classification)
+            await self._apply_controls(conn, thread, result)
+            if not inp.stale:
+                await conn.execute(Q.advance_seq, thread, d.stream_seq)
+        # Published after the commit, so whoever sees an event finds the row. A crash
+        # in between is covered by the redelivery, which republishes (see _duplicate).
+        await self._publish(self._events(event, d.stream_seq, thread, result, classification))
+        log.info(
+            "routed",
+            message_sid=event.message_sid,
+            decision=result.decision,
+            rule=result.rule,
+            status=result.status,
+        )
+        return None
+
+    async def _duplicate(self, event: InboundReceived, d: Delivery) -> bool:
+        """Rule 1. A redelivery of a message already decided republishes its events
+        (same ids, so JetStream drops copies it has); a new copy of a MessageSid stops."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(Q.get_decision, event.message_sid)
+        if row is None:
+            return False
+        log.info(
+            "duplicate_message",
+            message_sid=event.message_sid,
+            rule="duplicate",
+            redelivery=d.num_delivered > 1,
+        )
+        if d.num_delivered > 1:
+            result, classification = _from_row(row)
+            await self._publish(self._events(event, row["stream_seq"], row["thread"], result, classification))
+        return True
+
+    async def _publish(self, events: list[Event]) -> None:
+        for out in events:
+            await self.bus.publish(out)
+
+    async def _store(
+        self,
+        conn: Any,
+        event: InboundReceived,
+        d: Delivery,
+        thread: str,
+        result: RouteResult,
+        c: Classification | None,
+    ) -> None:
+        await conn.fetchval(
+            Q.insert_decision,
+            event.message_sid,
+            thread,
+            d.stream_seq,
+            event.from_number,
+            event.body,
+            event.num_media,
+            result.decision,
+            result.rule,
+            result.status,
+            result.keyword,
+            c.language if c else None,
+            c.language_confidence if c else None,
+            c.sentiment if c else None,
+            c.sentiment_score if c else None,
+            c.intent if c else None,
+            c.intent_score if c else None,
+            c.source if c else None,
+            event.received_at,
+        )
+        details: dict[str, Any] = {
+            "message_sid": event.message_sid,
+            "decision": result.decision,
+            "rule": result.rule,
+            "status": result.status,
+        }
+        if c is not None:
+            details.update(language=c.language, sentiment=c.sentiment, intent=c.intent)
+        await audit(conn, service=NAME, action="inbound_routed", thread=thread, details=details)
+
+    async def _apply_controls(self, conn: Any, thread: str, result: RouteResult) -> None:
+        if result.decision in ("opt_out", "opt_in"):
+            opted_out = result.decision == "opt_out"
+            await conn.execute(Q.set_opted_out, thread, opted_out, result.keyword or "")
+            await audit(
+                conn,
+                service=NAME,
+                action="contact_opted_out" if opted_out else "contact_opted_in",
+                thread=thread,
+                details={"keyword": result.keyword},
+            )
+
+    def _events(
+        self,
+        event: InboundReceived,
+        stream_seq: int,
+        thread: str,
+        result: RouteResult,
+        c: Classification | None,
+    ) -> list[Event]:
+        sid = event.message_sid
+        out: list[Event] = []
+        if result.command is not None:
+            cmd = result.command
+            out.append(
+                DraftDecided(
+                    id=derived_id("decided", sid),
+                    thread=thread,
+                    action=cmd.action,
+                    reviewer=event.from_number,
+                    source="sms",
+                    ref=cmd.ref,
+                    text=cmd.text,
+                    notes=cmd.notes,
+                    message_sid=sid,
+                )
+            )
+        elif result.decision == "opt_out":
+            out.append(
+                ContactOptout(
+                    id=derived_id("optout", sid),
+                    thread=thread,
+                    number=event.from_number,
+                    keyword=result.keyword or "",
+                    message_sid=sid,
+                )
+            )
+        elif result.decision == "opt_in":
+            out.append(
+                ContactOptin(
+                    id=derived_id("optin", sid),
+                    thread=thread,
+                    number=event.from_number,
+                    keyword=result.keyword or "",
+                    message_sid=sid,
+                )
+            )
+        out.append(
+            InboundRouted(
+                id=derived_id("routed", sid),
+                thread=thread,
+                message_sid=sid,
+                from_number=event.from_number,
+                to_number=event.to_number,
+                body=event.body,
+                decision=result.decision,
+                rule=result.rule,
+                status=result.status,
+                language=c.language if c else None,
+                language_confidence=c.language_confidence if c else None,
+                sentiment=c.sentiment if c else None,
+                sentiment_score=c.sentiment_score if c else None,
+                intent=c.intent if c else None,
+                intent_score=c.intent_score if c else None,
+                stream_seq=stream_seq,
+            )
+        )
+        return out
+
+    async def on_paused(self, event: ContactPaused, d: Delivery) -> Retry | None:
+        thread = thread_of(event.number) if event.number else event.thread
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    Q.set_paused, thread, event.number, event.paused, event.actor, event.reason
+                )
+                await audit(
+                    conn,
+                    service=NAME,
+                    actor="HUMAN" if event.actor else "SYSTEM",
+                    action="thread_paused" if event.paused else "thread_resumed",
+                    thread=thread,
+                    details={"actor": event.actor, "reason": event.reason},
+                )
+        except _TRANSIENT as exc:
+            return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
+        log.info("thread_pause_set", thread=thread, paused=event.paused)
+        return None
+
+
+def _from_row(row: Any) -> tuple[RouteResult, Classification | None]:
+    """Rebuild a stored decision (for republishing after a crash between commit and publish)."""
+    command = parse_owner_command(row["body"]) if row["decision"] == "owner_command" else None
+    result = RouteResult(
+        decision=row["decision"],
+        rule=row["rule"],
+        status=row["status"],
+        keyword=row["keyword"],
+        command=command,
+    )
+    classification = None
+    if row["language"] is not None:
+        classification = Classification(
+            language=row["language"],
+            language_confidence=row["language_confidence"],
+            language_judged=True,
+            language_method="stored",
+            sentiment=row["sentiment"],
+            sentiment_score=row["sentiment_score"],
+            intent=row["intent"],
+            intent_score=row["intent_score"],
+            source=row["classifier"] or "local",
+        )
+    return result, classification

@@ -1,0 +1,42 @@
+-- name: ensure_thread
+INSERT INTO thread_controls (thread, number) VALUES ($1, $2)
+ON CONFLICT (thread) DO NOTHING;
+
+-- name: lock_thread
+SELECT thread, paused, opted_out, last_seq FROM thread_controls WHERE thread = $1 FOR UPDATE;
+
+-- name: get_thread
+SELECT thread, number, paused, paused_by, paused_reason, opted_out, consent_keyword,
+       consent_at, last_seq
+FROM thread_controls WHERE thread = $1;
+
+-- name: decision_exists
+SELECT 1 FROM routing_decisions WHERE message_sid = $1;
+
+-- name: insert_decision
+INSERT INTO routing_decisions (
+    message_sid, thread, stream_seq, from_number, body, num_media, decision, rule, status,
+    keyword, language, language_confidence, sentiment, sentiment_score, intent, intent_score,
+    classifier, received_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+ON CONFLICT (message_sid) DO NOTHING
+RETURNING id;
+
+-- name: advance_seq
+UPDATE thread_controls SET last_seq = GREATEST(last_seq, $2), updated_at = now()
+WHERE thread = $1;
+
+-- name: set_opted_out
+UPDATE thread_controls
+SET opted_out = $2, consent_keyword = $3, consent_at = now(), updated_at = now()
+WHERE thread = $1;
+
+-- name: set_paused
+INSERT INTO thread_controls (thread, number, paused, paused_by, paused_reason)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (thread) DO UPDATE
+SET paused = EXCLUDED.paused, paused_by = EXCLUDED.paused_by,
+    paused_reason = EXCLUDED.paused_reason, updated_at = now();
+
+-- name: get_decision
+SELECT * FROM routing_decisions WHERE message_sid = $1;

@@ -1,0 +1,36 @@
+"""Wiring: settings -> classifiers (built once) -> handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from libs.consumer import Handler
+from libs.events import ContactPaused, Event, InboundReceived
+from libs.service import ServiceContext
+from services.router.classification import LocalClassifier
+from services.router.handlers import NAME, Router
+from services.router.llm import LlmClassifier
+from services.router.settings import RouterSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+__all__ = ["MIGRATIONS", "NAME", "build"]
+
+
+async def build(ctx: ServiceContext[RouterSettings]) -> Mapping[type[Event], Handler]:
+    settings = ctx.settings
+    local = LocalClassifier(settings)  # a bad intents file stops start-up here
+    llm: LlmClassifier | None = None
+    if settings.llm_base_url:
+        llm = LlmClassifier(settings, local)
+        ctx.stack.push_async_callback(llm.close)
+    router = Router(settings, ctx.bus, ctx.pool, local, llm)
+    ctx.log.info(
+        "router_configured",
+        intents=local.intents.names,
+        intents_path=str(local.intents.path),
+        llm=bool(llm),
+        owners=len(settings.owner_numbers),
+    )
+    return {InboundReceived: router.on_received, ContactPaused: router.on_paused}

@@ -1,0 +1,47 @@
+"""Router settings: the common ones plus the classifiers' knobs."""
+
+from __future__ import annotations
+
+from lingua import IsoCode639_1
+
+from libs.settings import CommonSettings
+
+
+class RouterSettings(CommonSettings, frozen=True, kw_only=True):
+    #: Rule 6: EN/ES confidence (relative, see docs/classifiers.md) below this needs review.
+    language_threshold: float = 0.7
+    #: Below this many letters a text is "short": never called foreign, and an
+    #: EN/ES tie falls back to default_language instead of review.
+    short_text_letters: int = 20
+    short_text_threshold: float = 0.6
+    default_language: str = "en"
+    #: Neighbouring languages lingua may answer, so foreign messages are noticed.
+    language_neighbours: tuple[str, ...] = ("pt", "fr", "it", "de")
+    foreign_ratio: float = 2.0
+    #: Rule 7: VADER compound at or below this is NEGATIVE.
+    negative_threshold: float = -0.05
+    positive_threshold: float = 0.05
+    #: Intent patterns/examples; empty means the packaged services/router/intents.yaml.
+    intents_path: str = ""
+    #: Optional LLM classification (OpenAI-compatible); empty base URL = local only.
+    llm_base_url: str = ""
+    llm_api_key: str = ""
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = 10.0
+    #: Durable consumer name (replicas share it).
+    durable: str = "router"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("language_threshold", "short_text_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if self.default_language not in ("en", "es"):
+            raise ValueError("default_language must be 'en' or 'es'")
+        if not -1.0 <= self.negative_threshold < self.positive_threshold <= 1.0:
+            raise ValueError("need -1 <= negative_threshold < positive_threshold <= 1")
+        unknown = [c for c in self.language_neighbours if not hasattr(IsoCode639_1, c.upper())]
+        if unknown:
+            raise ValueError(f"language_neighbours: unknown ISO 639-1 code(s) {unknown}")
+        if self.short_text_letters < 0 or self.foreign_ratio <= 0:
+            raise ValueError("short_text_letters must be >= 0 and foreign_ratio > 0")

@@ -1,0 +1,89 @@
+"""The optional LLM classifier against a local OpenAI-compatible server, and its fallback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from services.router.classification import LocalClassifier
+from services.router.llm import LlmClassifier
+from services.router.settings import RouterSettings
+from tests.fakes.openai_server import FakeOpenAI, RecordedRequest
+
+
+@pytest.fixture(scope="module")
+def local() -> LocalClassifier:
+    return LocalClassifier(RouterSettings())
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as server:
+        yield server
+
+
+def make(fake: FakeOpenAI, local: LocalClassifier) -> LlmClassifier:
+    settings = RouterSettings(llm_base_url=fake.base_url, llm_api_key="k", llm_timeout_s=1.0)
+    return LlmClassifier(settings, local)
+
+
+def answer(intent: str = "pricing", sentiment: str = "POSITIVE", score: float = 0.5) -> str:
+    return json.dumps(
+        {
+            "intent": intent,
+            "intent_confidence": 0.93,
+            "sentiment": sentiment,
+            "sentiment_score": score,
+        }
+    )
+
+
+async def test_structured_answer_is_used(fake: FakeOpenAI, local: LocalClassifier) -> None:
+    fake.reply(answer())
+    llm = make(fake, local)
+    try:
+        result = await llm.classify("my uncle said hi")
+    finally:
+        await llm.close()
+    assert (result.source, result.intent, result.intent_score) == ("llm", "pricing", 0.93)
+    assert (result.sentiment, result.sentiment_score) == ("POSITIVE", 0.5)
+    assert result.language == "en"  # language stays lingua's
+    request: RecordedRequest = fake.requests[-1]
+    schema = request.body["response_format"]["json_schema"]["schema"]
+    assert "unknown" in schema["properties"]["intent"]["enum"]
+    assert "my uncle said hi" in request.text()
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        lambda f: f.fail(500).fail(500),
+        lambda f: f.malformed("not_json"),
+        lambda f: f.reply("not json at all"),
+        lambda f: f.reply(answer(intent="astrology")),
+        lambda f: f.reply(answer(score=7.0)),
+        lambda f: f.delay(3.0).delay(3.0),
+    ],
+    ids=[
+        "http-500",
+        "malformed-body",
+        "non-json-content",
+        "unknown-intent",
+        "out-of-range",
+        "timeout",
+    ],
+)
+async def test_any_failure_falls_back_to_local(
+    fake: FakeOpenAI, local: LocalClassifier, script: Callable[[FakeOpenAI], object]
+) -> None:
+    script(fake)
+    llm = make(fake, local)
+    try:
+        result = await llm.classify("how much for a haircut?")
+    finally:
+        await llm.close()
+    assert result == local.classify("how much for a haircut?")
+    assert result.source == "local"
+    assert fake.requests, "the LLM was asked"
