@@ -15,6 +15,11 @@ def service_dir(name: str) -> Path:
     return Path(spec.origin).parent
 
 
+#: Views over several slices (the `messages` lifecycle view), applied after all of them.
+VIEWS_SLICE = "views"
+VIEWS_DIR = Path(__file__).parent / "sql" / "views"
+
+
 def migrations_dir(name: str) -> Path | None:
     folder = service_dir(name) / "migrations"
     return folder if folder.is_dir() else None

@@ -27,6 +27,7 @@ from libs.settings import (
     SettingsError,
     load,
 )
+from replyline.commands.migrate import migrate_all
 from replyline.services import SERVICES
 
 COLORS = ("\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m")
@@ -151,6 +152,10 @@ class Stack:
             await asyncio.to_thread(self.pg.start)
             env["REPLYLINE_DATABASE_URL"] = await ensure_database(self.pg.url, "replyline")
             self.say(f"Postgres ready in {time.monotonic() - started:.1f}s")
+        # Migrate every slice up front (services would each do their own) so the
+        # cross-slice `messages` view can be created before anything runs.
+        versions = await migrate_all(env.get("REPLYLINE_DATABASE_URL") or self.settings.database_url)
+        self.say("schema: " + ", ".join(f"{k} v{v}" for k, v in versions.items()))
         return env
 
     def stop_infrastructure(self) -> None:

@@ -7,7 +7,7 @@ import asyncio
 
 from libs.db import create_pool, migrate
 from libs.settings import CommonSettings, SettingsError, load
-from replyline.services import SERVICES, migrations_dir
+from replyline.services import SERVICES, VIEWS_DIR, VIEWS_SLICE, migrations_dir
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,7 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "migrate",
         help="apply database migrations",
         description="Apply the numbered SQL migrations of each service's slice to "
-        "REPLYLINE_DATABASE_URL and print the resulting versions.",
+        "REPLYLINE_DATABASE_URL, then (when migrating all) the read-only `messages` view "
+        "over the slices, and print the resulting versions.",
     )
     p.add_argument(
         "services",
@@ -40,11 +41,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _migrate(dsn: str, services: list[str]) -> int:
+    for name, version in (await migrate_all(dsn, services)).items():
+        print(f"{name:<10} slice at version {version}")
+    return 0
+
+
+async def migrate_all(dsn: str, services: list[str] | None = None) -> dict[str, int]:
+    """Apply the given slices (default all) and, when all are there, the cross-slice views."""
+    chosen = services or list(SERVICES)
+    versions: dict[str, int] = {}
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
-        for name in services:
-            version = await migrate(pool, name, migrations_dir(name))
-            print(f"{name:<10} slice at version {version}")
+        for name in chosen:
+            versions[name] = await migrate(pool, name, migrations_dir(name))
+        if set(chosen) == set(SERVICES):
+            versions[VIEWS_SLICE] = await migrate(pool, VIEWS_SLICE, VIEWS_DIR)
     finally:
         await pool.close()
-    return 0
+    return versions
