@@ -81,7 +81,7 @@ class Consumer:
         self.durable = durable
         self.handlers = dict(handlers)
         self.settings = bus.settings
-        self._tags = sorted({msgspec.inspect.type_info(cls).tag for cls in handlers})  # type: ignore[attr-defined]
+        self._tags = sorted({str(cls.__struct_config__.tag) for cls in handlers})
         self._inflight: set[asyncio.Task[None]] = set()
         self._thread_tails: dict[str, asyncio.Future[None]] = {}
         self._on_settled = on_settled
@@ -129,7 +129,7 @@ class Consumer:
                     continue
                 try:
                     msgs = await sub.fetch(batch=min(free, s.fetch_batch), timeout=1.0)
-                except NatsTimeoutError:
+                except (NatsTimeoutError, TimeoutError):
                     self.last_fetch_ok = time.monotonic()
                     continue
                 except Exception as exc:  # connection trouble: back off, the client reconnects

@@ -39,7 +39,7 @@ async def forward_advisories(bus: Bus, consumer: str, stop: asyncio.Event) -> No
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(batch=32, timeout=1.0)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):
                 continue
             except Exception as exc:
                 log.warning("dlq_fetch_failed", error=repr(exc))

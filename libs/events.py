@@ -42,7 +42,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
     @property
     def tag(self) -> str:
-        return msgspec.inspect.type_info(type(self)).tag  # type: ignore[attr-defined]
+        # __struct_config__ is a plain attribute; msgspec.inspect would rebuild type info per call.
+        tag: str = type(self).__struct_config__.tag  # type: ignore[assignment]
+        return tag
 
     def subject(self) -> str:
         return f"{self.tag}.{self.thread}"
@@ -334,7 +336,7 @@ AnyEvent = (
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    msgspec.inspect.type_info(cls).tag: cls  # type: ignore[attr-defined]
+    str(cls.__struct_config__.tag): cls
     for cls in AnyEvent.__args__
 }
 

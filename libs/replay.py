@@ -39,7 +39,7 @@ async def _read(bus: Bus, stream: str, subject: str, config: ConsumerConfig) -> 
         while True:
             try:
                 msgs = await sub.fetch(batch=100, timeout=1.0)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):
                 return
             for msg in msgs:
                 yield msg

@@ -78,7 +78,7 @@ async def stream_history(settings: CommonSettings, thread: str) -> list[dict[str
         while True:
             try:
                 msgs = await sub.fetch(batch=200, timeout=1.0)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):
                 break
             for msg in msgs:
                 data = json.loads(msg.data)

@@ -1,0 +1,697 @@
+"""The workflow engine: enrollments, step execution, waits, replies, pauses and opt-outs.
+
+Each step runs in its own transaction holding the enrollment's row lock, and
+is recorded in workflow_executions under the enrollment's next sequence
+number. Effects are idempotent across redeliveries: published events carry
+``wf:<enrollment>:<seq>`` as their dedup id, timers are named
+``wf.<enrollment>.<seq>``, http calls send it as Idempotency-Key, and emails as
+the Message-ID. A transient failure (SMTP down, database error) rolls the step
+back and raises, so the consumer redelivers the event that drove the
+enrollment; every entry point resumes an enrollment left ``active``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import asyncpg
+import structlog
+
+from libs.bus import Bus
+from libs.db import audit
+from libs.events import ContactTagged, ContactUpdated, OutboundRequested
+
+from . import webhook
+from .clock import Clock
+from .emailer import Emailer, EmailError
+from .outcomes import OutcomeJudge, record_outcome
+from .settings import SchedulerSettings
+from .store import Q, set_field, view_of
+from .timers import TimerStore
+from .workflow.conditions import evaluate
+from .workflow.definition import Definition, DefinitionError, load_text
+from .workflow.durations import delay_end, timeout_end
+from .workflow.model import (
+    END,
+    AbSplitConfig,
+    ConditionConfig,
+    DelayConfig,
+    EndConfig,
+    HttpConfig,
+    SendEmailConfig,
+    SendSmsConfig,
+    Step,
+    StepConfig,
+    TagConfig,
+    UpdateFieldConfig,
+    WaitForReplyConfig,
+)
+from .workflow.template import render, render_value
+from .workflow.timeline import ab_variant
+
+log = structlog.get_logger("engine")
+SERVICE = "scheduler"
+LIVE = ("active", "waiting", "paused")
+MAX_STEPS_PER_RUN = 500
+
+
+@dataclass
+class StepResult:
+    next_step: str | None  # None: stay on this step
+    status: str = "active"
+    waiting_for: str | None = None
+    timer_id: str | None = None
+    pause_reason: str | None = None
+    ended_reason: str | None = None
+    input: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    completed: bool = True  # False while a delay or a wait is pending
+    executed: bool = True  # False when the step was held (paused) without running
+    outcome: str | None = None
+    replied: bool | None = None  # new value of the enrollment's replied flag
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        bus: Bus,
+        timers: TimerStore,
+        settings: SchedulerSettings,
+        clock: Clock,
+        emailer: Emailer,
+        http: aiohttp.ClientSession,
+        judge: OutcomeJudge | None = None,
+    ) -> None:
+        self.pool = pool
+        self.bus = bus
+        self.timers = timers
+        self.settings = settings
+        self.clock = clock
+        self.emailer = emailer
+        self.http = http
+        self.judge = judge
+        self._definitions: dict[tuple[str, int], Definition] = {}
+        #: The definition each workflow enrolls new contacts in (highest loaded version).
+        self.active: dict[str, Definition] = {}
+
+    # --- definitions -----------------------------------------------------------
+
+    async def register(self, definitions: list[Definition]) -> None:
+        for definition in definitions:
+            await self.pool.execute(
+                Q.upsert_definition,
+                definition.key,
+                definition.version,
+                definition.name,
+                definition.workflow.trigger.type,
+                definition.to_builtins(),
+                definition.source,
+            )
+            self._definitions[(definition.key, definition.version)] = definition
+            current = self.active.get(definition.key)
+            if current is None or current.version < definition.version:
+                self.active[definition.key] = definition
+            log.info("workflow_loaded", workflow=definition.key, version=definition.version)
+
+    async def definition(self, key: str, version: int) -> Definition:
+        """The version an enrollment pinned, from memory or from workflow_definitions."""
+        cached = self._definitions.get((key, version))
+        if cached is not None:
+            return cached
+        row = await self.pool.fetchrow(Q.get_definition, key, version)
+        if row is None:
+            raise LookupError(f"workflow {key} v{version} is not in workflow_definitions")
+        try:
+            definition = load_text(json.dumps(row["definition"]), f"{row['source']} (stored)")
+        except DefinitionError as err:
+            raise LookupError(str(err)) from err
+        self._definitions[(key, version)] = definition
+        return definition
+
+    # --- enrollment --------------------------------------------------------------
+
+    async def trigger(
+        self, trigger_type: str, thread: str, *, context: dict[str, Any], event_id: str
+    ) -> list[str]:
+        """Enroll the contact in every workflow whose trigger matches; returns enrollment ids."""
+        contact = await self.pool.fetchrow(Q.get_contact, thread)
+        if contact is None or contact["opted_out"]:
+            return []
+        view = view_of(contact, context)
+        enrolled = []
+        for definition in list(self.active.values()):
+            trigger = definition.workflow.trigger
+            if trigger.type != trigger_type:
+                continue
+            if not all(evaluate(c.field, c.operator, c.value, view) for c in trigger.conditions):
+                continue
+            enrollment_id = await self.enroll(definition, thread, event_id=event_id)
+            if enrollment_id is not None:
+                enrolled.append(enrollment_id)
+        return enrolled
+
+    async def enroll(self, definition: Definition, thread: str, *, event_id: str) -> str | None:
+        """Start ``definition`` for a contact, unless it is (or was) already enrolled."""
+        # Derived from the triggering event, so a redelivered event finds its own enrollment.
+        enrollment_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{definition.key}:{thread}:{event_id}")
+        created = False
+        resume = None
+        async with self.pool.acquire() as conn, conn.transaction():
+            existing = await conn.fetchrow(Q.any_enrollment, definition.key, thread)
+            if existing is not None and (
+                existing["status"] in LIVE or not definition.workflow.allow_reenroll
+            ):
+                log.info("enrollment_exists", workflow=definition.key, thread=thread)
+                if existing["status"] == "active":
+                    resume = existing["id"]
+            else:
+                try:
+                    async with conn.transaction():  # a savepoint: the outer one survives a conflict
+                        row = await conn.fetchrow(
+                            Q.insert_enrollment,
+                            enrollment_id,
+                            definition.key,
+                            definition.version,
+                            thread,
+                            definition.first_step,
+                            event_id,
+                        )
+                except asyncpg.UniqueViolationError:
+                    row = None  # this very event enrolled it before (allow_reenroll)
+                if row is not None:
+                    created = True
+                    await audit(
+                        conn,
+                        service=SERVICE,
+                        action="workflow_enrolled",
+                        thread=thread,
+                        details={
+                            "workflow": definition.key,
+                            "version": definition.version,
+                            "enrollment_id": str(enrollment_id),
+                            "event": event_id,
+                        },
+                    )
+        if resume is not None:
+            # An earlier delivery enrolled it and then failed mid-step: carry on.
+            await self.advance(resume)
+        if not created:
+            return None
+        await self.advance(enrollment_id)
+        return str(enrollment_id)
+
+    # --- running steps -------------------------------------------------------------
+
+    async def advance(self, enrollment_id: uuid.UUID | str, *, approved: bool = False) -> None:
+        """Run steps of an active enrollment until it waits, pauses or finishes."""
+        for _ in range(MAX_STEPS_PER_RUN):
+            async with self.pool.acquire() as conn, conn.transaction():
+                enrollment = await conn.fetchrow(Q.lock_enrollment, _uuid(enrollment_id))
+                if enrollment is None or enrollment["status"] != "active":
+                    return
+                if not await self._run_current(conn, enrollment, approved=approved):
+                    return
+            approved = False
+        log.error("advance_step_limit", enrollment_id=str(enrollment_id))
+
+    async def _run_current(
+        self, conn: asyncpg.Connection, enrollment: asyncpg.Record, *, approved: bool
+    ) -> bool:
+        """Run one step under the row lock; True when the enrollment is still active."""
+        definition = await self.definition(enrollment["workflow_key"], enrollment["workflow_version"])
+        step_id = enrollment["current_step"]
+        contact = await conn.fetchrow(Q.get_contact, enrollment["thread"])
+        if step_id in (None, END):
+            await self._finish(conn, enrollment, "completed", None)
+            return False
+        if contact is None or contact["opted_out"]:
+            await self._finish(conn, enrollment, "ended", "opt_out")
+            return False
+        if step_id not in definition.steps:
+            # The file was edited without bumping its version: never guess where to go.
+            log.error("enrollment_step_missing", enrollment_id=str(enrollment["id"]), step=step_id)
+            await self._finish(conn, enrollment, "ended", f"step {step_id!r} no longer exists")
+            return False
+        step = definition.steps[step_id]
+        config = definition.configs[step_id]
+        seq = enrollment["step_seq"] + 1
+        started = self.clock.now()
+        result = await self._execute(
+            conn, enrollment, definition, step, config, contact, seq, approved=approved
+        )
+        if result.executed:
+            await conn.execute(
+                Q.insert_execution,
+                enrollment["id"],
+                seq,
+                step.id,
+                step.type,
+                result.input,
+                result.output,
+                result.error,
+                False,
+                started,
+                self.clock.now() if result.completed else None,
+            )
+        next_step = step_id if result.next_step is None else result.next_step
+        status = result.status
+        if status == "active" and next_step == END:
+            status = "completed"
+        await conn.execute(
+            Q.update_enrollment,
+            enrollment["id"],
+            status,
+            next_step,
+            result.waiting_for,
+            result.timer_id,
+            seq if result.executed else enrollment["step_seq"],
+            enrollment["replied"] if result.replied is None else result.replied,
+            result.pause_reason,
+            result.ended_reason,
+        )
+        if status != "active":
+            await audit(
+                conn,
+                service=SERVICE,
+                action=f"workflow_{status}",
+                thread=enrollment["thread"],
+                details={
+                    "enrollment_id": str(enrollment["id"]),
+                    "workflow": enrollment["workflow_key"],
+                    "step": step_id,
+                    "reason": result.pause_reason or result.ended_reason or result.waiting_for,
+                },
+            )
+        if result.outcome is not None:
+            await record_outcome(
+                conn,
+                self.judge,
+                thread=enrollment["thread"],
+                outcome=result.outcome,
+                reason="goal_reached" if result.outcome == "success" else "workflow_end",
+                source_event=f"wf:{enrollment['id']}:{seq}",
+                contact=view_of(contact),
+                details={"workflow": enrollment["workflow_key"], "step": step_id},
+            )
+        return status == "active"
+
+    async def _execute(
+        self,
+        conn: asyncpg.Connection,
+        enrollment: asyncpg.Record,
+        definition: Definition,
+        step: Step,
+        config: StepConfig,
+        contact: asyncpg.Record,
+        seq: int,
+        *,
+        approved: bool,
+    ) -> StepResult:
+        key = f"wf:{enrollment['id']}:{seq}"
+        thread = enrollment["thread"]
+        view = view_of(contact)
+        following = definition.next_of(step.id) if step.branches is None else END
+        now = self.clock.now()
+
+        if isinstance(config, SendSmsConfig):
+            if contact["paused"]:
+                return StepResult(None, "paused", pause_reason="thread_paused", executed=False)
+            if enrollment["replied"] and definition.workflow.on_reply == "pause":
+                return StepResult(None, "paused", pause_reason="lead_replied", executed=False)
+            body = render(config.body, view)
+            if config.approval == "required" and not approved:
+                await self._ask_owner(thread, key, definition, body, contact["phone"])
+                return StepResult(
+                    None,
+                    "paused",
+                    waiting_for="approval",
+                    pause_reason="approval_required",
+                    executed=False,
+                )
+            await self.bus.publish(
+                OutboundRequested(
+                    thread=thread,
+                    request_id=key,
+                    to_number=contact["phone"],
+                    body=body,
+                    kind="workflow",
+                    media_urls=tuple(config.media_urls),
+                    workflow_enrollment_id=str(enrollment["id"]),
+                )
+            )
+            return StepResult(following, input={"body": body}, output={"request_id": key})
+
+        if isinstance(config, SendEmailConfig):
+            return await self._send_email(config, view, key, following)
+
+        if isinstance(config, DelayConfig | WaitForReplyConfig):
+            waiting_reply = isinstance(config, WaitForReplyConfig)
+            fire_at = (
+                timeout_end(config, now)
+                if isinstance(config, WaitForReplyConfig)
+                else (delay_end(config, now))
+            )
+            timer_id = f"wf.{enrollment['id']}.{seq}"
+            await self.timers.set(
+                timer_id,
+                "reply_timeout" if waiting_reply else "workflow_delay",
+                fire_at,
+                thread=thread,
+                payload={"enrollment_id": str(enrollment["id"]), "seq": seq, "step_id": step.id},
+            )
+            return StepResult(
+                None,
+                "waiting",
+                waiting_for="reply" if waiting_reply else "delay",
+                timer_id=timer_id,
+                input={"fire_at": fire_at.isoformat()},
+                completed=False,
+                # A reply before the wait does not count as the answer, nor pause later SMS.
+                replied=False if waiting_reply else None,
+            )
+
+        if isinstance(config, ConditionConfig):
+            assert step.branches is not None
+            result = evaluate(config.field, config.operator, config.value, view)
+            branch = "true" if result else "false"
+            return StepResult(
+                step.branches[branch],
+                input={"value": view.get(config.field)},
+                output={"result": result, "branch": branch},
+            )
+
+        if isinstance(config, AbSplitConfig):
+            assert step.branches is not None
+            variant = ab_variant(config.weights, definition.key, step.id, thread)
+            return StepResult(step.branches[variant], output={"variant": variant})
+
+        if isinstance(config, TagConfig):
+            added = step.type == "add_tag"
+            await conn.execute(Q.add_tag if added else Q.remove_tag, thread, config.tag)
+            await self.bus.publish(
+                ContactTagged(thread=thread, number=contact["phone"], tag_name=config.tag, added=added),
+                msg_id=key,
+            )
+            return StepResult(following, output={"tag": config.tag, "added": added})
+
+        if isinstance(config, UpdateFieldConfig):
+            value = render_value(config.value, view)
+            await set_field(conn, thread, config.field, value)
+            await self.bus.publish(
+                ContactUpdated(thread=thread, number=contact["phone"], field=config.field, value=value),
+                msg_id=key,
+            )
+            return StepResult(following, output={"field": config.field, "value": value})
+
+        if isinstance(config, HttpConfig):
+            url = render(config.url, view)
+            try:
+                output = await webhook.call(
+                    self.http,
+                    method=config.method,
+                    url=url,
+                    headers=config.headers,
+                    body=render_value(config.body, view),
+                    timeout_s=config.timeout,
+                    retries=config.retries,
+                    idempotency_key=key,
+                )
+            except webhook.WebhookError as err:
+                # Recorded and skipped: a dead webhook must not stall the lead's sequence.
+                return StepResult(following, input={"url": url}, error=str(err))
+            return StepResult(following, input={"url": url}, output=output)
+
+        if isinstance(config, EndConfig):
+            return StepResult(END, output={"outcome": config.outcome}, outcome=config.outcome)
+
+        raise AssertionError(f"no executor for {step.type}")
+
+    async def _send_email(
+        self, config: SendEmailConfig, view: dict[str, Any], key: str, following: str
+    ) -> StepResult:
+        try:
+            if config.template is not None:
+                template = self.emailer.template(config.template)
+                subject, body = template.subject, template.body
+            else:
+                subject, body = config.subject or "", config.body or ""
+            to = render(config.to, view)
+            output = await self.emailer.send(
+                to=to, subject=render(subject, view), body=render(body, view), message_key=key
+            )
+        except EmailError as err:
+            # Nothing to retry (no address, no template): record it and go on.
+            return StepResult(following, input={"template": config.template}, error=str(err))
+        return StepResult(following, input={"template": config.template}, output=output)
+
+    async def _ask_owner(self, thread: str, key: str, definition: Definition, body: str, phone: str) -> None:
+        text = (
+            f"Workflow '{definition.name}' wants to text {phone}: \"{body[:300]}\" "
+            "It is held until you resume the conversation on the dashboard."
+        )
+        for number in self.settings.owner_numbers:
+            await self.bus.publish(
+                OutboundRequested(
+                    thread=thread,
+                    request_id=f"{key}:approval:{number}",
+                    to_number=number,
+                    body=text,
+                    kind="owner_prompt",
+                )
+            )
+
+    async def _finish(
+        self, conn: asyncpg.Connection, enrollment: asyncpg.Record, status: str, reason: str | None
+    ) -> None:
+        await conn.execute(
+            Q.update_enrollment,
+            enrollment["id"],
+            status,
+            enrollment["current_step"],
+            None,
+            None,
+            enrollment["step_seq"],
+            enrollment["replied"],
+            None,
+            reason,
+        )
+        await audit(
+            conn,
+            service=SERVICE,
+            action=f"workflow_{status}",
+            thread=enrollment["thread"],
+            details={"enrollment_id": str(enrollment["id"]), "reason": reason},
+        )
+
+    # --- waits ends ----------------------------------------------------------------
+
+    async def timer_fired(self, timer_id: str, kind: str, payload: dict[str, Any], late: bool) -> None:
+        """A delay or reply timeout ended: take the next step (or the timeout branch)."""
+        enrollment_id = payload.get("enrollment_id")
+        if not enrollment_id:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            enrollment = await conn.fetchrow(Q.lock_enrollment, _uuid(enrollment_id))
+            if enrollment is None:
+                return
+            if enrollment["timer_id"] != timer_id:
+                # Already moved on (a redelivery, or a reply beat the timeout).
+                resume = enrollment["status"] == "active"
+            else:
+                definition = await self.definition(enrollment["workflow_key"], enrollment["workflow_version"])
+                step = definition.steps.get(enrollment["current_step"])
+                output: dict[str, Any] = {"fired_at": self.clock.now().isoformat(), "late": late}
+                if step is None:
+                    next_step = enrollment["current_step"]  # advance() ends it with the reason
+                elif kind == "reply_timeout" and step.branches is not None:
+                    next_step = step.branches["timeout"]
+                    output["branch"] = "timeout"
+                else:
+                    next_step = definition.next_of(step.id)
+                await conn.execute(
+                    Q.complete_execution,
+                    enrollment["id"],
+                    int(payload["seq"]),
+                    output,
+                    late,
+                    self.clock.now(),
+                )
+                status = "active" if enrollment["status"] == "waiting" else enrollment["status"]
+                await conn.execute(
+                    Q.update_enrollment,
+                    enrollment["id"],
+                    status,
+                    next_step,
+                    None,
+                    None,
+                    enrollment["step_seq"],
+                    enrollment["replied"],
+                    enrollment["pause_reason"],
+                    enrollment["ended_reason"],
+                )
+                resume = status == "active"
+        if resume:
+            await self.advance(enrollment_id)
+
+    # --- conversation events -------------------------------------------------------
+
+    async def lead_replied(self, thread: str, phone: str, body: str, event_id: str) -> None:
+        """An inbound message from the lead: wait_for_reply steps take their replied branch;
+        other enrollments pause, continue or end by their workflow's ``on_reply``."""
+        now = self.clock.now()
+        resume: list[Any] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.ensure_contact, thread, phone)
+            await conn.execute(Q.record_reply, thread, body, now)
+            for enrollment in await conn.fetch(Q.live_enrollments_of_thread, thread):
+                definition = await self.definition(enrollment["workflow_key"], enrollment["workflow_version"])
+                if enrollment["waiting_for"] == "reply":
+                    step = definition.steps.get(enrollment["current_step"])
+                    if step is None or step.branches is None:
+                        continue
+                    if enrollment["timer_id"]:
+                        await self.timers.cancel(enrollment["timer_id"])
+                    await conn.execute(
+                        Q.complete_execution,
+                        enrollment["id"],
+                        enrollment["step_seq"],
+                        {"branch": "replied", "reply": body},
+                        False,
+                        now,
+                    )
+                    status = "active" if enrollment["status"] == "waiting" else "paused"
+                    await conn.execute(
+                        Q.update_enrollment,
+                        enrollment["id"],
+                        status,
+                        step.branches["replied"],
+                        None,
+                        None,
+                        enrollment["step_seq"],
+                        False,
+                        enrollment["pause_reason"],
+                        None,
+                    )
+                    if status == "active":
+                        resume.append(enrollment["id"])
+                elif definition.workflow.on_reply == "end":
+                    await self._end(conn, enrollment, "lead_replied")
+                elif definition.workflow.on_reply == "pause" and not enrollment["replied"]:
+                    await conn.execute(
+                        Q.update_enrollment,
+                        enrollment["id"],
+                        enrollment["status"],
+                        enrollment["current_step"],
+                        enrollment["waiting_for"],
+                        enrollment["timer_id"],
+                        enrollment["step_seq"],
+                        True,
+                        enrollment["pause_reason"],
+                        None,
+                    )
+        for enrollment_id in resume:
+            await self.advance(enrollment_id)
+
+    async def opted_out(self, thread: str, phone: str, event_id: str) -> int:
+        """STOP: end every live enrollment of the thread; returns how many."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.ensure_contact, thread, phone)
+            await conn.execute(Q.set_opted_out, thread, True)
+            enrollments = await conn.fetch(Q.live_enrollments_of_thread, thread)
+            for enrollment in enrollments:
+                await self._end(conn, enrollment, "opt_out")
+            contact = await conn.fetchrow(Q.get_contact, thread)
+            await record_outcome(
+                conn,
+                self.judge,
+                thread=thread,
+                outcome="discarded",
+                reason="opt_out",
+                source_event=event_id,
+                contact=view_of(contact),
+                details={"enrollments_ended": len(enrollments)},
+            )
+        return len(enrollments)
+
+    async def paused(self, thread: str, phone: str, *, paused: bool, actor: str, event_id: str) -> None:
+        """A human paused (took over) or resumed a thread."""
+        resume: list[tuple[Any, bool]] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.ensure_contact, thread, phone)
+            await conn.execute(Q.set_paused, thread, paused)
+            for enrollment in await conn.fetch(Q.live_enrollments_of_thread, thread):
+                if paused and enrollment["status"] != "paused":
+                    status, reason = "paused", "human"
+                elif not paused and enrollment["status"] == "paused":
+                    waiting = enrollment["waiting_for"] in ("delay", "reply")
+                    status, reason = ("waiting" if waiting else "active"), None
+                    if status == "active":
+                        approved = enrollment["pause_reason"] == "approval_required"
+                        resume.append((enrollment["id"], approved))
+                else:
+                    continue
+                waiting_for = None if enrollment["waiting_for"] == "approval" else (enrollment["waiting_for"])
+                await conn.execute(
+                    Q.update_enrollment,
+                    enrollment["id"],
+                    status,
+                    enrollment["current_step"],
+                    waiting_for,
+                    enrollment["timer_id"],
+                    enrollment["step_seq"],
+                    False if not paused else enrollment["replied"],
+                    reason,
+                    None,
+                )
+            if paused:
+                contact = await conn.fetchrow(Q.get_contact, thread)
+                await record_outcome(
+                    conn,
+                    self.judge,
+                    thread=thread,
+                    outcome="escalated",
+                    reason="escalation",
+                    source_event=event_id,
+                    contact=view_of(contact),
+                    details={"actor": actor},
+                )
+        for enrollment_id, approved in resume:
+            await self.advance(enrollment_id, approved=approved)
+
+    async def _end(self, conn: asyncpg.Connection, enrollment: asyncpg.Record, reason: str) -> None:
+        if enrollment["timer_id"]:
+            await self.timers.cancel(enrollment["timer_id"])
+        await conn.execute(
+            Q.update_enrollment,
+            enrollment["id"],
+            "ended",
+            enrollment["current_step"],
+            None,
+            None,
+            enrollment["step_seq"],
+            enrollment["replied"],
+            None,
+            reason,
+        )
+        await audit(
+            conn,
+            service=SERVICE,
+            action="workflow_ended",
+            thread=enrollment["thread"],
+            details={
+                "enrollment_id": str(enrollment["id"]),
+                "reason": reason,
+                "workflow": enrollment["workflow_key"],
+            },
+        )
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))

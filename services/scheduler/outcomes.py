@@ -1,0 +1,118 @@
+"""Conversation outcomes: a rule decides; an LLM may refine it when configured.
+
+Rules (docs/workflows.md): opt-out -> discarded, human take-over -> escalated,
+no reply for N days -> no_response, a goal/qualification tag or an ``end`` step
+with an ``outcome`` -> that outcome. With an LLM endpoint configured, the model
+gets the rule's verdict and the contact, answers with a JSON schema (one of the
+six outcomes and a reason), and its answer is kept only when it parses; any
+failure falls back to the rule.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, get_args
+
+import asyncpg
+import structlog
+
+from libs.db import audit
+
+from .settings import SchedulerSettings
+from .store import Q
+from .workflow.model import Outcome
+
+log = structlog.get_logger("outcomes")
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+SERVICE = "scheduler"
+
+_SCHEMA = {
+    "name": "conversation_outcome",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "properties": {
+            "outcome": {"type": "string", "enum": list(OUTCOMES)},
+            "reason": {"type": "string"},
+        },
+        "required": ["outcome", "reason"],
+        "additionalProperties": False,
+    },
+}
+
+
+class OutcomeJudge:
+    """Optional LLM second opinion (OpenAI-compatible, structured output)."""
+
+    def __init__(self, settings: SchedulerSettings) -> None:
+        self.settings = settings
+        self._client: Any = None
+        if settings.llm_base_url and settings.llm_model:
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(
+                base_url=settings.llm_base_url,
+                api_key=settings.llm_api_key or "unused",
+                timeout=settings.llm_timeout_s,
+                max_retries=1,
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self._client is not None
+
+    async def judge(self, rule_outcome: str, reason: str, contact: dict[str, Any]) -> str | None:
+        if self._client is None:
+            return None
+        prompt = (
+            "Classify how this SMS lead conversation ended. Outcomes: success (goal reached), "
+            "qualified, unqualified, escalated (handed to a human), no_response, discarded "
+            "(opted out, spam, wrong number).\n"
+            f"Event that ended it: {reason}\nRule-based guess: {rule_outcome}\n"
+            f"Contact: {json.dumps(contact, default=str)[:2000]}"
+        )
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.settings.llm_model,
+                messages=[{"role": "user", "content": prompt}],
+                response_format={"type": "json_schema", "json_schema": _SCHEMA},
+            )
+            data = json.loads(response.choices[0].message.content or "")
+            outcome = data.get("outcome")
+            return outcome if outcome in OUTCOMES else None
+        except Exception as exc:  # any LLM trouble: the rule stands
+            log.warning("outcome_llm_failed", error=repr(exc))
+            return None
+
+
+async def record_outcome(
+    conn: asyncpg.Connection,
+    judge: OutcomeJudge | None,
+    *,
+    thread: str,
+    outcome: str,
+    reason: str,
+    source_event: str,
+    contact: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
+) -> str | None:
+    """Store (once per source event) and audit an outcome; returns it, or None if known already."""
+    decided_by = "rule"
+    final = outcome
+    if judge is not None and judge.enabled:
+        verdict = await judge.judge(outcome, reason, contact or {})
+        if verdict is not None:
+            final, decided_by = verdict, "llm"
+    info = {"rule_outcome": outcome, **(details or {})}
+    row = await conn.fetchrow(Q.insert_outcome, thread, final, reason, decided_by, info, source_event)
+    if row is None:
+        return None
+    await audit(
+        conn,
+        service=SERVICE,
+        action="conversation_outcome",
+        thread=thread,
+        details={"outcome": final, "reason": reason, "decided_by": decided_by, **info},
+    )
+    log.info("conversation_outcome", thread=thread, outcome=final, reason=reason, by=decided_by)
+    return final

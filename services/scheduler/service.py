@@ -1,0 +1,319 @@
+"""Wiring: the scheduler's handlers, the timer firing loop and the workflow engine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+
+from libs.consumer import Delivery, Handler
+from libs.db import audit
+from libs.events import (
+    ContactOptin,
+    ContactOptout,
+    ContactPaused,
+    ContactTagged,
+    ContactUpdated,
+    Event,
+    InboundRouted,
+    LeadCreated,
+    OutboundSent,
+    TimerCancel,
+    TimerFired,
+    TimerSet,
+)
+from libs.service import Build, ServiceContext
+
+from .clock import Clock
+from .emailer import Emailer
+from .engine import Engine
+from .outcomes import OutcomeJudge, record_outcome
+from .settings import SchedulerSettings
+from .store import Q, set_field, view_of
+from .timers import Outcome, TimerRecord, TimerStore
+from .workflow.definition import load_directory
+
+log = structlog.get_logger("scheduler")
+SERVICE = "scheduler"
+#: Timer kinds the scheduler itself acts on when they fire (others belong to drafter / sender).
+OWN_KINDS = frozenset({"workflow_delay", "reply_timeout", "no_response"})
+#: Inbound decisions that are not a lead talking to us.
+NOT_A_REPLY = frozenset({"owner_command", "duplicate", "opt_out"})
+#: Outbound kinds that go to the lead (owner prompts and alerts do not count).
+LEAD_FACING = frozenset({"approved_draft", "reply", "workflow"})
+
+
+def no_response_timer_id(thread: str) -> str:
+    return f"noresp.{thread}"
+
+
+class Scheduler:
+    """Event handlers; each is idempotent (delivery is at least once)."""
+
+    def __init__(
+        self,
+        ctx: ServiceContext[SchedulerSettings],
+        engine: Engine,
+        timers: TimerStore,
+        judge: OutcomeJudge,
+    ) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.pool = ctx.pool
+        self.engine = engine
+        self.timers = timers
+        self.judge = judge
+
+    def handlers(self) -> Mapping[type[Event], Handler]:
+        return {
+            TimerSet: self.on_timer_set,
+            TimerCancel: self.on_timer_cancel,
+            TimerFired: self.on_timer_fired,
+            LeadCreated: self.on_lead,
+            InboundRouted: self.on_inbound,
+            ContactOptout: self.on_optout,
+            ContactOptin: self.on_optin,
+            ContactPaused: self.on_paused,
+            ContactTagged: self.on_tagged,
+            ContactUpdated: self.on_updated,
+            OutboundSent: self.on_sent,
+        }
+
+    # --- timers ----------------------------------------------------------------
+
+    async def on_timer_set(self, event: TimerSet, d: Delivery) -> None:
+        await self.timers.set(
+            event.timer_id, event.kind, event.fire_at, thread=event.thread, payload=event.payload
+        )
+
+    async def on_timer_cancel(self, event: TimerCancel, d: Delivery) -> None:
+        await self.timers.cancel(event.timer_id)
+
+    async def on_timer_fired(self, event: TimerFired, d: Delivery) -> None:
+        if event.kind in ("workflow_delay", "reply_timeout"):
+            await self.engine.timer_fired(event.timer_id, event.kind, event.payload, event.late)
+        elif event.kind == "no_response":
+            await self._no_response(
+                event.thread,
+                event.timer_id,
+                event.payload,
+                f"{event.timer_id}:{event.fire_at.isoformat()}",
+                late=event.late,
+            )
+
+    async def _no_response(
+        self,
+        thread: str,
+        timer_id: str,
+        payload: dict[str, Any],
+        source: str,
+        *,
+        late: bool,
+        escalated: bool = False,
+    ) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            contact = await conn.fetchrow(Q.get_contact, thread)
+            if contact is None or contact["opted_out"]:
+                return
+            since = payload.get("since", "")
+            last_reply = contact["last_reply_at"]
+            if last_reply is not None and last_reply.isoformat() >= since:
+                return  # they answered after our message: not silent
+            await record_outcome(
+                conn,
+                self.judge,
+                thread=thread,
+                outcome="no_response",
+                reason="no_reply",
+                source_event=source,
+                contact=view_of(contact),
+                details={
+                    "since": since,
+                    "days": self.settings.no_response_days,
+                    "late": late,
+                    "escalated": escalated,
+                },
+            )
+
+    async def on_overdue(self, record: TimerRecord, outcome: Outcome, lateness: float) -> None:
+        """This replica skipped or escalated an overdue timer: leave a trace."""
+        async with self.pool.acquire() as conn:
+            await audit(
+                conn,
+                service=SERVICE,
+                action=f"timer_{outcome}",
+                thread=record.thread,
+                details={
+                    "timer_id": record.timer_id,
+                    "kind": record.kind,
+                    "fire_at": record.fire_at.isoformat(),
+                    "lateness_s": round(lateness, 3),
+                },
+            )
+        if record.kind == "no_response" and outcome == "escalated":
+            # The owner was told; the label is still true.
+            await self._no_response(
+                record.thread,
+                record.timer_id,
+                record.payload,
+                f"{record.timer_id}:{record.fire_at.isoformat()}",
+                late=True,
+                escalated=True,
+            )
+
+    # --- contacts and conversations ------------------------------------------------
+
+    async def on_lead(self, event: LeadCreated, d: Delivery) -> None:
+        fields = dict(event.fields)
+        if event.source:
+            fields["source"] = event.source
+        await self.pool.execute(
+            Q.upsert_lead_contact,
+            event.thread,
+            event.phone,
+            event.first_name,
+            event.last_name,
+            event.email,
+            fields,
+            list(event.tags),
+        )
+        await self.engine.trigger(
+            "contact_created",
+            event.thread,
+            context={"lead_id": event.lead_id},
+            event_id=event.lead_id,
+        )
+
+    async def on_inbound(self, event: InboundRouted, d: Delivery) -> None:
+        if event.decision in NOT_A_REPLY:
+            return
+        await self.engine.lead_replied(event.thread, event.from_number, event.body, event.message_sid)
+        await self.timers.cancel(no_response_timer_id(event.thread))
+        await self.engine.trigger(
+            "sms_received", event.thread, context={"body": event.body}, event_id=event.message_sid
+        )
+
+    async def on_optout(self, event: ContactOptout, d: Delivery) -> None:
+        await self.engine.opted_out(event.thread, event.number, event.id)
+        await self.timers.cancel(no_response_timer_id(event.thread))
+
+    async def on_optin(self, event: ContactOptin, d: Delivery) -> None:
+        await self.pool.execute(Q.ensure_contact, event.thread, event.number)
+        await self.pool.execute(Q.set_opted_out, event.thread, False)
+
+    async def on_paused(self, event: ContactPaused, d: Delivery) -> None:
+        await self.engine.paused(
+            event.thread, event.number, paused=event.paused, actor=event.actor, event_id=event.id
+        )
+
+    async def on_tagged(self, event: ContactTagged, d: Delivery) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.ensure_contact, event.thread, event.number)
+            await conn.execute(Q.add_tag if event.added else Q.remove_tag, event.thread, event.tag_name)
+            outcome = self.settings.outcome_tags.get(event.tag_name)
+            if event.added and outcome is not None:
+                contact = await conn.fetchrow(Q.get_contact, event.thread)
+                await record_outcome(
+                    conn,
+                    self.judge,
+                    thread=event.thread,
+                    outcome=outcome,
+                    reason=f"tag:{event.tag_name}",
+                    source_event=event.id,
+                    contact=view_of(contact),
+                )
+        if event.added:
+            await self.engine.trigger(
+                "tag_added", event.thread, context={"tag": event.tag_name}, event_id=event.id
+            )
+
+    async def on_updated(self, event: ContactUpdated, d: Delivery) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.ensure_contact, event.thread, event.number)
+            await set_field(conn, event.thread, event.field, event.value)
+        await self.engine.trigger(
+            "field_updated",
+            event.thread,
+            context={"field": event.field, "value": event.value},
+            event_id=event.id,
+        )
+
+    async def on_sent(self, event: OutboundSent, d: Delivery) -> None:
+        """Our last word to a lead starts the no-response clock (each send restarts it)."""
+        if event.kind not in LEAD_FACING:
+            return
+        now = self.engine.clock.now()
+        await self.pool.execute(Q.ensure_contact, event.thread, event.to_number)
+        await self.pool.execute(Q.record_outbound, event.thread, now)
+        fire_at = now + _days(self.settings.no_response_days)
+        await self.timers.set(
+            no_response_timer_id(event.thread),
+            "no_response",
+            fire_at,
+            thread=event.thread,
+            payload={"since": now.isoformat()},
+        )
+
+
+def _days(days: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(days=days)
+
+
+def make_build(clock: Clock | None = None, expose: dict[str, Any] | None = None) -> Build[SchedulerSettings]:
+    """The service's ``build``; tests pass a ManualClock to drive time and ``expose``
+    to reach the timer store and the engine of a running instance."""
+
+    async def build(ctx: ServiceContext[SchedulerSettings]) -> Mapping[type[Event], Handler]:
+        settings = ctx.settings
+        the_clock = clock or Clock()
+        judge = OutcomeJudge(settings)
+        http = aiohttp.ClientSession()
+        ctx.stack.push_async_callback(http.close)
+        holder: dict[str, Scheduler] = {}
+
+        async def on_overdue(record: TimerRecord, outcome: Outcome, lateness: float) -> None:
+            await holder["scheduler"].on_overdue(record, outcome, lateness)
+
+        timers = TimerStore(ctx.bus, settings, the_clock, on_overdue=on_overdue)
+        await timers.open()
+        engine = Engine(
+            pool=ctx.pool,
+            bus=ctx.bus,
+            timers=timers,
+            settings=settings,
+            clock=the_clock,
+            emailer=Emailer(settings),
+            http=http,
+            judge=judge,
+        )
+        definitions, issues = load_directory(settings.workflows_dir)
+        for issue in issues:
+            log.error("workflow_rejected", file=issue.source, line=issue.line, reason=issue.reason)
+            await audit(
+                ctx.pool,
+                service=SERVICE,
+                action="workflow_rejected",
+                details={"file": issue.source, "line": issue.line, "reason": issue.reason},
+            )
+        await engine.register(definitions)
+        scheduler = holder["scheduler"] = Scheduler(ctx, engine, timers, judge)
+        ctx.spawn(timers.run(ctx.stop), "timers")
+
+        async def timers_ready() -> bool:
+            return timers.ready.is_set()
+
+        ctx.checks["timers"] = timers_ready
+        if expose is not None:
+            expose.update(timers=timers, engine=engine, scheduler=scheduler)
+        return scheduler.handlers()
+
+    return build
+
+
+build = make_build()
+MIGRATIONS = Path(__file__).parent / "migrations"

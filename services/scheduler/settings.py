@@ -1,0 +1,66 @@
+"""Scheduler settings (REPLYLINE_* environment variables, see docs/scheduler.md)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from libs.settings import CommonSettings
+
+OverduePolicy = Literal["fire_late", "skip", "escalate"]
+
+#: What an overdue timer does, per kind (docs/scheduler.md explains each choice).
+DEFAULT_OVERDUE_POLICY: dict[str, OverduePolicy] = {
+    "draft_expiry": "fire_late",
+    "workflow_delay": "fire_late",
+    "reply_timeout": "fire_late",
+    "quiet_hours": "fire_late",
+    "no_response": "escalate",
+}
+
+
+class SchedulerSettings(CommonSettings, frozen=True, kw_only=True):
+    #: Folder of workflow definitions (YAML/JSON) loaded at start-up.
+    workflows_dir: str = "workflows"
+    #: Folder of email templates (``<name>.yaml`` with subject and body).
+    email_templates_dir: str = "workflows/email_templates"
+    #: A timer that fires more than this late is overdue and follows its kind's policy.
+    timer_overdue_after_s: float = 60.0
+    #: Per-kind override of :data:`DEFAULT_OVERDUE_POLICY` (JSON in the environment).
+    timer_overdue_policy: dict[str, OverduePolicy] = msgspec.field(default_factory=dict)
+    #: Concurrent claims while a burst of timers comes due.
+    timer_fire_concurrency: int = 128
+    #: Longest sleep of the firing loop (it also wakes on every change).
+    timer_max_sleep_s: float = 1.0
+    #: Lifetime of the purge marker a fired or cancelled timer leaves in the bucket.
+    timer_marker_ttl_s: float = 120.0
+    # SMTP for send_email steps; without smtp_host the email is logged, not sent.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    smtp_from: str = "Replyline <noreply@localhost>"
+    smtp_timeout_s: float = 30.0
+    #: Days without a lead reply after our last message before the outcome is no_response.
+    no_response_days: float = 7.0
+    #: Tags that settle a conversation's outcome when added.
+    outcome_tags: dict[str, str] = msgspec.field(
+        default_factory=lambda: {
+            "goal_reached": "success",
+            "booked": "success",
+            "qualified": "qualified",
+            "disqualified": "unqualified",
+            "unqualified": "unqualified",
+        }
+    )
+    # Optional LLM judgement of outcomes (OpenAI-compatible); rules apply without it.
+    llm_base_url: str = ""
+    llm_api_key: str = ""
+    llm_model: str = ""
+    llm_timeout_s: float = 20.0
+
+    def overdue_policy(self, kind: str) -> OverduePolicy:
+        return self.timer_overdue_policy.get(kind, DEFAULT_OVERDUE_POLICY.get(kind, "fire_late"))

@@ -1,0 +1,423 @@
+"""Durable timers in a JetStream KV bucket, fired as ``timer.fired`` events.
+
+Storage: one key per timer (the timer id, base64url-encoded when it holds
+characters KV keys do not allow); the value is a :class:`TimerRecord`.
+The bucket is the only source of truth. Every replica follows it with an
+ordered consumer (last value per key on start, then every change) into an
+in-memory heap of ``(due, revision, key)`` and a map key -> (due, revision,
+raw value), so all replicas see the same set and a restart loses nothing.
+
+Firing a due timer (every replica may try):
+
+1. publish ``timer.fired`` with ``Nats-Msg-Id = timer.fired:<timer id>:<fire_at>``:
+   the stream keeps one event however many replicas (or retries after a
+   crash) publish it;
+2. claim the key with a compare-and-purge on the revision the replica saw
+   (``Nats-Expected-Last-Subject-Sequence``): exactly one replica succeeds, and
+   a timer re-set in the meantime is left alone. The purge marker carries a
+   TTL so the server drops it; the bucket holds only pending timers and a
+   restart reads nothing else.
+
+Publishing before claiming means a crash between the two re-fires the timer
+after restart, and the duplicate window drops the copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import heapq
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy, KeyValueConfig, StorageType
+from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
+
+from libs.bus import Bus
+from libs.events import OutboundRequested, TimerFired, TimerKind, encode
+from libs.tracing import outgoing_traceparent
+
+from .clock import Clock
+from .settings import SchedulerSettings
+
+log = structlog.get_logger("timers")
+
+_KEY_OK = re.compile(r"[-_=A-Za-z0-9]+(\.[-_=A-Za-z0-9]+)*")
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+_MARKER_REASON = "Nats-Marker-Reason"
+_FIRED_TAG = "timer.fired"
+
+Outcome = Literal["fired", "fired_late", "skipped", "escalated"]
+_POLICY_OUTCOME: dict[str, Outcome] = {
+    "fire_late": "fired_late",
+    "skip": "skipped",
+    "escalate": "escalated",
+}
+
+
+class TimerRecord(msgspec.Struct, frozen=True, kw_only=True):
+    timer_id: str
+    kind: TimerKind
+    fire_at: datetime
+    thread: str
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    set_at: datetime | None = None
+
+
+class _Head(msgspec.Struct):
+    """The part of a record the heap needs; decoding skips the rest."""
+
+    fire_at: datetime
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_record = msgspec.json.Decoder(TimerRecord).decode
+_decode_head = msgspec.json.Decoder(_Head).decode
+
+#: Called after this replica claimed an overdue timer it skipped or escalated (for the audit log).
+OverdueHook = Callable[[TimerRecord, Outcome, float], Awaitable[None]]
+Entry = tuple[float, int, bytes]  # due (epoch s), revision, raw record
+
+
+def key_for(timer_id: str) -> str:
+    if _KEY_OK.fullmatch(timer_id) and not timer_id.startswith("b64_"):
+        return timer_id
+    return "b64_" + base64.urlsafe_b64encode(timer_id.encode()).decode()
+
+
+class _View:
+    """One consistent picture of the bucket, filled by one ordered consumer."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+        self.heap: list[tuple[float, int, str]] = []
+        self.loaded = asyncio.Event()
+
+
+class TimerStore:
+    def __init__(
+        self,
+        bus: Bus,
+        settings: SchedulerSettings,
+        clock: Clock | None = None,
+        *,
+        on_overdue: OverdueHook | None = None,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.clock = clock or Clock()
+        self.bucket = bus.kv_name("timers")
+        self.on_overdue = on_overdue
+        self.kv: KeyValue | None = None
+        self._view = _View()
+        self._firing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self.ready = asyncio.Event()
+        #: Seconds between due time and publish of the last fired timers (benchmarks).
+        self.lateness: deque[float] = deque(maxlen=100_000)
+        self.fired = 0
+        self.claims = 0
+        self.loaded_in_s = 0.0
+
+    # --- bucket ------------------------------------------------------------
+
+    async def open(self) -> KeyValue:
+        if self.kv is None:
+            try:
+                self.kv = await self.bus.js.key_value(self.bucket)
+            except (BucketNotFoundError, NotFoundError):
+                # history=1: only the live value of a timer is kept. The client
+                # creates the stream with per-message TTLs allowed (for markers).
+                self.kv = await self.bus.js.create_key_value(
+                    KeyValueConfig(bucket=self.bucket, history=1, storage=StorageType.FILE)
+                )
+        return self.kv
+
+    @property
+    def _stream(self) -> str:
+        return f"KV_{self.bucket}"
+
+    @property
+    def _prefix(self) -> str:
+        return f"$KV.{self.bucket}."
+
+    @property
+    def pending(self) -> int:
+        return len(self._view.entries)
+
+    # --- set / cancel --------------------------------------------------------
+
+    async def set(
+        self,
+        timer_id: str,
+        kind: TimerKind,
+        fire_at: datetime,
+        *,
+        thread: str,
+        payload: dict[str, Any] | None = None,
+    ) -> int:
+        """Create or replace a timer; returns its KV revision."""
+        kv = await self.open()
+        record = TimerRecord(
+            timer_id=timer_id,
+            kind=kind,
+            fire_at=fire_at.astimezone(UTC),
+            thread=thread,
+            payload=payload or {},
+            set_at=self.clock.now(),
+        )
+        return await kv.put(key_for(timer_id), _encode(record))
+
+    async def cancel(self, timer_id: str) -> bool:
+        """Remove a pending timer; False when there was none."""
+        kv = await self.open()
+        key = key_for(timer_id)
+        try:
+            await kv.get(key)
+        except KeyNotFoundError:
+            return False
+        return await self._purge(key, last=None)
+
+    async def get(self, timer_id: str) -> TimerRecord | None:
+        kv = await self.open()
+        try:
+            entry = await kv.get(key_for(timer_id))
+        except KeyNotFoundError:
+            return None
+        return _decode_record(entry.value) if entry.value else None
+
+    async def _purge(self, key: str, last: int | None) -> bool:
+        """Purge ``key`` (only at revision ``last`` when given); False when that lost a race."""
+        headers = {
+            KV_OP: KV_PURGE,
+            "Nats-Rollup": "sub",
+            # The marker only has to reach live watchers; the server then drops it.
+            "Nats-TTL": str(max(1, int(self.settings.timer_marker_ttl_s))),
+        }
+        if last is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(last)
+        try:
+            await self.bus.js.publish(self._prefix + key, b"", headers=headers)
+        except APIError as err:
+            if err.err_code in _WRONG_LAST_SEQUENCE:
+                return False  # another replica claimed it, or the timer was re-set
+            raise
+        return True
+
+    # --- following the bucket ------------------------------------------------------
+
+    def _on_message(self, view: _View, msg: Msg) -> None:
+        key = msg.subject[len(self._prefix) :]
+        headers = msg.headers or {}
+        revision = msg.metadata.sequence.stream
+        if headers.get(KV_OP) in (KV_DEL, KV_PURGE) or _MARKER_REASON in headers or not msg.data:
+            view.entries.pop(key, None)
+        else:
+            try:
+                due = _decode_head(msg.data).fire_at.timestamp()
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                log.error("timer_record_malformed", key=key, revision=revision)
+                view.entries.pop(key, None)
+            else:
+                view.entries[key] = (due, revision, msg.data)
+                if view.loaded.is_set():
+                    heapq.heappush(view.heap, (due, revision, key))
+                    if len(view.heap) > 2 * len(view.entries) + 1024:
+                        # Re-set timers leave stale heap items behind; drop them in one pass.
+                        view.heap = [(d, r, k) for k, (d, r, _) in view.entries.items()]
+                        heapq.heapify(view.heap)
+                else:
+                    view.heap.append((due, revision, key))  # heapified once loaded
+        if not view.loaded.is_set() and msg.metadata.num_pending == 0:
+            heapq.heapify(view.heap)
+            view.loaded.set()
+        self._wake.set()
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        """Keep a view equal to the bucket; rebuild it after a reconnect (gaps are possible)."""
+        while not stop.is_set():
+            sub = None
+            try:
+                view = _View()
+                started = time.monotonic()
+
+                async def on_msg(msg: Msg, view: _View = view) -> None:
+                    self._on_message(view, msg)
+
+                sub = await self.bus.js.subscribe(
+                    self._prefix + ">",
+                    stream=self._stream,
+                    cb=on_msg,
+                    ordered_consumer=True,
+                    deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                    inactive_threshold=300,
+                )
+                info = await sub.consumer_info()
+                if info.num_pending == 0 and sub.delivered == 0 and not view.loaded.is_set():
+                    view.loaded.set()
+                reconnects = self.bus.nc.stats["reconnects"]
+                async with asyncio.timeout(120):
+                    await view.loaded.wait()
+                self._view = view
+                self.loaded_in_s = time.monotonic() - started
+                log.info("timers_loaded", pending=len(view.entries), seconds=round(self.loaded_in_s, 3))
+                self.ready.set()
+                self._wake.set()
+                while not stop.is_set() and self.bus.nc.stats["reconnects"] == reconnects:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=0.5)
+                if not stop.is_set():
+                    log.info("timers_reload_after_reconnect")
+            except Exception as exc:  # NATS away: retry until it is back
+                log.warning("timer_follow_failed", error=repr(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+            finally:
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+
+    # --- firing ------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the bucket and fire due timers until ``stop`` is set."""
+        await self.open()
+        follow = asyncio.create_task(self._follow(stop), name="timers-follow")
+        stopper = asyncio.create_task(self._wake_on(stop))
+        try:
+            await self._fire_loop(stop)
+        finally:
+            stopper.cancel()
+            follow.cancel()
+            await asyncio.gather(follow, stopper, return_exceptions=True)
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
+
+    async def _fire_loop(self, stop: asyncio.Event) -> None:
+        limit = asyncio.Semaphore(self.settings.timer_fire_concurrency)
+        while not stop.is_set():
+            now = self.clock.now().timestamp()
+            view = self._view
+            heap = view.heap
+            while heap and heap[0][0] <= now:
+                _due, revision, key = heapq.heappop(heap)
+                entry = view.entries.get(key)
+                if entry is None or entry[1] != revision or key in self._firing:
+                    continue  # stale heap item: re-set, cancelled or already firing
+                self._firing.add(key)
+                task = asyncio.create_task(self._fire(view, key, entry, limit))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            wait = heap[0][0] - now if heap else self.settings.timer_max_sleep_s
+            await self.clock.sleep(min(wait, self.settings.timer_max_sleep_s), self._wake)
+
+    async def _fire(self, view: _View, key: str, entry: Entry, limit: asyncio.Semaphore) -> None:
+        try:
+            async with limit:
+                await self._claim(view, key, entry)
+        except Exception as exc:
+            # NATS unreachable: try again shortly; the key is still in the bucket.
+            log.warning("timer_fire_failed", key=key, error=repr(exc))
+            await asyncio.sleep(0.5)
+            if view.entries.get(key) == entry:
+                heapq.heappush(view.heap, (entry[0], entry[1], key))
+                self._wake.set()
+        finally:
+            self._firing.discard(key)
+
+    async def _claim(self, view: _View, key: str, entry: Entry) -> None:
+        _, revision, raw = entry
+        record = _decode_record(raw)
+        now = self.clock.now()
+        lateness = (now - record.fire_at).total_seconds()
+        outcome: Outcome = "fired"
+        if lateness > self.settings.timer_overdue_after_s:
+            outcome = _POLICY_OUTCOME[self.settings.overdue_policy(record.kind)]
+        if outcome in ("fired", "fired_late"):
+            await self._publish_fired(
+                TimerFired(
+                    thread=record.thread,
+                    timer_id=record.timer_id,
+                    kind=record.kind,
+                    fire_at=record.fire_at,
+                    fired_at=now,
+                    late=outcome == "fired_late",
+                    payload=record.payload,
+                )
+            )
+        elif outcome == "escalated":
+            await self._escalate(record, lateness)
+        claimed = await self._purge(key, last=revision)
+        if view.entries.get(key) == entry:
+            del view.entries[key]
+        if not claimed:
+            return
+        self.claims += 1
+        if outcome in ("fired", "fired_late"):
+            self.fired += 1
+            self.lateness.append(max(lateness, 0.0))
+        log.debug(
+            "timer_" + outcome,
+            timer_id=record.timer_id,
+            kind=record.kind,
+            lateness_s=round(lateness, 3),
+            thread=record.thread,
+        )
+        if outcome in ("skipped", "escalated"):
+            log.warning(
+                "timer_" + outcome,
+                timer_id=record.timer_id,
+                kind=record.kind,
+                lateness_s=round(lateness, 3),
+                thread=record.thread,
+            )
+            if self.on_overdue is not None:
+                await self.on_overdue(record, outcome, lateness)
+
+    async def _publish_fired(self, event: TimerFired) -> None:
+        """``bus.publish`` with the subject and Nats-Msg-Id spelled out.
+
+        Same subject and id as ``event.subject()`` / ``event.dedup_id()``, which
+        look the tag up through msgspec.inspect on every call: too slow for a
+        burst of thousands of timers.
+        """
+        await self.bus.js.publish(
+            self.bus.subject_for(_FIRED_TAG, event.thread),
+            encode(event),
+            headers={
+                "Nats-Msg-Id": f"{_FIRED_TAG}:{event.timer_id}:{event.fire_at}",
+                "traceparent": outgoing_traceparent(),
+            },
+        )
+
+    async def _escalate(self, record: TimerRecord, lateness: float) -> None:
+        hours = lateness / 3600
+        body = (
+            f"Replyline: a {record.kind.replace('_', ' ')} timer for +{record.thread} was due "
+            f"{record.fire_at:%Y-%m-%d %H:%M} UTC and is {hours:.1f} h overdue; it was not run. "
+            "Please check this conversation on the dashboard."
+        )
+        for number in self.settings.owner_numbers:
+            await self.bus.publish(
+                OutboundRequested(
+                    thread=record.thread,
+                    request_id=f"timer-overdue:{record.timer_id}:{record.fire_at.isoformat()}:{number}",
+                    to_number=number,
+                    body=body,
+                    kind="owner_alert",
+                )
+            )
