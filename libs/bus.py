@@ -151,5 +151,11 @@ class Bus:
         return await self.js.publish(self.subject_of(event), encode(event), headers=headers, timeout=timeout)
 
     async def close(self) -> None:
-        if not self.nc.is_closed:
+        """Drain (flush what was published, let subscriptions finish); close if NATS is gone."""
+        if self.nc.is_closed:
+            return
+        try:
             await self.nc.drain()
+        except Exception as exc:  # reconnecting or timed out: nothing left to flush to
+            log.warning("nats_drain_failed", error=repr(exc))
+            await self.nc.close()

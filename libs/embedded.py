@@ -78,7 +78,9 @@ class EmbeddedNats:
             "-sd", str(self.store_dir),
             "-l", str(self.log_file),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        # Own session: a Ctrl-C meant for the launcher must not kill NATS before
+        # the services have drained through it.
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             wait_for_port("127.0.0.1", self.port, timeout)
         except TimeoutError:

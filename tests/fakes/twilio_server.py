@@ -195,7 +195,7 @@ class FakeTwilio:
     def messages_to(self, number: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["to"] == number]
 
-    async def wait_for_creates(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async def wait_for_creates(self, count: int, timeout: float = 10.0) -> None:
         """Wait until at least ``count`` create requests arrived (accepted or not)."""
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(lambda: len(self.creates) >= count)

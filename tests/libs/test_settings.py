@@ -91,7 +91,7 @@ def test_one_yaml_file_serves_every_service(tmp_path: Path) -> None:
     s = load(DemoSettings, section="drafter", env=env)
     assert (s.api_key, s.threshold, s.owner_numbers) == ("drafter-key", 0.6, ("+15551230009",))
     # The router section is read only by a service loading section="router".
-    with pytest.raises(SettingsError, match="unknown setting.*language_threshold"):
+    with pytest.raises(SettingsError, match=r"unknown setting.*language_threshold"):
         load(DemoSettings, section="router", env=env)
     config.write_text("drafter: {api_key: k, tresholdd: 1}\n")
     with pytest.raises(SettingsError, match="tresholdd"):
