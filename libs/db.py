@@ -82,7 +82,10 @@ async def migrate(pool: asyncpg.Pool, slice_name: str, folder: Path | None) -> i
         # One lock for all slices: CREATE TABLE IF NOT EXISTS itself is not race-free.
         await conn.execute("SELECT pg_advisory_lock(hashtext('replyline_migrations'))")
         try:
-            await conn.execute(_VERSION_TABLE)
+            # A service role without CREATE on the schema may still migrate its
+            # own slice once an admin has created the version table.
+            if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+                await conn.execute(_VERSION_TABLE)
             await _apply(conn, COMMON_SLICE, COMMON_MIGRATIONS)
             return await _apply(conn, slice_name, folder) if folder else 0
         finally:

@@ -144,8 +144,24 @@ class DraftCreated(Event, frozen=True, kw_only=True, tag="draft.created"):
     in_reply_to: str = ""  # inbound MessageSid
     intent: str | None = None
     language: str | None = None
-    source: Literal["llm", "template", "edit"] = "template"
+    source: Literal["llm", "template", "edit", "workflow"] = "template"
     dedup_fields: ClassVar[tuple[str, ...]] = ("draft_id", "version")
+
+
+class DraftRequested(Event, frozen=True, kw_only=True, tag="draft.requested"):
+    """Ask the drafter to put a ready-made lead message through the owner's approval loop.
+
+    Published by the scheduler for a workflow ``send_sms`` step with ``approval: required``;
+    the drafter stores it as a draft (idempotent on ``request_id``) and prompts the owner.
+    """
+
+    request_id: str
+    workflow_enrollment_id: str
+    step_id: str
+    to_number: str = ""
+    body: str = ""
+    source: Literal["workflow"] = "workflow"
+    dedup_fields: ClassVar[tuple[str, ...]] = ("request_id",)
 
 
 class DraftApproved(Event, frozen=True, kw_only=True, tag="draft.approved"):
@@ -155,6 +171,8 @@ class DraftApproved(Event, frozen=True, kw_only=True, tag="draft.approved"):
     body: str
     reviewer: str
     in_reply_to: str = ""
+    request_id: str | None = None  # the draft.requested it answers (workflow drafts)
+    workflow_enrollment_id: str | None = None
     dedup_fields: ClassVar[tuple[str, ...]] = ("draft_id", "version")
 
 
@@ -163,6 +181,8 @@ class DraftRejected(Event, frozen=True, kw_only=True, tag="draft.rejected"):
     version: int
     reviewer: str
     reason: str = ""
+    request_id: str | None = None  # the draft.requested it answers (workflow drafts)
+    workflow_enrollment_id: str | None = None
     dedup_fields: ClassVar[tuple[str, ...]] = ("draft_id", "version")
 
 
@@ -318,6 +338,7 @@ AnyEvent = (
     | InboundRouted
     | DraftDecided
     | DraftCreated
+    | DraftRequested
     | DraftApproved
     | DraftRejected
     | OutboundRequested

@@ -59,23 +59,30 @@ async def beat_forever(
     report: Callable[[], Awaitable[dict[str, Any]]],
     stop: asyncio.Event,
 ) -> None:
-    """Write this instance's heartbeat every few seconds until ``stop``."""
-    kv = await heartbeat_bucket(bus)
+    """Write this instance's heartbeat every few seconds until ``stop``.
+
+    The bucket is in memory, so a NATS restart loses it: after any failed write
+    the bucket is looked up (or created) again on the next beat.
+    """
+    kv: KeyValue | None = None
     key = f"{service}.{instance_id()}"
     while not stop.is_set():
         try:
+            kv = kv or await heartbeat_bucket(bus)
             body = {"service": service, "instance": key, "at": time.time(), **await report()}
             await kv.put(key, json.dumps(body).encode())
-        except Exception as exc:  # NATS down: the next beat will tell
+        except Exception as exc:  # NATS down or restarted: the next beat retries
+            kv = None
             log.warning("heartbeat_failed", error=repr(exc))
         try:
             await asyncio.wait_for(stop.wait(), timeout=HEARTBEAT_INTERVAL_S)
         except TimeoutError:
             pass
-    try:
-        await kv.delete(key)  # a clean stop is not a missing service
-    except Exception:
-        pass
+    if kv is not None:
+        try:
+            await kv.delete(key)  # a clean stop is not a missing service
+        except Exception as exc:
+            log.info("heartbeat_not_removed", error=repr(exc))
 
 
 async def register_micro(

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import structlog
 from aiohttp import web
 
-from libs.events import ContactPaused, DecisionAction, DraftDecided, Event, thread_of
+from libs.events import ContactPaused, DecisionAction, DecisionSource, DraftDecided, Event, thread_of
 from services.ingest.auth import Principal
 from services.ingest.drafter_rpc import PENDING, QUEUE, DrafterError, DrafterUnavailable
 from services.ingest.http_common import DEPS_KEY, Unavailable, authenticate, json_error
@@ -29,6 +29,10 @@ _NUMBER = re.compile(r"^\+?([1-9]\d{5,14})$")
 _MAX_LIMIT = 500
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+class DraftNotFound(Exception):
+    """No pending draft has that id or ref (the API answers 404)."""
 
 
 def number_and_thread(raw: str) -> tuple[str, str]:
@@ -136,51 +140,80 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
+async def decide_draft(
+    request: web.Request,
+    principal: Principal,
+    *,
+    action: Literal["approve", "reject", "edit"],
+    key: str,
+    text: str | None,
+    notes: str,
+    given_thread: str | None,
+    source: DecisionSource,
+) -> DraftDecided:
+    """Publish (and audit) one owner decision on a pending draft named by id or ref.
+
+    Shared by the API and the dashboard: the drafter checks the decision (draft known,
+    still pending) when it consumes the event, exactly as for an SMS decision.
+    """
+    if action == "edit" and not (text and text.strip()):
+        raise PayloadError("an edit needs a non-empty 'text'")
+    try:
+        draft = await _find_pending(request, key)
+    except Unavailable:
+        if not given_thread:
+            raise Unavailable(
+                "the drafter is not answering, so the draft's thread is unknown; "
+                'retry later or pass {"thread": ...} with the draft id'
+            ) from None
+        # The drafter still checks the decision when it consumes it.
+        draft = {"draft_id": key} if _is_uuid(key) else {"ref": key}
+    else:
+        if draft is None:
+            raise DraftNotFound(f"no pending draft with id or ref {key!r}")
+    if given_thread:
+        _, thread = number_and_thread(given_thread)
+    elif draft.get("thread") or draft.get("to_number"):
+        thread = str(draft.get("thread") or thread_of(str(draft["to_number"])))
+    else:
+        raise web.HTTPBadGateway(
+            text=json.dumps({"error": "the drafter's draft has no thread"}),
+            content_type="application/json",
+        )
+    decision_action: DecisionAction = action
+    event = DraftDecided(
+        thread=thread,
+        action=decision_action,
+        reviewer=f"{source}:{principal.name}",
+        source=source,
+        ref=draft.get("ref"),
+        draft_id=draft.get("draft_id"),
+        text=text if action == "edit" else None,
+        notes=notes,
+    )
+    await _publish(request, event, principal, "draft.decided")
+    log.info("owner_decision", action=action, source=source, draft_id=event.draft_id, thread=thread)
+    return event
+
+
 def _decide(action: Literal["approve", "reject", "edit"]) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         principal = await authenticate(request, "admin")
-        key = request.match_info["draft"]
         body = await json_body(request)
-        text = _str_field(body, "text")
-        notes = _str_field(body, "notes") or _str_field(body, "reason") or ""
-        if action == "edit" and not (text and text.strip()):
-            raise PayloadError("an edit needs a non-empty 'text'")
         given = _str_field(body, "thread", max_len=32) or _str_field(body, "number", max_len=32)
         try:
-            draft = await _find_pending(request, key)
-        except Unavailable:
-            if not given:
-                raise Unavailable(
-                    "the drafter is not answering, so the draft's thread is unknown; "
-                    'retry later or pass {"thread": ...} with the draft id'
-                ) from None
-            # The drafter still checks the decision when it consumes it.
-            draft = {"draft_id": key} if _is_uuid(key) else {"ref": key}
-        else:
-            if draft is None:
-                return json_error(404, f"no pending draft with id or ref {key!r}")
-        if given:
-            _, thread = number_and_thread(given)
-        elif draft.get("thread") or draft.get("to_number"):
-            thread = str(draft.get("thread") or thread_of(str(draft["to_number"])))
-        else:
-            raise web.HTTPBadGateway(
-                text=json.dumps({"error": "the drafter's draft has no thread"}),
-                content_type="application/json",
+            event = await decide_draft(
+                request,
+                principal,
+                action=action,
+                key=request.match_info["draft"],
+                text=_str_field(body, "text"),
+                notes=_str_field(body, "notes") or _str_field(body, "reason") or "",
+                given_thread=given,
+                source="api",
             )
-        decision_action: DecisionAction = action
-        event = DraftDecided(
-            thread=thread,
-            action=decision_action,
-            reviewer=f"api:{principal.name}",
-            source="api",
-            ref=draft.get("ref"),
-            draft_id=draft.get("draft_id"),
-            text=text if action == "edit" else None,
-            notes=notes,
-        )
-        await _publish(request, event, principal, "draft.decided")
-        log.info("api_decision", action=action, draft_id=event.draft_id, thread=thread)
+        except DraftNotFound as exc:
+            return json_error(404, str(exc))
         return web.json_response(
             {
                 "status": "accepted",
@@ -188,7 +221,7 @@ def _decide(action: Literal["approve", "reject", "edit"]) -> Handler:
                 "action": action,
                 "draft_id": event.draft_id,
                 "ref": event.ref,
-                "thread": thread,
+                "thread": event.thread,
             },
             status=202,
         )
@@ -196,22 +229,35 @@ def _decide(action: Literal["approve", "reject", "edit"]) -> Handler:
     return handler
 
 
+async def pause_thread(
+    request: web.Request, principal: Principal, *, number: str, paused: bool, reason: str, source: str
+) -> ContactPaused:
+    """Publish (and audit) a pause or resume of one thread; shared by the API and the dashboard."""
+    e164, thread = number_and_thread(number)
+    event = ContactPaused(
+        thread=thread, number=e164, paused=paused, actor=f"{source}:{principal.name}", reason=reason
+    )
+    await _publish(request, event, principal, "contact.paused" if paused else "contact.resumed")
+    log.info("owner_pause", paused=paused, source=source, thread=thread)
+    return event
+
+
 def _pause(paused: bool) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         principal = await authenticate(request, "admin")
-        number, thread = number_and_thread(request.match_info["number"])
+        number = request.match_info["number"]
+        number_and_thread(number)  # a bad number is a 400 before the body is read
         body = await json_body(request)
-        event = ContactPaused(
-            thread=thread,
+        event = await pause_thread(
+            request,
+            principal,
             number=number,
             paused=paused,
-            actor=f"api:{principal.name}",
             reason=_str_field(body, "reason", max_len=500) or "",
+            source="api",
         )
-        await _publish(request, event, principal, "contact.paused" if paused else "contact.resumed")
-        log.info("api_pause", paused=paused, thread=thread)
         return web.json_response(
-            {"status": "accepted", "event_id": event.id, "thread": thread, "paused": paused},
+            {"status": "accepted", "event_id": event.id, "thread": event.thread, "paused": paused},
             status=202,
         )
 

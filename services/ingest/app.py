@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from libs import metrics
 from libs.events import OutboundStatus, thread_of
 from libs.tracing import current_traceparent, new_traceparent, trace_id_of
 from services.ingest.api import add_api_routes
@@ -121,6 +122,7 @@ async def twilio_sms(request: web.Request) -> web.Response:
         # nothing was committed, so the retry records the message from scratch.
         log.exception("inbound_record_failed", message_sid=sms.message_sid)
         raise Unavailable(f"could not record the message ({type(exc).__name__})") from exc
+    metrics.WEBHOOKS_RECEIVED.labels("sms", "duplicate" if recorded.duplicate else "recorded").inc()
     log.info(
         "inbound_duplicate" if recorded.duplicate else "inbound_received",
         message_sid=sms.message_sid,
@@ -147,6 +149,7 @@ async def twilio_status(request: web.Request) -> web.Response:
     except Exception as exc:
         log.exception("status_publish_failed", message_sid=status.message_sid)
         raise Unavailable(f"could not publish the status ({type(exc).__name__})") from exc
+    metrics.WEBHOOKS_RECEIVED.labels("status", "recorded").inc()
     log.info(
         "outbound_status",
         message_sid=status.message_sid,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from libs import metrics
 from services.ingest.http_common import (
     DEPS_KEY,
     SETTINGS_KEY,
@@ -43,6 +44,7 @@ async def post_lead(request: web.Request) -> web.Response:
     except Exception:
         # The lead is in the stream; failing now would make a retry create a second one.
         log.exception("lead_audit_failed", lead_id=lead.lead_id)
+    metrics.WEBHOOKS_RECEIVED.labels("lead", "recorded").inc()
     log.info("lead_created", lead_id=lead.lead_id, thread=lead.thread, source=lead.source)
     return web.json_response(
         {"lead_id": lead.lead_id, "phone": lead.phone, "thread": lead.thread, "event_id": lead.id},

@@ -36,3 +36,23 @@ RETURNING id;
 
 -- name: list_tokens
 SELECT name, scope, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY id;
+
+-- name: create_session
+INSERT INTO dashboard_sessions (id_hash, principal, csrf_token, expires_at)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4));
+
+-- name: get_session
+-- A session dies with its token: revoked or no longer admin means logged out.
+SELECT s.principal, s.csrf_token, s.expires_at
+FROM dashboard_sessions s
+WHERE s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()
+  AND (s.principal = 'settings' OR EXISTS (
+      SELECT 1 FROM api_tokens t
+      WHERE t.name = s.principal AND t.revoked_at IS NULL AND t.scope = 'admin'));
+
+-- name: revoke_session
+UPDATE dashboard_sessions SET revoked_at = now() WHERE id_hash = $1 AND revoked_at IS NULL;
+
+-- name: purge_sessions
+DELETE FROM dashboard_sessions WHERE expires_at < now() - interval '7 days';
+

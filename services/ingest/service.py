@@ -14,10 +14,13 @@ from libs.events import Event
 from libs.service import Build, ServiceContext, health_routes
 from services.ingest.app import create_app
 from services.ingest.auth import DbTokenVerifier
+from services.ingest.dashboard.sessions import SessionStore
+from services.ingest.dashboard.views import DashboardDeps, add_dashboard_routes
 from services.ingest.drafter_rpc import NatsDrafterApi
 from services.ingest.http_common import IngestDeps
 from services.ingest.recorder import SERVICE, PgInboundRecorder
 from services.ingest.settings import IngestSettings
+from services.ingest.system_health import LlmProbe, SystemHealth, add_system_health_route
 
 HERE = Path(__file__).parent
 MIGRATIONS = HERE / "migrations"
@@ -60,6 +63,13 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
         app = create_app(settings, deps)
         # Health and metrics on the public port too: a load balancer needs only one port.
         app.add_routes(health_routes(ctx))
+        system = SystemHealth(ctx.bus, LlmProbe(settings))
+        add_system_health_route(app, system)
+        sessions = SessionStore(
+            ctx.pool, QUERIES, settings.dashboard_session_ttl_s, bootstrap_enabled=bool(settings.api_token)
+        )
+        await sessions.purge_expired()
+        add_dashboard_routes(app, DashboardDeps(pool=ctx.pool, queries=QUERIES, sessions=sessions))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         # Pushed after the bus: on shutdown the listener closes before the bus drains.

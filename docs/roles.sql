@@ -1,0 +1,74 @@
+-- Postgres roles for a production Replyline: one login role per service, each allowed
+-- to change only its own slice, plus a read-only role for operators and reports.
+--
+-- Order (see docs/operations.md, "Production checklist"):
+--   1. as the database owner:  replyline migrate            (creates every slice)
+--   2. as the database owner:  psql "$OWNER_URL" -v ON_ERROR_STOP=1 -f docs/roles.sql
+--   3. set each role's password from your secret store (never in this file):
+--        ALTER ROLE replyline_router PASSWORD '...';
+--   4. give each service its own REPLYLINE_DATABASE_URL with its role.
+--
+-- Services still call migrate() at start-up; with the schema at the current version
+-- that only reads schema_migrations, so they need no DDL rights. Deploying a version
+-- with new migrations means running step 1 (and this file again) before the services.
+-- The file is idempotent. When a slice gains a table, add it to that slice's block
+-- (tests/ops/test_roles.py fails until every table of every slice is granted).
+
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['replyline_ingest', 'replyline_router', 'replyline_drafter',
+                             'replyline_sender', 'replyline_scheduler', 'replyline_readonly'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I LOGIN', r);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- No service creates objects; only the owner (step 1) does.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO replyline_ingest, replyline_router, replyline_drafter,
+    replyline_sender, replyline_scheduler, replyline_readonly;
+
+-- Shared by all: the readiness check reads the slice versions; everyone appends to
+-- the audit log, which nobody may change (its trigger refuses UPDATE and DELETE too).
+GRANT SELECT ON schema_migrations TO replyline_ingest, replyline_router, replyline_drafter,
+    replyline_sender, replyline_scheduler;
+GRANT INSERT ON audit_log TO replyline_ingest, replyline_router, replyline_drafter,
+    replyline_sender, replyline_scheduler;
+GRANT USAGE ON SEQUENCE audit_log_id_seq TO replyline_ingest, replyline_router,
+    replyline_drafter, replyline_sender, replyline_scheduler;
+
+-- ingest: raw webhooks, API tokens, dashboard sessions.
+GRANT SELECT, INSERT, UPDATE, DELETE ON inbound_messages, api_tokens, dashboard_sessions
+    TO replyline_ingest;
+GRANT USAGE ON SEQUENCE inbound_messages_id_seq, api_tokens_id_seq TO replyline_ingest;
+-- The dashboard only reads the other slices (it changes them through events).
+GRANT SELECT ON audit_log, routing_decisions, thread_controls, drafts, outbound_messages
+    TO replyline_ingest;
+
+-- router: routing decisions and pause / opt-out state.
+GRANT SELECT, INSERT, UPDATE, DELETE ON routing_decisions, thread_controls TO replyline_router;
+GRANT USAGE ON SEQUENCE routing_decisions_id_seq TO replyline_router;
+
+-- drafter: drafts (every version), approvals, AI traces, the manual queue.
+GRANT SELECT, INSERT, UPDATE, DELETE ON drafts, approvals, ai_traces, manual_queue
+    TO replyline_drafter;
+GRANT USAGE ON SEQUENCE drafts_id_seq, approvals_id_seq, ai_traces_id_seq, manual_queue_id_seq,
+    draft_ref_seq TO replyline_drafter;
+
+-- sender: the outbox, delivery events, its consent projection, time zones.
+GRANT SELECT, INSERT, UPDATE, DELETE ON outbound_messages, delivery_events, consent,
+    contact_time_zones TO replyline_sender;
+GRANT USAGE ON SEQUENCE delivery_events_id_seq TO replyline_sender;
+
+-- scheduler: contacts and workflows.
+GRANT SELECT, INSERT, UPDATE, DELETE ON contacts, workflow_definitions, workflow_enrollments,
+    workflow_executions, conversation_outcomes TO replyline_scheduler;
+GRANT USAGE ON SEQUENCE workflow_executions_id_seq, conversation_outcomes_id_seq
+    TO replyline_scheduler;
+
+-- Operators (`replyline thread`, reports, the messages view): read everything, change nothing.
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO replyline_readonly;

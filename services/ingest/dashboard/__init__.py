@@ -1,0 +1,1 @@
+"""The owner dashboard served by ingest under /dashboard (see views.py)."""

@@ -1,0 +1,363 @@
+"""The owner dashboard under /dashboard: server-rendered pages, no JavaScript.
+
+Pending drafts (approve / edit / reject), the manual-intervention queue, paused
+threads, threads with their status and audit trail, and the system's health.
+Decisions and pauses go through the same code as the API (``decide_draft``,
+``pause_thread``): ``draft.decided`` with ``source="dashboard"`` and ``contact.paused``
+events, audited as HUMAN. Every POST form carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
+
+import asyncpg
+import jinja2
+import structlog
+from aiohttp import web
+
+from libs.db import Queries
+from services.ingest.api import DraftNotFound, decide_draft, number_and_thread, pause_thread
+from services.ingest.auth import Principal
+from services.ingest.dashboard import reads
+from services.ingest.dashboard.sessions import (
+    COOKIE_PATH,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Session,
+    SessionStore,
+)
+from services.ingest.drafter_rpc import PENDING, QUEUE, DrafterError, DrafterUnavailable
+from services.ingest.http_common import DEPS_KEY, SETTINGS_KEY, Unavailable
+from services.ingest.system_health import SYSTEM_HEALTH_KEY
+from services.ingest.twilio_payload import PayloadError
+
+log = structlog.get_logger("ingest.dashboard")
+
+HERE = Path(__file__).parent
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+STYLE = (HERE / "templates" / "style.css").read_bytes()
+
+#: No scripts, no framing, forms only to ourselves: the pages need nothing else.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+#: Notices shown after a redirect, by code (a URL cannot inject arbitrary text).
+NOTICES = {
+    "approve": "Approval of draft #{ref} sent; the drafter confirms it and the sender sends it.",
+    "reject": "Rejection of draft #{ref} sent.",
+    "edit": "Edit of draft #{ref} sent; a new version will appear for approval.",
+    "not_found": "Draft #{ref} is no longer pending (already decided or expired).",
+    "empty_edit": "An edit needs the new text.",
+    "unavailable": "Could not send the decision right now (NATS or the drafter is down); try again.",
+    "pause": "Pause of thread {ref} sent.",
+    "resume": "Resume of thread {ref} sent.",
+    "logged_out": "Logged out.",
+    "bad_csrf": "The form expired; please try again.",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class DashboardDeps:
+    pool: asyncpg.Pool
+    queries: Queries  # ingest's own queries (inbound messages of a thread)
+    sessions: SessionStore
+
+
+DASHBOARD_KEY = web.AppKey("dashboard", DashboardDeps)
+
+
+def render(name: str, status: int = 200, **context: Any) -> web.Response:
+    html = TEMPLATES.get_template(name).render(**context)
+    return web.Response(text=html, status=status, content_type="text/html", headers=SECURITY_HEADERS)
+
+
+def _secure(request: web.Request) -> bool:
+    return request.app[SETTINGS_KEY].public_base_url.startswith("https://") or request.secure
+
+
+def _set_cookie(
+    request: web.Request, response: web.StreamResponse, name: str, value: str, max_age: int
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+    )
+
+
+def _redirect(location: str, **params: str) -> web.HTTPSeeOther:
+    query = f"?{urlencode(params)}" if params else ""
+    return web.HTTPSeeOther(location + query, headers={"Cache-Control": "no-store"})
+
+
+def _safe_next(target: str | None) -> str:
+    # Only our own pages: an open redirect after login would help phishing.
+    if target and target.startswith("/dashboard") and not target.startswith("//"):
+        return target
+    return "/dashboard"
+
+
+async def _session(request: web.Request) -> Session | None:
+    try:
+        return await request.app[DASHBOARD_KEY].sessions.get(request.cookies.get(SESSION_COOKIE))
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise Unavailable(f"cannot check the session ({type(exc).__name__})") from exc
+
+
+def logged_in(handler: Callable[[web.Request, Session], Awaitable[web.StreamResponse]]) -> Handler:
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        session = await _session(request)
+        if session is None:
+            target = request.path_qs if request.method == "GET" else "/dashboard"
+            raise _redirect("/dashboard/login", next=target)
+        if request.method == "POST":
+            form = await request.post()
+            if not session.csrf_ok(_field(form, "csrf")):
+                log.warning("dashboard_csrf_rejected", path=request.path, principal=session.principal)
+                raise _redirect("/dashboard", notice="bad_csrf")
+        return await handler(request, session)
+
+    return wrapper
+
+
+def _field(form: Any, name: str) -> str | None:
+    value = form.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _principal(session: Session) -> Principal:
+    return Principal(name=session.principal, scope="admin")
+
+
+def _notice(request: web.Request) -> str | None:
+    template = NOTICES.get(request.query.get("notice", ""))
+    return template.format(ref=request.query.get("ref", "")) if template else None
+
+
+# -- login -------------------------------------------------------------------------------
+
+
+async def login_form(request: web.Request, error: str | None = None, status: int = 200) -> web.Response:
+    csrf = secrets.token_urlsafe(24)
+    response = render(
+        "login.html",
+        status=status,
+        csrf=csrf,
+        error=error,
+        next=_safe_next(request.query.get("next")),
+        notice=_notice(request),
+    )
+    _set_cookie(request, response, LOGIN_CSRF_COOKIE, csrf, max_age=3600)
+    return response
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    submitted = _field(form, "csrf") or ""
+    if not expected or not secrets.compare_digest(expected, submitted):
+        return await login_form(request, "The form expired; please try again.", status=403)
+    token = (_field(form, "token") or "").strip()
+    try:
+        principal = await request.app[DEPS_KEY].tokens.verify(token) if token else None
+    except Exception as exc:
+        raise Unavailable(f"cannot check the token ({type(exc).__name__})") from exc
+    if principal is None or principal.scope != "admin":
+        log.warning("dashboard_login_refused", remote=request.remote)
+        return await login_form(request, "That is not an active admin token.", status=401)
+    sessions = request.app[DASHBOARD_KEY].sessions
+    session_id = await sessions.create(principal.name)
+    log.info("dashboard_login", principal=principal.name)
+    response = _redirect(_safe_next(_field(form, "next")))
+    _set_cookie(request, response, SESSION_COOKIE, session_id, max_age=int(sessions.ttl_s))
+    response.del_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
+    raise response
+
+
+@logged_in
+async def logout(request: web.Request, session: Session) -> web.StreamResponse:
+    await request.app[DASHBOARD_KEY].sessions.revoke(request.cookies[SESSION_COOKIE])
+    response = _redirect("/dashboard/login", notice="logged_out")
+    response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    raise response
+
+
+# -- pages -------------------------------------------------------------------------------
+
+
+async def _ask_drafter(
+    request: web.Request, method: str, key: str
+) -> tuple[list[dict[str, Any]], str | None]:
+    try:
+        data = await request.app[DEPS_KEY].drafter.call(method, {"limit": 200})
+    except (DrafterUnavailable, DrafterError) as exc:
+        return [], str(exc)
+    items = data.get(key, [])
+    return [i for i in items if isinstance(i, dict)], None
+
+
+@logged_in
+async def overview(request: web.Request, session: Session) -> web.Response:
+    deps = request.app[DASHBOARD_KEY]
+    drafts, drafts_error = await _ask_drafter(request, PENDING, "drafts")
+    from_db = False
+    if drafts_error:
+        fallback = await reads.pending_drafts_from_db(deps.pool)
+        if fallback.rows:
+            drafts, from_db = fallback.rows, True
+    queue, queue_error = await _ask_drafter(request, QUEUE, "items")
+    health = await request.app[SYSTEM_HEALTH_KEY].report()
+    return render(
+        "overview.html",
+        page="overview",
+        session=session,
+        notice=_notice(request),
+        drafts=drafts,
+        drafts_error=drafts_error,
+        drafts_from_db=from_db,
+        queue=queue,
+        queue_error=queue_error,
+        paused=await reads.paused_threads(deps.pool),
+        health=health,
+    )
+
+
+@logged_in
+async def threads(request: web.Request, session: Session) -> web.Response:
+    rows, notes = await reads.recent_threads(request.app[DASHBOARD_KEY].pool)
+    owners = {n.lstrip("+") for n in request.app[SETTINGS_KEY].owner_numbers}
+    return render(
+        "threads.html",
+        page="threads",
+        session=session,
+        notice=_notice(request),
+        threads=rows,
+        notes=notes,
+        owners=owners,
+    )
+
+
+@logged_in
+async def thread(request: web.Request, session: Session) -> web.Response:
+    try:
+        number, thread_id = number_and_thread(request.match_info["thread"])
+    except PayloadError:
+        raise web.HTTPNotFound(text="not a phone number") from None
+    deps = request.app[DASHBOARD_KEY]
+    detail = await reads.thread_detail(deps.pool, thread_id, deps.queries.list_inbound_for_thread)
+    return render(
+        "thread.html",
+        page="threads",
+        session=session,
+        notice=_notice(request),
+        number=number,
+        detail=detail,
+        as_json=lambda value: json.dumps(value, default=str, ensure_ascii=False),
+    )
+
+
+@logged_in
+async def health(request: web.Request, session: Session) -> web.Response:
+    report = await request.app[SYSTEM_HEALTH_KEY].report()
+    return render("health.html", page="health", session=session, notice=None, health=report)
+
+
+async def style(request: web.Request) -> web.Response:
+    return web.Response(body=STYLE, content_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+# -- actions -----------------------------------------------------------------------------
+
+
+def decide(action: Literal["approve", "reject", "edit"]) -> Handler:
+    @logged_in
+    async def handler(request: web.Request, session: Session) -> web.StreamResponse:
+        key = request.match_info["draft"]
+        form = await request.post()
+        ref = _field(form, "ref") or key
+        try:
+            await decide_draft(
+                request,
+                _principal(session),
+                action=action,
+                key=key,
+                text=_field(form, "text"),
+                notes=(_field(form, "notes") or "")[:1600],
+                given_thread=_field(form, "thread") or None,
+                source="dashboard",
+            )
+        except DraftNotFound:
+            raise _redirect("/dashboard", notice="not_found", ref=ref) from None
+        except PayloadError:
+            raise _redirect("/dashboard", notice="empty_edit", ref=ref) from None
+        except Unavailable:
+            raise _redirect("/dashboard", notice="unavailable", ref=ref) from None
+        raise _redirect("/dashboard", notice=action, ref=ref)
+
+    return handler
+
+
+def pause(paused: bool) -> Handler:
+    @logged_in
+    async def handler(request: web.Request, session: Session) -> web.StreamResponse:
+        raw = request.match_info["thread"]
+        form = await request.post()
+        try:
+            event = await pause_thread(
+                request,
+                _principal(session),
+                number=raw,
+                paused=paused,
+                reason=(_field(form, "reason") or "")[:500],
+                source="dashboard",
+            )
+        except PayloadError:
+            raise web.HTTPNotFound(text="not a phone number") from None
+        except Unavailable:
+            raise _redirect("/dashboard", notice="unavailable", ref=raw) from None
+        raise _redirect(
+            f"/dashboard/threads/{quote(event.thread)}",
+            notice="pause" if paused else "resume",
+            ref=event.number,
+        )
+
+    return handler
+
+
+def add_dashboard_routes(app: web.Application, deps: DashboardDeps) -> None:
+    app[DASHBOARD_KEY] = deps
+    app.router.add_get("/dashboard", overview)
+    app.router.add_get("/dashboard/login", login_form)
+    app.router.add_post("/dashboard/login", login)
+    app.router.add_post("/dashboard/logout", logout)
+    app.router.add_get("/dashboard/threads", threads)
+    app.router.add_get("/dashboard/threads/{thread}", thread)
+    app.router.add_get("/dashboard/health", health)
+    app.router.add_get("/dashboard/style.css", style)
+    for action in ("approve", "reject", "edit"):
+        app.router.add_post(f"/dashboard/drafts/{{draft}}/{action}", decide(action))
+    app.router.add_post("/dashboard/threads/{thread}/pause", pause(True))
+    app.router.add_post("/dashboard/threads/{thread}/resume", pause(False))
