@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from libs.events import ContactOptin, ContactOptout, DraftDecided, InboundReceived, InboundRouted
 from services.ingest.service import MIGRATIONS as INGEST_MIGRATIONS
@@ -121,9 +122,12 @@ async def test_each_rule_from_a_signed_webhook(
     decision: str,
     status: str,
 ) -> None:
+    counted = REGISTRY.get_sample_value("replyline_routing_decisions_total", {"rule": rule, "status": status})
     sid = await inbound.text(body, **kw)
     event = await routed(collector, sid)
     assert (event.rule, event.decision, event.status) == (rule, decision, status)
+    after = REGISTRY.get_sample_value("replyline_routing_decisions_total", {"rule": rule, "status": status})
+    assert (after or 0) == (counted or 0) + 1
     row = await decision_row(pool, sid)
     assert (row["rule"], row["decision"], row["status"]) == (rule, decision, status)
     stored = await pool.fetchval("SELECT count(*) FROM inbound_messages WHERE message_sid = $1", sid)

@@ -10,6 +10,7 @@ import asyncpg
 import structlog
 from nats.errors import Error as NatsError
 
+from libs import metrics
 from libs.bus import Bus
 from libs.consumer import Delivery, Retry
 from libs.db import audit, load_queries
@@ -113,6 +114,7 @@ class Router:
                 await conn.execute(Q.advance_seq, thread, d.stream_seq)
         # Published after the commit, so whoever sees an event finds the row. A crash
         # in between is covered by the redelivery, which republishes (see _duplicate).
+        metrics.ROUTING_DECISIONS.labels(result.rule, result.status).inc()  # committed: counted once
         await self._publish(self._events(event, d.stream_seq, thread, result, classification))
         log.info(
             "routed",

@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from libs import metrics
 from libs.bus import Bus
 from libs.consumer import Decision, Retry
 from libs.db import audit, load_queries
@@ -183,9 +184,7 @@ class Outbox:
         if due is not None:
             return await self._defer(conn, row, due)
         if row["attempts"] >= self.settings.max_send_attempts:
-            return await self._fail(
-                conn, row, None, "gave up after transient errors", "retries_exhausted"
-            )
+            return await self._fail(conn, row, None, "gave up after transient errors", "retries_exhausted")
         return await self._send(conn, row)
 
     async def _reload(self, conn: asyncpg.Connection, outbox_id: uuid.UUID) -> asyncpg.Record:
@@ -200,14 +199,10 @@ class Outbox:
         if row["lead_facing"]:
             known = await conn.fetchval(Q.contact_time_zone, row["to_number"])
             zones = contact_zones(row["to_number"], known, self.settings.quiet_hours_default_tz)
-            earliest = next_allowed(
-                earliest, zones, self.window, self.settings.quiet_hours_default_tz
-            )
+            earliest = next_allowed(earliest, zones, self.window, self.settings.quiet_hours_default_tz)
         return earliest if earliest - now > EARLY_TOLERANCE else None
 
-    async def _defer(
-        self, conn: asyncpg.Connection, row: asyncpg.Record, due: datetime
-    ) -> Decision:
+    async def _defer(self, conn: asyncpg.Connection, row: asyncpg.Record, due: datetime) -> Decision:
         outbox_id = row["id"]
         await conn.execute(Q.mark_deferred, outbox_id, due)
         if row["status"] != "DEFERRED" or row["not_before"] != due:
@@ -222,6 +217,7 @@ class Outbox:
                 payload={"outbox_id": str(outbox_id)},
             )
         )
+        metrics.SENDS.labels("deferred", row["kind"]).inc()
         log.info("deferred", outbox_id=str(outbox_id), until=due.isoformat())
         return None
 
@@ -311,9 +307,7 @@ class Outbox:
             return await self._reload(conn, outbox_id), Retry(self._backoff(2), "reconcile failed")
         # Compare modulo surrounding whitespace, which carriers and Twilio may trim.
         candidates = [m for m in found if m.body.strip() == row["body"].strip()]
-        taken = {
-            r["provider_sid"] for r in await conn.fetch(Q.sids_in_use, [m.sid for m in candidates])
-        }
+        taken = {r["provider_sid"] for r in await conn.fetch(Q.sids_in_use, [m.sid for m in candidates])}
         # Oldest first: the interrupted attempt is the earliest unclaimed match.
         match = next((m for m in reversed(candidates) if m.sid not in taken), None)
         if match is not None:
@@ -361,6 +355,8 @@ class Outbox:
             log.warning("publish_outcome_failed", outbox_id=str(row["id"]), error=repr(exc))
             return Retry(self._backoff(2), "publishing the outcome failed")
         await conn.execute(Q.mark_published, row["id"], row["status"])
+        status = {"SENT": "sent", "REFUSED": "refused"}.get(row["status"], "failed")
+        metrics.SENDS.labels(status, row["kind"]).inc()
         return None
 
     async def _alert_owner(self, row: asyncpg.Record, reason: str) -> None:
@@ -403,7 +399,7 @@ class Outbox:
         """Store a status callback and apply it to the outbox row, if we know the sid."""
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                await conn.fetchval(
+                inserted = await conn.fetchval(
                     Q.insert_delivery_event,
                     event.provider_sid,
                     event.status,
@@ -411,6 +407,8 @@ class Outbox:
                     event.id,
                     event.occurred_at,
                 )
+                if inserted is not None:  # a repeated callback is not a new status
+                    metrics.DELIVERY_STATUS.labels(event.status).inc()
                 row = await conn.fetchrow(Q.outbox_by_sid, event.provider_sid)
                 if row is None:
                     # Not recorded yet (the callback raced the API answer): applied when it is.
@@ -431,9 +429,7 @@ class Outbox:
                 await self._set_consent(
                     conn, row["to_number"], True, "", f"provider_{code}", None, best["occurred_at"]
                 )
-            await conn.execute(
-                Q.mark_failed, row["id"], code, f"delivery {best['status']}", "undelivered"
-            )
+            await conn.execute(Q.mark_failed, row["id"], code, f"delivery {best['status']}", "undelivered")
             await self._audit(
                 conn, row, "outbound.undelivered", {"error_code": code, "status": best["status"]}
             )
