@@ -30,6 +30,7 @@ from libs.settings import (
 from replyline.commands.migrate import migrate_all
 from replyline.services import SERVICES
 
+DEV_API_TOKEN = "dev-admin-token"
 COLORS = ("\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m")
 RESET = "\033[0m"
 
@@ -98,6 +99,7 @@ class Stack:
         self.pg: EmbeddedPostgres | None = None
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.stopping = asyncio.Event()
+        self.api_token = ""
 
     def say(self, text: str) -> None:
         print(f"{'dev':<10}| {text}", flush=True)
@@ -111,11 +113,11 @@ class Stack:
             supervisors = [
                 asyncio.create_task(self.supervise(name, i, env)) for i, name in enumerate(self.services)
             ]
-            self.say(
-                f"stack starting; ingest at http://127.0.0.1:{self.settings.http_port} - "
-                'try: replyline sms --from +15551234567 "Hi, how much is a haircut?"  '
-                "(Ctrl-C stops everything)"
-            )
+            base = f"http://127.0.0.1:{self.settings.http_port}"
+            self.say(f"stack starting; webhooks at {base}/twilio/sms")
+            self.say(f"dashboard: {base}/dashboard (sign in with token {self.api_token!r})")
+            self.say('try: replyline sms --from +15551234567 "Hi, how much is a haircut?"')
+            self.say("Ctrl-C stops everything")
             await self.stopping.wait()
             self.say("stopping services...")
             await self.stop_children()
@@ -130,6 +132,9 @@ class Stack:
         env.setdefault("REPLYLINE_LOG_FORMAT", "console")
         env.setdefault("REPLYLINE_TWILIO_AUTH_TOKEN", DEV_TWILIO_AUTH_TOKEN)
         env.setdefault("REPLYLINE_HTTP_PORT", str(self.settings.http_port))
+        # A known admin token so the dashboard and API work out of the box locally.
+        env.setdefault("REPLYLINE_API_TOKEN", DEV_API_TOKEN)
+        self.api_token = env["REPLYLINE_API_TOKEN"]
         if not self.settings.nats_url:
             port = self.settings.dev_nats_port
             if not port_is_free(port):

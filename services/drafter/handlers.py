@@ -34,6 +34,7 @@ from libs.events import (
     DraftCreated,
     DraftDecided,
     DraftRejected,
+    DraftRequested,
     InboundRouted,
     OutboundRequested,
     TimerCancel,
@@ -356,6 +357,67 @@ class Drafter:
                     f"needs_review:{event.message_sid}",
                 )
 
+    # --- draft.requested -----------------------------------------------------
+
+    async def on_requested(self, event: DraftRequested, d: Delivery) -> Drop | None:
+        """A workflow message that needs the owner's YES: a draft like any other.
+
+        The text is the workflow's, rendered by the scheduler; nothing is generated.
+        """
+        if not event.to_number.strip():
+            return Drop(f"draft.requested {event.request_id} without a to_number")
+        if not event.body.strip():
+            return Drop(f"draft.requested {event.request_id} with an empty body")
+        async with self.pool.acquire() as conn:
+            existing = draft_of(await conn.fetchrow(Q.draft_for_request, event.request_id))
+        if existing is not None:
+            # Redelivered after the commit. Re-announcing a still-undecided first version
+            # is deduplicated and covers a lost ack; once decided or edited, the events
+            # of what happened since are in the stream and nothing is repeated.
+            if existing.pending:
+                await self._announce(existing)
+            return None
+        draft_id = derived_id("requested", event.request_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            ref = await conn.fetchval(Q.next_ref)
+            draft = await insert_draft(
+                conn,
+                draft_id=draft_id,
+                version=1,
+                ref=ref,
+                thread=event.thread,
+                to_number=event.to_number,
+                body=event.body,
+                source=event.source,
+                in_reply_to="",
+                inbound_body="",
+                intent=None,
+                language=None,
+                created_by="SYSTEM",
+                expires_at=utcnow() + timedelta(seconds=self.settings.draft_expiry_s),
+                request_id=event.request_id,
+                workflow_enrollment_id=event.workflow_enrollment_id,
+                workflow_step_id=event.step_id,
+            )
+            await audit(
+                conn,
+                service=SERVICE,
+                action="draft_created",
+                thread=event.thread,
+                details={
+                    "draft_id": draft_id,
+                    "ref": ref,
+                    "version": 1,
+                    "source": event.source,
+                    "request_id": event.request_id,
+                    "workflow_enrollment_id": event.workflow_enrollment_id,
+                    "step_id": event.step_id,
+                },
+            )
+            await self._announce(draft)
+        log.info("draft_created", draft_id=draft_id, ref=ref, source=event.source)
+        return None
+
     # --- draft.decided -------------------------------------------------------
 
     async def on_decided(self, event: DraftDecided, d: Delivery) -> None:
@@ -548,6 +610,8 @@ class Decision:
                 body=draft.body,
                 reviewer=ev.reviewer,
                 in_reply_to=draft.in_reply_to,
+                request_id=draft.request_id,
+                workflow_enrollment_id=draft.workflow_enrollment_id,
             )
         )
         await self._cancel_expiry(draft)
@@ -558,6 +622,9 @@ class Decision:
             Q.set_status, _uuid(draft.draft_id), draft.version, REJECTED, ev.reviewer
         )
         await self._record(draft, "accepted", ev.notes)
+        if draft.from_workflow:
+            await self._reject_workflow_draft(draft)
+            return
         await enqueue_manual(
             self.conn,
             key=f"rejected:{draft.draft_id}",
@@ -593,6 +660,25 @@ class Decision:
         )
         await self._cancel_expiry(draft)
 
+    async def _reject_workflow_draft(self, draft: Draft) -> None:
+        """NO to a workflow message: it is not sent and its enrollment ends (the scheduler).
+
+        Unlike a rejected reply, the thread is neither paused nor queued: the lead asked
+        nothing, and pausing would make the router log their next message without a draft.
+        """
+        await self.d.bus.publish(
+            DraftRejected(
+                thread=draft.thread,
+                draft_id=draft.draft_id,
+                version=draft.version,
+                reviewer=self.event.reviewer,
+                reason=self.event.notes,
+                request_id=draft.request_id,
+                workflow_enrollment_id=draft.workflow_enrollment_id,
+            )
+        )
+        await self._cancel_expiry(draft)
+
     async def _edit(self, draft: Draft) -> None:
         ev = self.event
         new_text = (ev.text or "").strip()
@@ -619,6 +705,9 @@ class Decision:
             created_by=ev.reviewer,
             expires_at=utcnow() + timedelta(seconds=self.settings.draft_expiry_s),
             inbound_seq=draft.inbound_seq,
+            request_id=draft.request_id,
+            workflow_enrollment_id=draft.workflow_enrollment_id,
+            workflow_step_id=draft.workflow_step_id,
         )
         await self._record(draft, "accepted", ev.notes or f"new version {new.version}")
         await self.d._announce(new)

@@ -4,8 +4,9 @@ SELECT nextval('draft_ref_seq')::text;
 -- name: insert_draft
 INSERT INTO drafts (draft_id, version, ref, thread, to_number, body, source, status,
                     in_reply_to, inbound_body, intent, language, created_by, expires_at,
-                    inbound_seq)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 'DRAFT_PENDING_APPROVAL', $8, $9, $10, $11, $12, $13, $14)
+                    inbound_seq, request_id, workflow_enrollment_id, workflow_step_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'DRAFT_PENDING_APPROVAL', $8, $9, $10, $11, $12, $13, $14,
+        $15, $16, $17)
 RETURNING *;
 
 -- name: lock_thread
@@ -17,6 +18,9 @@ SELECT coalesce(max(inbound_seq), 0) FROM drafts WHERE thread = $1;
 
 -- name: draft_for_inbound
 SELECT * FROM drafts WHERE in_reply_to = $1 AND version = 1;
+
+-- name: draft_for_request
+SELECT * FROM drafts WHERE request_id = $1 AND version = 1;
 
 -- name: current_version
 -- The latest version of a draft, locked for a decision.

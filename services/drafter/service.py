@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from libs.consumer import Handler
-from libs.events import ContactPaused, DraftDecided, Event, InboundRouted, TimerFired
+from libs.events import (
+    ContactPaused,
+    DraftDecided,
+    DraftRequested,
+    Event,
+    InboundRouted,
+    TimerFired,
+)
 from libs.service import ServiceContext
 from services.drafter.handlers import Drafter
 from services.drafter.llm import LLM
@@ -44,6 +51,7 @@ async def build(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Ha
     return {
         InboundRouted: drafter.on_routed,
         DraftDecided: drafter.on_decided,
+        DraftRequested: drafter.on_requested,
         TimerFired: drafter.on_timer,
         ContactPaused: drafter.on_paused,
     }

@@ -43,10 +43,18 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
     decided_by: str | None = None
     expires_at: datetime | None = None
     expiry_alerted_at: datetime | None = None
+    #: Set on every version of a workflow draft (draft.requested), None otherwise.
+    request_id: str | None = None
+    workflow_enrollment_id: str | None = None
+    workflow_step_id: str | None = None
 
     @property
     def pending(self) -> bool:
         return self.status == PENDING
+
+    @property
+    def from_workflow(self) -> bool:
+        return self.workflow_enrollment_id is not None
 
     def summary(self) -> dict[str, Any]:
         """The JSON shape the request/reply API answers with (docs/drafter.md)."""
@@ -65,6 +73,7 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
             "inbound_body": self.inbound_body,
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "workflow_enrollment_id": self.workflow_enrollment_id,
         }
 
 
@@ -94,6 +103,9 @@ async def insert_draft(
     created_by: str,
     expires_at: datetime,
     inbound_seq: int = 0,
+    request_id: str | None = None,
+    workflow_enrollment_id: str | None = None,
+    workflow_step_id: str | None = None,
 ) -> Draft:
     record = await conn.fetchrow(
         Q.insert_draft,
@@ -111,6 +123,9 @@ async def insert_draft(
         created_by,
         expires_at,
         inbound_seq,
+        request_id,
+        workflow_enrollment_id,
+        workflow_step_id,
     )
     draft = draft_of(record)
     assert draft is not None

@@ -8,6 +8,11 @@ number. Effects are idempotent across redeliveries: published events carry
 the Message-ID. A transient failure (SMTP down, database error) rolls the step
 back and raises, so the consumer redelivers the event that drove the
 enrollment; every entry point resumes an enrollment left ``active``.
+
+A ``send_sms`` with ``approval: required`` publishes ``draft.requested`` instead of
+sending and waits (``waiting_for = approval``) like a delay waits for its timer: the
+drafter runs the owner's YES/NO/EDIT loop, and its ``draft.approved`` (which the
+sender delivers) moves the enrollment on, its ``draft.rejected`` ends it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import structlog
 
 from libs.bus import Bus
 from libs.db import audit
-from libs.events import ContactTagged, ContactUpdated, OutboundRequested
+from libs.events import ContactTagged, ContactUpdated, DraftRequested, OutboundRequested
 
 from . import webhook
 from .clock import Clock
@@ -209,21 +214,18 @@ class Engine:
 
     # --- running steps -------------------------------------------------------------
 
-    async def advance(self, enrollment_id: uuid.UUID | str, *, approved: bool = False) -> None:
+    async def advance(self, enrollment_id: uuid.UUID | str) -> None:
         """Run steps of an active enrollment until it waits, pauses or finishes."""
         for _ in range(MAX_STEPS_PER_RUN):
             async with self.pool.acquire() as conn, conn.transaction():
                 enrollment = await conn.fetchrow(Q.lock_enrollment, _uuid(enrollment_id))
                 if enrollment is None or enrollment["status"] != "active":
                     return
-                if not await self._run_current(conn, enrollment, approved=approved):
+                if not await self._run_current(conn, enrollment):
                     return
-            approved = False
         log.error("advance_step_limit", enrollment_id=str(enrollment_id))
 
-    async def _run_current(
-        self, conn: asyncpg.Connection, enrollment: asyncpg.Record, *, approved: bool
-    ) -> bool:
+    async def _run_current(self, conn: asyncpg.Connection, enrollment: asyncpg.Record) -> bool:
         """Run one step under the row lock; True when the enrollment is still active."""
         definition = await self.definition(enrollment["workflow_key"], enrollment["workflow_version"])
         step_id = enrollment["current_step"]
@@ -243,9 +245,7 @@ class Engine:
         config = definition.configs[step_id]
         seq = enrollment["step_seq"] + 1
         started = self.clock.now()
-        result = await self._execute(
-            conn, enrollment, definition, step, config, contact, seq, approved=approved
-        )
+        result = await self._execute(conn, enrollment, definition, step, config, contact, seq)
         if result.executed:
             await conn.execute(
                 Q.insert_execution,
@@ -311,8 +311,6 @@ class Engine:
         config: StepConfig,
         contact: asyncpg.Record,
         seq: int,
-        *,
-        approved: bool,
     ) -> StepResult:
         key = f"wf:{enrollment['id']}:{seq}"
         thread = enrollment["thread"]
@@ -326,14 +324,25 @@ class Engine:
             if enrollment["replied"] and definition.workflow.on_reply == "pause":
                 return StepResult(None, "paused", pause_reason="lead_replied", executed=False)
             body = render(config.body, view)
-            if config.approval == "required" and not approved:
-                await self._ask_owner(thread, key, definition, body, contact["phone"])
+            if config.approval == "required":
+                # The drafter owns the owner's approval loop; the draft it creates
+                # carries this request id back in draft.approved / draft.rejected.
+                await self.bus.publish(
+                    DraftRequested(
+                        thread=thread,
+                        request_id=key,
+                        to_number=contact["phone"],
+                        body=body,
+                        workflow_enrollment_id=str(enrollment["id"]),
+                        step_id=step.id,
+                    )
+                )
                 return StepResult(
                     None,
-                    "paused",
+                    "waiting",
                     waiting_for="approval",
-                    pause_reason="approval_required",
-                    executed=False,
+                    input={"body": body, "request_id": key},
+                    completed=False,
                 )
             await self.bus.publish(
                 OutboundRequested(
@@ -451,22 +460,6 @@ class Engine:
             return StepResult(following, input={"template": config.template}, error=str(err))
         return StepResult(following, input={"template": config.template}, output=output)
 
-    async def _ask_owner(self, thread: str, key: str, definition: Definition, body: str, phone: str) -> None:
-        text = (
-            f"Workflow '{definition.name}' wants to text {phone}: \"{body[:300]}\" "
-            "It is held until you resume the conversation on the dashboard."
-        )
-        for number in self.settings.owner_numbers:
-            await self.bus.publish(
-                OutboundRequested(
-                    thread=thread,
-                    request_id=f"{key}:approval:{number}",
-                    to_number=number,
-                    body=text,
-                    kind="owner_prompt",
-                )
-            )
-
     async def _finish(
         self, conn: asyncpg.Connection, enrollment: asyncpg.Record, status: str, reason: str | None
     ) -> None:
@@ -523,6 +516,70 @@ class Engine:
                     late,
                     self.clock.now(),
                 )
+                status = "active" if enrollment["status"] == "waiting" else enrollment["status"]
+                await conn.execute(
+                    Q.update_enrollment,
+                    enrollment["id"],
+                    status,
+                    next_step,
+                    None,
+                    None,
+                    enrollment["step_seq"],
+                    enrollment["replied"],
+                    enrollment["pause_reason"],
+                    enrollment["ended_reason"],
+                )
+                resume = status == "active"
+        if resume:
+            await self.advance(enrollment_id)
+
+    async def approval_decided(
+        self,
+        enrollment_id: uuid.UUID,
+        request_id: str | None,
+        *,
+        approved: bool,
+        output: dict[str, Any],
+    ) -> None:
+        """The owner approved (the drafter published draft.approved; the sender sends it)
+        or rejected the message an approval-required ``send_sms`` asked for."""
+        resume = False
+        async with self.pool.acquire() as conn, conn.transaction():
+            enrollment = await conn.fetchrow(Q.lock_enrollment, enrollment_id)
+            if enrollment is None:
+                return
+            expected = f"wf:{enrollment['id']}:{enrollment['step_seq']}"
+            if enrollment["waiting_for"] != "approval" or (request_id and request_id != expected):
+                # A redelivery, or a decision on a request this enrollment has moved past
+                # (it ended on a reply or an opt-out meanwhile): nothing to do here.
+                log.info("approval_ignored", enrollment_id=str(enrollment_id), request_id=request_id)
+                resume = enrollment["status"] == "active"
+            elif not approved:
+                await conn.execute(
+                    Q.complete_execution,
+                    enrollment["id"],
+                    enrollment["step_seq"],
+                    output,
+                    False,
+                    self.clock.now(),
+                )
+                await self._end(conn, enrollment, "approval_rejected")
+            else:
+                definition = await self.definition(
+                    enrollment["workflow_key"], enrollment["workflow_version"]
+                )
+                step = definition.steps.get(enrollment["current_step"])
+                # A vanished step stays put: advance() ends the enrollment with the reason.
+                next_step = enrollment["current_step"] if step is None else definition.next_of(step.id)
+                await conn.execute(
+                    Q.complete_execution,
+                    enrollment["id"],
+                    enrollment["step_seq"],
+                    output,
+                    False,
+                    self.clock.now(),
+                )
+                # Paused by a human meanwhile: it stays paused, one step further.
                 status = "active" if enrollment["status"] == "waiting" else enrollment["status"]
                 await conn.execute(
                     Q.update_enrollment,
@@ -622,22 +679,27 @@ class Engine:
 
     async def paused(self, thread: str, phone: str, *, paused: bool, actor: str, event_id: str) -> None:
         """A human paused (took over) or resumed a thread."""
-        resume: list[tuple[Any, bool]] = []
+        resume: list[Any] = []
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(Q.ensure_contact, thread, phone)
             await conn.execute(Q.set_paused, thread, paused)
             for enrollment in await conn.fetch(Q.live_enrollments_of_thread, thread):
+                waiting_for = enrollment["waiting_for"]
                 if paused and enrollment["status"] != "paused":
                     status, reason = "paused", "human"
                 elif not paused and enrollment["status"] == "paused":
-                    waiting = enrollment["waiting_for"] in ("delay", "reply")
+                    # A resume never stands in for the owner's approval: an enrollment
+                    # waiting for one keeps waiting for the drafter's decision.
+                    if enrollment["pause_reason"] == "approval_required":
+                        # Held by an older release, which sent nothing to the drafter:
+                        # run the step again, so it asks the drafter now.
+                        waiting_for = None
+                    waiting = waiting_for in ("delay", "reply", "approval")
                     status, reason = ("waiting" if waiting else "active"), None
                     if status == "active":
-                        approved = enrollment["pause_reason"] == "approval_required"
-                        resume.append((enrollment["id"], approved))
+                        resume.append(enrollment["id"])
                 else:
                     continue
-                waiting_for = None if enrollment["waiting_for"] == "approval" else (enrollment["waiting_for"])
                 await conn.execute(
                     Q.update_enrollment,
                     enrollment["id"],
@@ -662,8 +724,8 @@ class Engine:
                     contact=view_of(contact),
                     details={"actor": actor},
                 )
-        for enrollment_id, approved in resume:
-            await self.advance(enrollment_id, approved=approved)
+        for enrollment_id in resume:
+            await self.advance(enrollment_id)
 
     async def _end(self, conn: asyncpg.Connection, enrollment: asyncpg.Record, reason: str) -> None:
         if enrollment["timer_id"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from libs.consumer import Delivery, Handler
+from libs.consumer import Delivery, Drop, Handler
 from libs.db import audit
 from libs.events import (
     ContactOptin,
@@ -17,6 +18,8 @@ from libs.events import (
     ContactPaused,
     ContactTagged,
     ContactUpdated,
+    DraftApproved,
+    DraftRejected,
     Event,
     InboundRouted,
     LeadCreated,
@@ -80,6 +83,8 @@ class Scheduler:
             ContactTagged: self.on_tagged,
             ContactUpdated: self.on_updated,
             OutboundSent: self.on_sent,
+            DraftApproved: self.on_draft_decided,
+            DraftRejected: self.on_draft_decided,
         }
 
     # --- timers ----------------------------------------------------------------
@@ -163,6 +168,32 @@ class Scheduler:
                 late=True,
                 escalated=True,
             )
+
+    # --- owner approval of workflow messages -------------------------------------
+
+    async def on_draft_decided(self, event: DraftApproved | DraftRejected, d: Delivery) -> Drop | None:
+        """The owner's decision on a draft an approval-required ``send_sms`` requested."""
+        if not event.workflow_enrollment_id:
+            return None  # a reply to an inbound message: not a workflow's
+        try:
+            enrollment_id = uuid.UUID(event.workflow_enrollment_id)
+        except ValueError:
+            return Drop(f"{event.tag} with a bad workflow_enrollment_id {event.workflow_enrollment_id!r}")
+        approved = isinstance(event, DraftApproved)
+        output: dict[str, Any] = {
+            "draft_id": event.draft_id,
+            "version": event.version,
+            "approved" if approved else "rejected": True,
+            "reviewer": event.reviewer,
+        }
+        if isinstance(event, DraftApproved):
+            output["body"] = event.body  # what the lead gets (an EDIT may have changed it)
+        elif event.reason:
+            output["reason"] = event.reason
+        await self.engine.approval_decided(
+            enrollment_id, event.request_id, approved=approved, output=output
+        )
+        return None
 
     # --- contacts and conversations ------------------------------------------------
 

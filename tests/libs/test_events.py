@@ -16,6 +16,7 @@ SAMPLES: list[ev.Event] = [
     ),
     ev.DraftDecided(thread="15550000001", action="approve", reviewer="+15550000001", source="sms", ref="4821"),
     ev.DraftCreated(thread="1", draft_id="d1", version=2, ref="4821", to_number="+1", body="hi"),
+    ev.DraftRequested(thread="1", request_id="wf:e1:3", workflow_enrollment_id="e1", step_id="offer", to_number="+1", body="hi"),
     ev.DraftApproved(thread="1", draft_id="d1", version=2, to_number="+1", body="hi", reviewer="+2"),
     ev.DraftRejected(thread="1", draft_id="d1", version=1, reviewer="+2"),
     ev.OutboundRequested(thread="1", request_id="r1", to_number="+1", body="b", kind="owner_prompt"),

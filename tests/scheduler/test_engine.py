@@ -16,6 +16,8 @@ from libs.events import (
     ContactPaused,
     ContactTagged,
     ContactUpdated,
+    DraftApproved,
+    DraftRequested,
     InboundRouted,
     LeadCreated,
     OutboundRequested,
@@ -557,13 +559,99 @@ steps:
     assert audited == 4
 
 
-async def test_approval_required_holds_the_sms_for_the_owner(
+async def test_approval_required_asks_the_drafter_and_waits_for_its_decision(
     schedulers: Schedulers,
     bus: Bus,
     collector: EventCollector,
     pool: asyncpg.Pool,
     workflow_dir: Path,
 ) -> None:
+    """The scheduler alone: draft.requested out, the drafter's draft.approved in
+    (tests/scheduler/test_workflow_approval.py runs the whole loop with the drafter)."""
+    (workflow_dir / "new_lead_welcome.yaml").unlink()
+    write(
+        workflow_dir,
+        "careful.yaml",
+        """
+name: Careful
+trigger: {type: contact_created}
+steps:
+  - id: offer
+    type: send_sms
+    config: {body: "20% off for you, {{first_name}}", approval: required}
+  - id: mark
+    type: add_tag
+    config: {tag: offer_sent}
+""",
+    )
+    await schedulers.start()
+    await bus.publish(lead())
+    [requested] = await collector.wait_for(DraftRequested)
+    row = await until(lambda: enrollment(pool, "careful"))
+    assert requested.request_id == f"wf:{row['id']}:1"
+    assert (requested.workflow_enrollment_id, requested.step_id) == (str(row["id"]), "offer")
+    assert (requested.to_number, requested.body, requested.source) == (
+        PHONE,
+        "20% off for you, Ana",
+        "workflow",
+    )
+    assert requested.thread == THREAD
+    await until(lambda: status_is(pool, "waiting", "careful"))
+    row = await enrollment(pool, "careful")
+    assert row is not None and (row["waiting_for"], row["current_step"]) == ("approval", "offer")
+
+    # Pausing and resuming the thread is not an approval: nothing goes out, it keeps waiting.
+    await bus.publish(ContactPaused(thread=THREAD, number=PHONE, paused=True, actor="owner"))
+    await until(lambda: status_is(pool, "paused", "careful"))
+    await bus.publish(ContactPaused(thread=THREAD, number=PHONE, paused=False, actor="owner"))
+    await until(lambda: status_is(pool, "waiting", "careful"))
+    await collector.assert_none(OutboundRequested, within=0.3)
+    await collector.assert_none(ContactTagged, within=0.1)
+    row = await enrollment(pool, "careful")
+    assert row is not None and row["waiting_for"] == "approval"
+
+    # A decision on another request of this enrollment (an older step) is ignored.
+    await bus.publish(
+        DraftApproved(
+            thread=THREAD, draft_id="d0", version=1, to_number=PHONE, body="old", reviewer="+1",
+            request_id=f"wf:{row['id']}:7", workflow_enrollment_id=str(row["id"]),
+        )
+    )
+    # What the drafter publishes when the owner says YES (after an EDIT: version 2).
+    await bus.publish(
+        DraftApproved(
+            thread=THREAD, draft_id="d1", version=2, to_number=PHONE, body="15% off, Ana",
+            reviewer="+15550000001", request_id=requested.request_id,
+            workflow_enrollment_id=requested.workflow_enrollment_id,
+        )
+    )
+    [tagged] = await collector.wait_for(ContactTagged, lambda e: e.tag_name == "offer_sent")
+    assert tagged.added
+    await until(lambda: status_is(pool, "completed", "careful"))
+    steps = await pool.fetch(
+        "SELECT step_id, input, output, completed_at FROM workflow_executions ORDER BY seq"
+    )
+    assert [r["step_id"] for r in steps] == ["offer", "mark"]
+    assert steps[0]["input"] == {"body": "20% off for you, Ana", "request_id": requested.request_id}
+    assert steps[0]["output"] == {
+        "draft_id": "d1", "version": 2, "approved": True, "reviewer": "+15550000001",
+        "body": "15% off, Ana",
+    }
+    assert steps[0]["completed_at"] is not None
+    # The scheduler never texts the lead itself for an approval-required step: the sender
+    # delivers draft.approved.
+    await collector.assert_none(OutboundRequested, within=0.2)
+
+
+async def test_enrollment_held_by_the_old_approval_pause_asks_the_drafter_on_resume(
+    schedulers: Schedulers,
+    bus: Bus,
+    collector: EventCollector,
+    pool: asyncpg.Pool,
+    workflow_dir: Path,
+) -> None:
+    """Before draft.requested, approval paused the enrollment without executing the step;
+    resuming such an enrollment now runs the step, which asks the drafter."""
     (workflow_dir / "new_lead_welcome.yaml").unlink()
     write(
         workflow_dir,
@@ -577,17 +665,24 @@ steps:
     config: {body: "20% off for you, {{first_name}}", approval: required}
 """,
     )
-    settings = schedulers.settings()
     await schedulers.start()
     await bus.publish(lead())
-    [prompt] = await collector.wait_for(OutboundRequested, lambda e: e.kind == "owner_prompt")
-    assert prompt.to_number in settings.owner_numbers and "20% off for you, Ana" in prompt.body
-    await until(lambda: status_is(pool, "paused", "careful"))
-    await collector.assert_none(OutboundRequested, sms_to(), within=0.3)
+    await collector.wait_for(DraftRequested)
+    await until(lambda: status_is(pool, "waiting", "careful"))
+    row = await enrollment(pool, "careful")
+    assert row is not None
+    # The row as the older release left it (paused, step not executed, 3 steps run before).
+    await pool.execute("DELETE FROM workflow_executions")
+    await pool.execute(
+        "UPDATE workflow_enrollments SET status = 'paused', pause_reason = 'approval_required', "
+        "waiting_for = 'approval', step_seq = 3 WHERE id = $1",
+        row["id"],
+    )
     await bus.publish(ContactPaused(thread=THREAD, number=PHONE, paused=False, actor="owner"))
-    [sent] = await collector.wait_for(OutboundRequested, sms_to())
-    assert sent.body == "20% off for you, Ana"
-    await until(lambda: status_is(pool, "completed", "careful"))
+    [again] = await collector.wait_for(DraftRequested, lambda e: e.request_id.endswith(":4"))
+    assert (again.request_id, again.body) == (f"wf:{row['id']}:4", "20% off for you, Ana")
+    await until(lambda: status_is(pool, "waiting", "careful"))
+    await collector.assert_none(OutboundRequested, within=0.3)
 
 
 async def test_reenrollment_only_when_allowed_and_never_twice_per_event(

@@ -236,6 +236,9 @@ def _config_problems(config: StepConfig) -> Iterable[str]:
     if isinstance(config, SendSmsConfig):
         if not config.body.strip():
             yield "body must not be empty"
+        if config.approval == "required" and config.media_urls:
+            # The owner approves (or edits) text by SMS; a draft carries no media.
+            yield "media_urls cannot be combined with approval: required"
         yield from template_errors(config.body)
     elif isinstance(config, SendEmailConfig):
         if config.template is None and (config.subject is None or config.body is None):

@@ -63,7 +63,7 @@ class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 class SendSmsConfig(_Config, frozen=True, kw_only=True):
     body: str
-    #: ``required`` holds the message for the owner instead of sending it.
+    #: ``required`` sends it through the drafter's owner approval loop (draft.requested).
     approval: Literal["required", "none"] = "none"
     media_urls: tuple[str, ...] = ()
 

@@ -1,0 +1,107 @@
+"""`replyline dev` as a user runs it: embedded NATS + Postgres, five services, Ctrl-C.
+
+Runs the real launcher in a subprocess with an empty data folder, texts it with
+`replyline sms`, waits for the owner prompt printed by the console transport,
+then sends SIGINT and checks that everything (services, nats-server, Postgres)
+stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from libs.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Output:
+    """The launcher's output, read by a thread so the pipe never fills up."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    def wait_for(self, *needles: str, timeout: float) -> str:
+        """The first line holding every one of ``needles``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if all(needle in line for needle in needles):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = "".join(self.lines[-40:])
+                    raise AssertionError(f"{needles!r} not printed within {timeout}s:\n{tail}")
+                self._cond.wait(left)
+
+
+def test_dev_runs_the_whole_loop_and_stops_cleanly(tmp_path: Path) -> None:
+    http_port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "PYTHONPATH": str(ROOT),
+        "REPLYLINE_HTTP_PORT": str(http_port),
+        "REPLYLINE_DEV_NATS_PORT": str(free_port()),
+        # The loop must finish now, whatever the time of day in New York.
+        "REPLYLINE_QUIET_HOURS_START": "00:00",
+        "REPLYLINE_QUIET_HOURS_END": "00:00",
+    }
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "replyline", "dev", "--data-dir", str(data), "--no-color"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    out = Output(proc)
+    try:
+        out.wait_for("Ctrl-C stops everything", timeout=90)
+        out.wait_for("dashboard:", "/dashboard", timeout=5)
+        for name in ("ingest", "router", "drafter", "sender", "scheduler"):
+            out.wait_for("service_ready", f"service={name}", timeout=60)
+        sms = subprocess.run(
+            [sys.executable, "-m", "replyline", "sms", "--url", f"http://127.0.0.1:{http_port}",
+             "--from", "+15551234567", "Hi, how much does drain cleaning cost?"],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert sms.returncode == 0, sms.stdout + sms.stderr
+        prompt = out.wait_for("console_send", "body='Draft #", timeout=60)
+        assert "to=+15550000001" in prompt and "Reply YES" in prompt
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("nats-server" in " ".join(c.cmdline()) for c in children)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    assert code == 0
+    out.wait_for("dev       | stopped", timeout=5)
+    for name in ("ingest", "router", "drafter", "sender", "scheduler"):
+        out.wait_for("service_stopped", f"service={name}", timeout=5)
+    # Nothing outlives the launcher: not a service, not nats-server, not Postgres.
+    leftovers = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and str(data) in " ".join(p.info["cmdline"])
+    ]
+    assert leftovers == []
