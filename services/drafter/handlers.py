@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from libs import metrics
 from libs.bus import Bus
 from libs.consumer import Delivery, Drop
 from libs.db import audit
@@ -44,7 +45,7 @@ from libs.events import (
     utcnow,
 )
 from services.drafter import owner_texts
-from services.drafter.llm import LLM, LLMFailure
+from services.drafter.llm import LLM, Attempt, LLMFailure
 from services.drafter.profile import Profile
 from services.drafter.prompt import (
     HistoryItem,
@@ -128,8 +129,10 @@ class Drafter:
                 temperature=self.settings.llm_temperature,
             )
         except LLMFailure as failure:
+            count_llm(failure.attempts)
             await self._llm_failed(event, failure, prompt_text)
             return None
+        count_llm(completion.attempts)
         body = clean_reply(completion.text) or completion.text
         await self._create_first_version(
             event, body, "llm", language, traces=completion.attempts, prompt_text=prompt_text
@@ -240,6 +243,7 @@ class Drafter:
                 },
             )
             await self._announce(draft)
+        metrics.DRAFTS_CREATED.labels(source).inc()  # committed (the stale branch returned above)
         log.info("draft_created", draft_id=draft_id, ref=ref, source=source)
 
     async def _announce(self, draft: Draft) -> None:
@@ -415,6 +419,7 @@ class Drafter:
                 },
             )
             await self._announce(draft)
+        metrics.DRAFTS_CREATED.labels(event.source).inc()
         log.info("draft_created", draft_id=draft_id, ref=ref, source=event.source)
         return None
 
@@ -424,7 +429,9 @@ class Drafter:
         async with self.pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(Q.decision_seen, event.id):
                 return None  # a redelivery of a decision already applied
-            await Decision(self, conn, event).apply()
+            decision = Decision(self, conn, event)
+            await decision.apply()
+        decision.count()  # committed: a rolled-back attempt is redelivered and counts then
         return None
 
     # --- timer.fired ---------------------------------------------------------
@@ -477,6 +484,7 @@ class Drafter:
                 ),
                 f"expired:{draft_id}:{draft.version}",
             )
+        metrics.DRAFTS_EXPIRED.inc()  # every branch that sends no alert returned above
         return None
 
     # --- contact.paused ------------------------------------------------------
@@ -522,6 +530,16 @@ class Decision:
         self.conn = conn
         self.event = event
         self.settings = drafter.settings
+        # Counted by count() once the caller's transaction committed.
+        self._outcomes: list[str] = []
+        self._versions: list[str] = []
+
+    def count(self) -> None:
+        ev = self.event
+        for outcome in self._outcomes:
+            metrics.DRAFT_DECISIONS.labels(ev.action, ev.source, outcome).inc()
+        for source in self._versions:
+            metrics.DRAFTS_CREATED.labels(source).inc()
 
     @property
     def by_sms(self) -> bool:
@@ -710,6 +728,7 @@ class Decision:
             workflow_step_id=draft.workflow_step_id,
         )
         await self._record(draft, "accepted", ev.notes or f"new version {new.version}")
+        self._versions.append(new.source)
         await self.d._announce(new)
 
     async def _cancel_expiry(self, draft: Draft) -> None:
@@ -759,6 +778,22 @@ class Decision:
                 "notes": notes,
             },
         )
+        self._outcomes.append(outcome)
+
+
+def count_llm(attempts: tuple[Attempt, ...]) -> None:
+    """Every provider call, counted when it returns rather than when its ai_traces rows
+    commit: the call was made (and paid for) even if the transaction rolls back and the
+    redelivery calls again."""
+    for a in attempts:
+        metrics.LLM_REQUESTS.labels(SERVICE, a.provider, a.model, "ok" if a.ok else "error").inc()
+        if a.usage is not None:
+            metrics.LLM_TOKENS.labels(SERVICE, a.provider, a.model, "prompt").inc(a.usage.prompt_tokens)
+            metrics.LLM_TOKENS.labels(SERVICE, a.provider, a.model, "completion").inc(
+                a.usage.completion_tokens
+            )
+        if a.cost_usd is not None:
+            metrics.LLM_COST.labels(SERVICE, a.provider, a.model).inc(a.cost_usd)
 
 
 def _created(draft: Draft | None) -> Any:
@@ -766,4 +801,4 @@ def _created(draft: Draft | None) -> Any:
     return draft.created_at
 
 
-__all__ = ["Decision", "Drafter", "derived_id", "expiry_timer_id"]
+__all__ = ["Decision", "Drafter", "count_llm", "derived_id", "expiry_timer_id"]

@@ -9,6 +9,7 @@ what happens to the lead; see handlers.py for that policy.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -180,9 +181,38 @@ class LLM:
             )
         raise LLMFailure(attempts)
 
+    async def reachability(self, timeout: float) -> dict[str, Any]:
+        """List each provider's models (no tokens spent), all at once, within ``timeout``."""
+        if not self.providers:
+            # Templates need no provider: nothing is unreachable.
+            return {"configured": False, "ok": True, "detail": "no LLM endpoint: drafts use templates"}
+        found = await asyncio.gather(
+            *(
+                _list_models(provider, client, timeout)
+                for provider, client in zip(self.providers, self._clients, strict=True)
+            )
+        )
+        providers = {p.name: result for p, result in zip(self.providers, found, strict=True)}
+        # Drafting works while any provider answers (the fallback takes over).
+        return {"configured": True, "ok": any(r["ok"] for r in found), "providers": providers}
+
     async def aclose(self) -> None:
         for client in self._clients:
             await client.close()
+
+
+async def _list_models(
+    provider: ProviderConfig, client: AsyncOpenAI, timeout: float
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    result: dict[str, Any] = {"ok": True, "base_url": provider.base_url, "model": provider.model}
+    try:
+        # A copy sharing the connection pool: no retries, a short timeout.
+        await client.with_options(timeout=timeout, max_retries=0).models.list()
+    except openai.OpenAIError as exc:
+        result.update(ok=False, error=_describe(exc))
+    result["latency_ms"] = _ms_since(started)
+    return result
 
 
 def _read(response: Any, requested_model: str) -> tuple[str, str, Usage]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from libs.consumer import Handler
 from libs.events import (
@@ -24,6 +27,10 @@ from services.drafter.settings import DrafterSettings
 NAME = "drafter"
 MIGRATIONS = Path(__file__).parent / "migrations"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The runner gives a probe 3 s per heartbeat; stay under it.
+PROBE_TIMEOUT_S = 2.0
+#: Results are reused this long: heartbeats every 5 s must not hammer a paid API.
+PROBE_CACHE_S = 30.0
 
 
 def profile_from(settings: DrafterSettings) -> Profile:
@@ -34,11 +41,30 @@ def profile_from(settings: DrafterSettings) -> Profile:
     return load_profile(path)
 
 
+def llm_probe(
+    llm: LLM, *, timeout: float = PROBE_TIMEOUT_S, cache_s: float = PROBE_CACHE_S
+) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """``ctx.probes["llm"]``: the providers' reachability, cached ``cache_s`` seconds."""
+    lock = asyncio.Lock()
+    cached: list[tuple[float, dict[str, Any]]] = []
+
+    async def probe() -> dict[str, Any]:
+        async with lock:
+            if cached and time.monotonic() - cached[0][0] < cache_s:
+                return cached[0][1]
+            result = await llm.reachability(timeout)
+            cached[:] = [(time.monotonic(), result)]
+            return result
+
+    return probe
+
+
 async def build(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Handler]:
     settings = ctx.settings
     profile = profile_from(settings)  # a broken profile stops start-up with a ProfileError
     llm = LLM(settings.providers(), settings.prices())
     ctx.stack.push_async_callback(llm.aclose)
+    ctx.probes["llm"] = llm_probe(llm)
     drafter = Drafter(settings=settings, bus=ctx.bus, pool=ctx.pool, llm=llm, profile=profile)
     for sub in await serve_rpc(ctx.bus, ctx.pool):
         ctx.stack.push_async_callback(sub.unsubscribe)

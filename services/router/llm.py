@@ -15,11 +15,16 @@ import msgspec
 import structlog
 from openai import AsyncOpenAI
 
+from libs import metrics
 from services.router.classification import Classification, LocalClassifier
 from services.router.intents import UNKNOWN
 from services.router.settings import RouterSettings
 
 log = structlog.get_logger(__name__)
+
+SERVICE = "router"
+#: The router has one endpoint; the drafter's labels are "primary" / "fallback".
+PROVIDER = "primary"
 
 SYSTEM_PROMPT = (
     "You classify one inbound SMS sent by a lead to a small business. "
@@ -77,11 +82,17 @@ class LlmClassifier:
 
     async def classify(self, text: str) -> Classification:
         local = self.local.classify(text)
+        model = self.model
         try:
-            answer = await self._ask(text)
+            response = await self._request(text)
+            model = _model_of(response, self.model)
+            _count_tokens(model, response)  # spent even when the answer is unusable
+            answer = self._answer(response)
         except Exception as exc:  # any failure: the local answer stands
+            metrics.LLM_REQUESTS.labels(SERVICE, PROVIDER, model, "error").inc()
             log.warning("llm_classify_failed", error=repr(exc)[:300])
             return local
+        metrics.LLM_REQUESTS.labels(SERVICE, PROVIDER, model, "ok").inc()
         return msgspec.structs.replace(
             local,
             sentiment=answer.sentiment,
@@ -91,8 +102,8 @@ class LlmClassifier:
             source="llm",
         )
 
-    async def _ask(self, text: str) -> _Answer:
-        response = await self.client.chat.completions.create(
+    async def _request(self, text: str) -> Any:
+        return await self.client.chat.completions.create(
             model=self.model,
             temperature=0,
             messages=[
@@ -101,6 +112,8 @@ class LlmClassifier:
             ],
             response_format=self._response_format,
         )
+
+    def _answer(self, response: Any) -> _Answer:
         content = response.choices[0].message.content if response.choices else None
         if not content:
             raise ValueError("empty completion")
@@ -110,3 +123,18 @@ class LlmClassifier:
         if not (0.0 <= answer.intent_confidence <= 1.0 and -1.0 <= answer.sentiment_score <= 1.0):
             raise ValueError("score out of range")
         return answer
+
+
+def _model_of(response: Any, requested: str) -> str:
+    model = getattr(response, "model", None)
+    return model if isinstance(model, str) and model else requested
+
+
+def _count_tokens(model: str, response: Any) -> None:
+    usage = getattr(response, "usage", None)
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    if isinstance(prompt, int):
+        metrics.LLM_TOKENS.labels(SERVICE, PROVIDER, model, "prompt").inc(prompt)
+    if isinstance(completion, int):
+        metrics.LLM_TOKENS.labels(SERVICE, PROVIDER, model, "completion").inc(completion)

@@ -30,10 +30,10 @@ import contextlib
 import heapq
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 import structlog
@@ -42,6 +42,7 @@ from nats.js.api import DeliverPolicy, KeyValueConfig, StorageType
 from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
+from libs import metrics
 from libs.bus import Bus
 from libs.events import OutboundRequested, TimerFired, TimerKind, encode
 from libs.tracing import outgoing_traceparent
@@ -77,6 +78,7 @@ class _Head(msgspec.Struct):
     """The part of a record the heap needs; decoding skips the rest."""
 
     fire_at: datetime
+    kind: str = ""
 
 
 _encode = msgspec.json.Encoder().encode
@@ -86,6 +88,16 @@ _decode_head = msgspec.json.Decoder(_Head).decode
 #: Called after this replica claimed an overdue timer it skipped or escalated (for the audit log).
 OverdueHook = Callable[[TimerRecord, Outcome, float], Awaitable[None]]
 Entry = tuple[float, int, bytes]  # due (epoch s), revision, raw record
+
+
+_KINDS: tuple[str, ...] = get_args(TimerKind)
+
+
+def _kind_of(raw: bytes | None) -> str:
+    try:
+        return _decode_head(raw or b"").kind or "unknown"
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return "unknown"
 
 
 def key_for(timer_id: str) -> str:
@@ -101,6 +113,27 @@ class _View:
         self.entries: dict[str, Entry] = {}
         self.heap: list[tuple[float, int, str]] = []
         self.loaded = asyncio.Event()
+        self.kinds: dict[str, str] = {}  # key -> kind, for the pending gauge
+        self.pending: Counter[str] = Counter()
+
+    def put(self, key: str, entry: Entry, kind: str) -> str | None:
+        """Add or replace ``key``; returns the kind it had before (None when new)."""
+        self.entries[key] = entry
+        old = self.kinds.get(key)
+        if old != kind:
+            if old is not None:
+                self.pending[old] -= 1
+            self.kinds[key] = kind
+            self.pending[kind] += 1
+        return old
+
+    def drop(self, key: str) -> str | None:
+        """Remove ``key``; returns its kind (None when it was not there)."""
+        self.entries.pop(key, None)
+        kind = self.kinds.pop(key, None)
+        if kind is not None:
+            self.pending[kind] -= 1
+        return kind
 
 
 class TimerStore:
@@ -176,17 +209,22 @@ class TimerStore:
             payload=payload or {},
             set_at=self.clock.now(),
         )
-        return await kv.put(key_for(timer_id), _encode(record))
+        revision = await kv.put(key_for(timer_id), _encode(record))
+        metrics.TIMERS.labels(kind, "set").inc()
+        return revision
 
     async def cancel(self, timer_id: str) -> bool:
         """Remove a pending timer; False when there was none."""
         kv = await self.open()
         key = key_for(timer_id)
         try:
-            await kv.get(key)
+            entry = await kv.get(key)
         except KeyNotFoundError:
             return False
-        return await self._purge(key, last=None)
+        removed = await self._purge(key, last=None)
+        if removed:
+            metrics.TIMERS.labels(_kind_of(entry.value), "cancelled").inc()
+        return removed
 
     async def get(self, timer_id: str) -> TimerRecord | None:
         kv = await self.open()
@@ -221,15 +259,18 @@ class TimerStore:
         headers = msg.headers or {}
         revision = msg.metadata.sequence.stream
         if headers.get(KV_OP) in (KV_DEL, KV_PURGE) or _MARKER_REASON in headers or not msg.data:
-            view.entries.pop(key, None)
+            self._show_pending(view, view.drop(key))
         else:
             try:
-                due = _decode_head(msg.data).fire_at.timestamp()
+                head = _decode_head(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 log.error("timer_record_malformed", key=key, revision=revision)
-                view.entries.pop(key, None)
+                self._show_pending(view, view.drop(key))
             else:
-                view.entries[key] = (due, revision, msg.data)
+                due = head.fire_at.timestamp()
+                old = view.put(key, (due, revision, msg.data), head.kind)
+                if old != head.kind:
+                    self._show_pending(view, old, head.kind)
                 if view.loaded.is_set():
                     heapq.heappush(view.heap, (due, revision, key))
                     if len(view.heap) > 2 * len(view.entries) + 1024:
@@ -269,6 +310,7 @@ class TimerStore:
                 async with asyncio.timeout(120):
                     await view.loaded.wait()
                 self._view = view
+                self._show_pending(view, *_KINDS, *view.pending)
                 self.loaded_in_s = time.monotonic() - started
                 log.info("timers_loaded", pending=len(view.entries), seconds=round(self.loaded_in_s, 3))
                 self.ready.set()
@@ -363,10 +405,12 @@ class TimerStore:
             await self._escalate(record, lateness)
         claimed = await self._purge(key, last=revision)
         if view.entries.get(key) == entry:
-            del view.entries[key]
+            self._show_pending(view, view.drop(key))
         if not claimed:
             return
         self.claims += 1
+        # Counted by the one replica that claimed the timer (others may have published too).
+        metrics.TIMERS.labels(record.kind, "fired" if outcome == "fired_late" else outcome).inc()
         if outcome in ("fired", "fired_late"):
             self.fired += 1
             self.lateness.append(max(lateness, 0.0))
@@ -387,6 +431,15 @@ class TimerStore:
             )
             if self.on_overdue is not None:
                 await self.on_overdue(record, outcome, lateness)
+
+    def _show_pending(self, view: _View, *kinds: str | None) -> None:
+        """Set the pending gauge of ``kinds`` from ``view`` when it is the view in use
+        (a view still loading after a reconnect does not speak for this replica yet)."""
+        if view is not self._view:
+            return
+        for kind in kinds:
+            if kind is not None:
+                metrics.TIMERS_PENDING.labels(kind).set(view.pending[kind])
 
     async def _publish_fired(self, event: TimerFired) -> None:
         """``bus.publish`` with the subject and Nats-Msg-Id spelled out.

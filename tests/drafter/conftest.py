@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from libs.bus import Bus
 from libs.events import DraftDecided, InboundRouted, thread_of
@@ -165,3 +166,18 @@ async def settled(pool: asyncpg.Pool, sql: str, *args: Any, count: int = 1) -> l
 
     result: list[dict[str, Any]] = await eventually(fetch, timeout=5)
     return result
+
+
+def sample(name: str, **labels: str) -> float:
+    """A metric sample in this process's registry (0 before its first increment)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def moved(name: str, before: float, by: float, **labels: str) -> None:
+    """The sample grows by exactly ``by`` from ``before``.
+
+    The drafter counts after its commit, a moment after the events it published
+    inside the transaction are visible, so the first reading may still be the old one.
+    """
+    await eventually(lambda: sample(name, **labels) - before >= by, timeout=5)
+    assert sample(name, **labels) - before == pytest.approx(by)

@@ -27,10 +27,12 @@ from tests.drafter.conftest import (
     OWNER,
     StartDrafter,
     committed,
+    moved,
     owner_says,
     routed,
     rows,
     rpc,
+    sample,
     settled,
 )
 from tests.harness import EventCollector
@@ -49,6 +51,20 @@ async def _draft(
     (created,) = await collector.wait_for(DraftCreated, lambda e: e.in_reply_to == sid)
     await committed(pool, created.draft_id)
     return created
+
+
+DECISIONS = "replyline_draft_decisions_total"
+
+
+def _decisions(*keys: tuple[str, str, str]) -> dict[tuple[str, str, str], float]:
+    return {k: sample(DECISIONS, action=k[0], source=k[1], outcome=k[2]) for k in keys}
+
+
+async def _decisions_moved(
+    before: dict[tuple[str, str, str], float], by: dict[tuple[str, str, str], int]
+) -> None:
+    for key, value in before.items():
+        await moved(DECISIONS, value, by.get(key, 0), action=key[0], source=key[1], outcome=key[2])
 
 
 def _to_owner(kind: str = "owner_prompt") -> Callable[[OutboundRequested], bool]:
@@ -201,6 +217,11 @@ async def test_unclear_unknown_and_already_decided_replies(
 ) -> None:
     created = await _draft(bus, collector, pool, "SM206")
     ref = created.ref
+    clarify, refused, accepted = (
+        ("unclear", "sms", "clarify"), ("approve", "sms", "refused"), ("approve", "sms", "accepted")
+    )
+    rejected_late = ("reject", "sms", "refused")
+    before = _decisions(clarify, refused, accepted, rejected_late)
 
     await bus.publish(owner_says("unclear", text="what is this?"))
     (reply,) = await collector.wait_for(OutboundRequested, lambda e: "understand" in e.body)
@@ -223,6 +244,7 @@ async def test_unclear_unknown_and_already_decided_replies(
     await collector.assert_none(DraftRejected, within=0.3)
     outcomes = await settled(pool, "SELECT outcome FROM approvals ORDER BY id", count=4)
     assert [o["outcome"] for o in outcomes] == ["clarify", "refused", "accepted", "refused"]
+    await _decisions_moved(before, {clarify: 1, refused: 1, accepted: 1, rejected_late: 1})
 
 
 async def test_a_non_owner_cannot_approve_and_the_attempt_is_audited(
@@ -251,18 +273,22 @@ async def test_api_decisions_are_accepted_by_draft_id(
     from libs.events import DraftDecided
 
     created = await _draft(bus, collector, pool, "SM208")
+    before = _decisions(("approve", "api", "accepted"))
     await bus.publish(
         DraftDecided(thread=thread_of(LEAD), action="approve", reviewer="api:dashboard",
                      source="api", draft_id=created.draft_id)
     )
     (approved,) = await collector.wait_for(DraftApproved)
     assert approved.reviewer == "api:dashboard"
+    await _decisions_moved(before, {("approve", "api", "accepted"): 1})
 
 
 async def test_a_redelivered_decision_is_applied_once(
     drafter: None, bus: Bus, collector: EventCollector, pool: asyncpg.Pool
 ) -> None:
     created = await _draft(bus, collector, pool, "SM209")
+    edits_before = sample("replyline_drafts_created_total", source="edit")
+    before = _decisions(("edit", "sms", "accepted"))
     decision = owner_says("edit", created.ref, text="New text")
     await bus.publish(decision)
     await bus.publish(decision, msg_id="replayed-decision")  # past the stream's dedup
@@ -272,6 +298,9 @@ async def test_a_redelivered_decision_is_applied_once(
     await collector.wait_for(DraftApproved)
     versions = await rows(pool, "SELECT version FROM drafts ORDER BY version")
     assert [v["version"] for v in versions] == [1, 2]
+    # Counted once: the replayed copy found its decision recorded.
+    await _decisions_moved(before, {("edit", "sms", "accepted"): 1})
+    await moved("replyline_drafts_created_total", edits_before, 1, source="edit")
 
 
 async def test_expiry_alerts_the_owner_and_never_sends_the_draft(
@@ -279,6 +308,7 @@ async def test_expiry_alerts_the_owner_and_never_sends_the_draft(
 ) -> None:
     created = await _draft(bus, collector, pool, "SM210")
     (timer,) = await collector.wait_for(TimerSet)
+    expired_before = sample("replyline_drafts_expired_total")
     # The scheduler fires the timer it was given; here the test plays the scheduler.
     fired = TimerFired(thread=timer.thread, timer_id=timer.timer_id, kind="draft_expiry",
                        fire_at=timer.fire_at, payload=timer.payload)
@@ -302,6 +332,7 @@ async def test_expiry_alerts_the_owner_and_never_sends_the_draft(
     await collector.wait_for(DraftCreated, lambda e: e.in_reply_to == "SM299")
     alerts = [e for e in collector.of_type(OutboundRequested) if e.kind == "owner_alert"]
     assert len(alerts) == 1
+    await moved("replyline_drafts_expired_total", expired_before, 1)
 
     await bus.publish(owner_says("approve", created.ref))  # still decidable after expiry
     (approved,) = await collector.wait_for(DraftApproved)

@@ -24,9 +24,11 @@ from tests.drafter.conftest import (
     OWNER_2,
     StartDrafter,
     committed,
+    moved,
     routed,
     rows,
     rpc,
+    sample,
     settled,
 )
 from tests.fakes.openai_server import FakeOpenAI
@@ -45,6 +47,14 @@ async def test_lead_message_gets_an_llm_draft_and_the_exact_owner_prompt(
 ) -> None:
     primary.reply(f'"{REPLY}"')  # models like quotes; the drafter strips them
     await start_drafter(**llm_settings)
+    llm_labels = {"service": "drafter", "provider": "primary", "model": "gpt-4o-mini"}
+    before = {
+        "drafts": sample("replyline_drafts_created_total", source="llm"),
+        "ok": sample("replyline_llm_requests_total", **llm_labels, outcome="ok"),
+        "prompt": sample("replyline_llm_tokens_total", **llm_labels, kind="prompt"),
+        "completion": sample("replyline_llm_tokens_total", **llm_labels, kind="completion"),
+        "cost": sample("replyline_llm_cost_usd_total", **llm_labels),
+    }
     await bus.publish(routed("SM100"))
 
     (created,) = await collector.wait_for(DraftCreated)
@@ -86,6 +96,16 @@ async def test_lead_message_gets_an_llm_draft_and_the_exact_owner_prompt(
     assert trace["latency_ms"] >= 0
     assert trace["prompt"] is None  # record_prompts is off by default
 
+    # Metrics: one draft, one successful call, and the fake server's token counts.
+    await moved("replyline_drafts_created_total", before["drafts"], 1, source="llm")
+    await moved("replyline_llm_requests_total", before["ok"], 1, **llm_labels, outcome="ok")
+    await moved("replyline_llm_tokens_total", before["prompt"], prompt_words, **llm_labels,
+                kind="prompt")
+    await moved("replyline_llm_tokens_total", before["completion"], len(REPLY.split()),
+                **llm_labels, kind="completion")
+    await moved("replyline_llm_cost_usd_total", before["cost"], round(expected_cost, 8),
+                **llm_labels)
+
     (draft,) = await rows(pool, "SELECT * FROM drafts")
     assert draft["status"] == "DRAFT_PENDING_APPROVAL" and draft["body"] == REPLY
     pending = await rpc(bus, "pending")
@@ -106,11 +126,16 @@ async def test_every_owner_number_gets_the_prompt(
 async def test_without_an_endpoint_the_profile_template_is_used_in_the_lead_language(
     start_drafter: StartDrafter, bus: Bus, collector: EventCollector, pool: asyncpg.Pool
 ) -> None:
-    await start_drafter()  # no llm_base_url
+    service = await start_drafter()  # no llm_base_url
+    assert await service.ctx.probes["llm"]() == {
+        "configured": False, "ok": True, "detail": "no LLM endpoint: drafts use templates"
+    }
+    drafts_before = sample("replyline_drafts_created_total", source="template")
     await bus.publish(routed("SM102", body="¿Cuánto cuesta?", language="es", intent="pricing"))
     (created,) = await collector.wait_for(DraftCreated)
     assert created.source == "template" and created.language == "es"
     await committed(pool, created.draft_id)
+    await moved("replyline_drafts_created_total", drafts_before, 1, source="template")
     assert created.body.startswith("¡Gracias por preguntar! Nuestros precios: limpieza de")
     assert "desde $129" in created.body
     assert await rows(pool, "SELECT * FROM ai_traces") == []
@@ -143,7 +168,17 @@ async def test_primary_failure_falls_back_to_the_second_provider(
 ) -> None:
     primary.fail(500)
     fallback.reply("Hi! Drain cleaning is from $129.")
-    await start_drafter(**llm_settings)
+    service = await start_drafter(**llm_settings)
+    probe = await service.ctx.probes["llm"]()
+    assert (probe["configured"], probe["ok"]) == (True, True)
+    assert probe["providers"]["primary"]["ok"] and probe["providers"]["fallback"]["ok"]
+    assert probe["providers"]["fallback"]["base_url"] == fallback.base_url
+    primary_error = {"service": "drafter", "provider": "primary", "model": "gpt-4o-mini",
+                     "outcome": "error"}
+    fallback_ok = {"service": "drafter", "provider": "fallback", "model": "small-model",
+                   "outcome": "ok"}
+    errors_before = sample("replyline_llm_requests_total", **primary_error)
+    ok_before = sample("replyline_llm_requests_total", **fallback_ok)
     await bus.publish(routed("SM104"))
     (created,) = await collector.wait_for(DraftCreated)
     assert created.body == "Hi! Drain cleaning is from $129."
@@ -154,6 +189,8 @@ async def test_primary_failure_falls_back_to_the_second_provider(
     assert traces[0]["total_tokens"] == 0 and traces[0]["cost_usd"] is None
     assert traces[1]["model"] == "small-model" and traces[1]["total_tokens"] > 0
     assert all(str(t["draft_id"]) == created.draft_id for t in traces)
+    await moved("replyline_llm_requests_total", errors_before, 1, **primary_error)
+    await moved("replyline_llm_requests_total", ok_before, 1, **fallback_ok)
 
 
 async def test_primary_timeout_falls_back(

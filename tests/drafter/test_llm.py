@@ -189,3 +189,48 @@ async def test_fake_answers_json_schema_requests_with_valid_json(primary: FakeOp
 
     assert json.loads(result.text) == {"intent": "pricing", "confidence": 0}
     assert primary.requests[0].body["response_format"]["type"] == "json_schema"
+
+
+async def test_reachability_lists_models_and_names_the_unreachable_provider(
+    primary: FakeOpenAI,
+) -> None:
+    dead = FakeOpenAI()
+    await dead.start()
+    dead_url = dead.base_url
+    await dead.close()
+    llm = LLM([ProviderConfig(name="primary", base_url=primary.base_url, model="gpt-4o-mini"),
+               ProviderConfig(name="fallback", base_url=dead_url, model="small-model")], PRICES)
+    try:
+        result = await llm.reachability(timeout=2.0)
+    finally:
+        await llm.aclose()
+    assert (result["configured"], result["ok"]) == (True, True)  # the primary answers
+    assert result["providers"]["primary"]["ok"] is True
+    down = result["providers"]["fallback"]
+    assert down["ok"] is False and down["base_url"] == dead_url
+    assert down["error"].startswith("connection error")
+    assert primary.requests == []  # listing models spends no completion
+
+
+async def test_llm_probe_is_cached_between_heartbeats() -> None:
+    from services.drafter.service import llm_probe
+
+    fake = FakeOpenAI()
+    await fake.start()
+    llm = LLM([ProviderConfig(name="primary", base_url=fake.base_url, model="gpt-4o-mini")])
+    cached, fresh = llm_probe(llm, cache_s=60), llm_probe(llm, cache_s=0)
+    try:
+        assert (await cached())["ok"] is True
+        assert (await fresh())["ok"] is True
+        await fake.close()  # the provider goes away
+        assert (await cached())["ok"] is True  # still the first answer
+        assert (await fresh())["ok"] is False
+    finally:
+        await llm.aclose()
+
+
+async def test_without_providers_the_probe_says_not_configured() -> None:
+    llm = LLM([])
+    assert llm.configured is False
+    result = await llm.reachability(timeout=1.0)
+    assert (result["configured"], result["ok"]) == (False, True)

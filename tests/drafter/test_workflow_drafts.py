@@ -26,9 +26,11 @@ from tests.drafter.conftest import (
     OWNER_2,
     StartDrafter,
     committed,
+    moved,
     owner_says,
     rows,
     rpc,
+    sample,
     settled,
 )
 from tests.harness import EventCollector
@@ -117,6 +119,7 @@ async def test_a_replayed_request_drafts_once(
     drafter: None, bus: Bus, collector: EventCollector, pool: asyncpg.Pool
 ) -> None:
     event = requested()
+    drafts_before = sample("replyline_drafts_created_total", source="workflow")
     await _requested_draft(bus, collector, pool, event)
     # The same request again, past JetStream's duplicate window (another Nats-Msg-Id),
     # then a second request on the same thread: once that one is drafted, the replay
@@ -130,6 +133,7 @@ async def test_a_replayed_request_drafts_once(
     assert [r["request_id"] for r in found] == [f"wf:{ENROLLMENT}:1", f"wf:{ENROLLMENT}:5"]
     assert len({r["ref"] for r in found}) == 2
     assert len(collector.of_type(DraftCreated)) == 2
+    await moved("replyline_drafts_created_total", drafts_before, 2, source="workflow")
 
 
 async def test_unusable_request_is_not_drafted(

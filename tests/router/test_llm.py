@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.router.classification import LocalClassifier
 from services.router.llm import LlmClassifier
@@ -29,6 +30,15 @@ def make(fake: FakeOpenAI, local: LocalClassifier) -> LlmClassifier:
     return LlmClassifier(settings, local)
 
 
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def llm_labels() -> dict[str, str]:
+    # The configured model; the fake answers with the model it was asked for.
+    return {"service": "router", "provider": "primary", "model": RouterSettings().llm_model}
+
+
 def answer(intent: str = "pricing", sentiment: str = "POSITIVE", score: float = 0.5) -> str:
     return json.dumps(
         {
@@ -41,12 +51,19 @@ def answer(intent: str = "pricing", sentiment: str = "POSITIVE", score: float = 
 
 
 async def test_structured_answer_is_used(fake: FakeOpenAI, local: LocalClassifier) -> None:
-    fake.reply(answer())
+    fake.reply(answer(), usage={"prompt_tokens": 41, "completion_tokens": 17, "total_tokens": 58})
+    labels = llm_labels()
+    ok_before = sample("replyline_llm_requests_total", **labels, outcome="ok")
+    prompt_before = sample("replyline_llm_tokens_total", **labels, kind="prompt")
+    completion_before = sample("replyline_llm_tokens_total", **labels, kind="completion")
     llm = make(fake, local)
     try:
         result = await llm.classify("my uncle said hi")
     finally:
         await llm.close()
+    assert sample("replyline_llm_requests_total", **labels, outcome="ok") - ok_before == 1
+    assert sample("replyline_llm_tokens_total", **labels, kind="prompt") - prompt_before == 41
+    assert sample("replyline_llm_tokens_total", **labels, kind="completion") - completion_before == 17
     assert (result.source, result.intent, result.intent_score) == ("llm", "pricing", 0.93)
     assert (result.sentiment, result.sentiment_score) == ("POSITIVE", 0.5)
     assert result.language == "en"  # language stays lingua's
@@ -79,11 +96,16 @@ async def test_any_failure_falls_back_to_local(
     fake: FakeOpenAI, local: LocalClassifier, script: Callable[[FakeOpenAI], object]
 ) -> None:
     script(fake)
+    labels = llm_labels()
+    ok_before = sample("replyline_llm_requests_total", **labels, outcome="ok")
+    errors_before = sample("replyline_llm_requests_total", **labels, outcome="error")
     llm = make(fake, local)
     try:
         result = await llm.classify("how much for a haircut?")
     finally:
         await llm.close()
+    assert sample("replyline_llm_requests_total", **labels, outcome="error") - errors_before == 1
+    assert sample("replyline_llm_requests_total", **labels, outcome="ok") == ok_before
     assert result == local.classify("how much for a haircut?")
     assert result.source == "local"
     assert fake.requests, "the LLM was asked"

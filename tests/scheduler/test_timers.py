@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import REGISTRY
 
 from libs.bus import Bus
 from libs.embedded import EmbeddedNats
@@ -32,6 +33,25 @@ def timer_set(
     )
 
 
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def timers_total(kind: str, event: str) -> float:
+    return sample("replyline_timers_total", kind=kind, event=event)
+
+
+def pending_gauge(kind: str) -> float:
+    return sample("replyline_timers_pending", kind=kind)
+
+
+async def counted(kind: str, event: str, before: float, by: int = 1) -> None:
+    """``replyline_timers_total{kind, event}`` grows by exactly ``by``. Fired timers are
+    counted once claimed, which is just after the timer.fired event is published."""
+    await eventually(lambda: timers_total(kind, event) - before >= by, timeout=5)
+    assert timers_total(kind, event) - before == by
+
+
 async def wait_pending(exposed: dict[str, Any], count: int) -> None:
     timers = exposed["timers"]
     await eventually(lambda: timers.pending == count)
@@ -41,8 +61,11 @@ async def test_timer_fires_with_its_payload_and_leaves_the_bucket(
     schedulers: Schedulers, bus: Bus, collector: EventCollector, clock: ManualClock
 ) -> None:
     _, exposed = await schedulers.start(timer_marker_ttl_s=1)
+    set_before, fired_before = timers_total("draft_expiry", "set"), timers_total("draft_expiry", "fired")
     await bus.publish(timer_set(clock, "draft_expiry:d1", after=timedelta(hours=24), draft_id="d1"))
     await wait_pending(exposed, 1)
+    await counted("draft_expiry", "set", set_before)
+    assert pending_gauge("draft_expiry") == 1
     await collector.assert_none(TimerFired, within=0.3)
     clock.advance(hours=24)
     [fired] = await collector.wait_for(TimerFired, timeout=5)
@@ -53,6 +76,8 @@ async def test_timer_fires_with_its_payload_and_leaves_the_bucket(
     )
     assert fired.late is False and fired.thread == THREAD
     await wait_pending(exposed, 0)
+    await counted("draft_expiry", "fired", fired_before)
+    assert pending_gauge("draft_expiry") == 0
     kv = await bus.js.key_value(bus.kv_name("timers"))
     # The purge marker expires too: a restart reads only pending timers.
 
@@ -69,11 +94,18 @@ async def test_cancelled_timer_never_fires(
     await bus.publish(timer_set(clock, "t-cancel", after=timedelta(minutes=5)))
     await bus.publish(timer_set(clock, "t-keep", after=timedelta(minutes=5)))
     await wait_pending(exposed, 2)
+    assert pending_gauge("draft_expiry") == 2
+    cancelled_before = timers_total("draft_expiry", "cancelled")
     await bus.publish(TimerCancel(thread=THREAD, timer_id="t-cancel"))
     await wait_pending(exposed, 1)
+    await counted("draft_expiry", "cancelled", cancelled_before)
+    assert pending_gauge("draft_expiry") == 1
+    # Cancelling a timer that is not there counts nothing.
+    await bus.publish(TimerCancel(thread=THREAD, timer_id="t-never-set"))
     clock.advance(minutes=6)
     await collector.wait_for(TimerFired, lambda e: e.timer_id == "t-keep", timeout=5)
     await collector.assert_none(TimerFired, lambda e: e.timer_id == "t-cancel", within=0.5)
+    assert timers_total("draft_expiry", "cancelled") - cancelled_before == 1
 
 
 async def test_restart_of_the_scheduler_loses_no_timer(
@@ -101,6 +133,7 @@ async def test_two_replicas_fire_each_timer_once(
     _, one = await schedulers.start()
     _, two = await schedulers.start()
     count = 200
+    fired_before = timers_total("quiet_hours", "fired")
     for i in range(count):
         await bus.publish(timer_set(clock, f"dup.{i}", "quiet_hours", after=timedelta(seconds=30)))
     await wait_pending(one, count)
@@ -115,6 +148,8 @@ async def test_two_replicas_fire_each_timer_once(
     assert len({e.timer_id for e in fired}) == count
     # Exactly one replica won the compare-and-delete of each timer.
     assert one["timers"].claims + two["timers"].claims == count
+    # Both replicas published, only the claiming one counted.
+    await counted("quiet_hours", "fired", fired_before, count)
 
 
 async def test_overdue_policy_per_kind(
@@ -128,6 +163,7 @@ async def test_overdue_policy_per_kind(
         timer_overdue_after_s=60, timer_overdue_policy={"reply_timeout": "skip"}
     )
     kinds = ["draft_expiry", "workflow_delay", "reply_timeout", "quiet_hours", "no_response"]
+    before = {(k, e): timers_total(k, e) for k in kinds for e in ("fired", "skipped", "escalated")}
     for kind in kinds:
         await bus.publish(timer_set(clock, f"late.{kind}", kind, after=timedelta(minutes=1)))
     await bus.publish(timer_set(clock, "ontime", "workflow_delay", after=timedelta(hours=2)))
@@ -154,6 +190,13 @@ async def test_overdue_policy_per_kind(
         for row in await pool.fetch("SELECT action, details FROM audit_log WHERE action LIKE 'timer_%'")
     }
     assert actions == {"timer_skipped": "late.reply_timeout", "timer_escalated": "late.no_response"}
+    # Late firings count as fired; workflow_delay fired twice (late and on time).
+    expected = {("draft_expiry", "fired"): 1, ("workflow_delay", "fired"): 2,
+                ("quiet_hours", "fired"): 1, ("reply_timeout", "skipped"): 1,
+                ("no_response", "escalated"): 1}
+    for (kind, event), value in before.items():
+        await counted(kind, event, value, expected.get((kind, event), 0))
+    assert all(pending_gauge(kind) == 0 for kind in kinds)
 
 
 async def test_timers_survive_a_nats_restart(
