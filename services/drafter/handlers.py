@@ -150,28 +150,16 @@ class Drafter:
         newest = await conn.fetchval(Q.newest_inbound_seq, event.thread)
         return bool(newest > event.stream_seq)
 
-    async def _skip_stale(
-        self, event: InboundRouted, conn: asyncpg.Connection | None = None
-    ) -> None:
+    async def _skip_stale(self, event: InboundRouted, conn: asyncpg.Connection | None = None) -> None:
         log.warning("stale_inbound", message_sid=event.message_sid, seq=event.stream_seq)
         async with contextlib.AsyncExitStack() as stack:
             if conn is None:
                 conn = await stack.enter_async_context(self.pool.acquire())
-            await enqueue_manual(
+            await _queue_for_review(
                 conn,
-                key=f"needs_review:{event.message_sid}",
-                thread=event.thread,
-                number=event.from_number,
-                reason="needs_review",
+                event,
                 detail="arrived after a newer message of the thread was drafted",
-                message_sid=event.message_sid,
-                body=event.body,
-            )
-            await audit(
-                conn,
-                service=SERVICE,
                 action="stale_inbound_skipped",
-                thread=event.thread,
                 details={"message_sid": event.message_sid, "stream_seq": event.stream_seq},
             )
 
@@ -300,9 +288,7 @@ class Drafter:
         for owner in self.settings.owner_numbers:
             await self._tell_owner(owner, body, request_key)
 
-    async def _llm_failed(
-        self, event: InboundRouted, failure: LLMFailure, prompt_text: str | None
-    ) -> None:
+    async def _llm_failed(self, event: InboundRouted, failure: LLMFailure, prompt_text: str | None) -> None:
         log.warning("llm_failed", error=str(failure))
         async with self.pool.acquire() as conn, conn.transaction():
             await insert_traces(
@@ -328,8 +314,7 @@ class Drafter:
                 service=SERVICE,
                 action="needs_review",
                 thread=event.thread,
-                details={"reason": "llm_failed", "message_sid": event.message_sid,
-                         "error": str(failure)},
+                details={"reason": "llm_failed", "message_sid": event.message_sid, "error": str(failure)},
             )
             await self._tell_owners(
                 owner_texts.llm_failed(event.from_number, event.body),
@@ -338,21 +323,11 @@ class Drafter:
 
     async def _needs_review(self, event: InboundRouted) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            await enqueue_manual(
+            await _queue_for_review(
                 conn,
-                key=f"needs_review:{event.message_sid}",
-                thread=event.thread,
-                number=event.from_number,
-                reason="needs_review",
+                event,
                 detail=event.rule,
-                message_sid=event.message_sid,
-                body=event.body,
-            )
-            await audit(
-                conn,
-                service=SERVICE,
                 action="needs_review",
-                thread=event.thread,
                 details={"rule": event.rule, "message_sid": event.message_sid},
             )
             if self.settings.alert_on_needs_review:
@@ -455,9 +430,7 @@ class Drafter:
                 # Decided (or edited, which set a newer timer) in time: nothing to say.
                 log.info("expiry_ignored", draft_id=draft_id, status=draft.status, stale=stale)
                 return None
-            if await conn.execute(Q.mark_expiry_alerted, _uuid(draft_id), draft.version) == (
-                "UPDATE 0"
-            ):
+            if await conn.execute(Q.mark_expiry_alerted, _uuid(draft_id), draft.version) == ("UPDATE 0"):
                 return None  # alerted already (a redelivered or duplicate timer)
             await enqueue_manual(
                 conn,
@@ -475,13 +448,15 @@ class Drafter:
                 service=SERVICE,
                 action="draft_expired",
                 thread=draft.thread,
-                details={"draft_id": draft_id, "ref": draft.ref, "version": draft.version,
-                         "late": event.late},
+                details={
+                    "draft_id": draft_id,
+                    "ref": draft.ref,
+                    "version": draft.version,
+                    "late": event.late,
+                },
             )
             await self._tell_owners(
-                owner_texts.draft_expired(
-                    draft.ref, draft.to_number, self.settings.draft_expiry_s / 3600
-                ),
+                owner_texts.draft_expired(draft.ref, draft.to_number, self.settings.draft_expiry_s / 3600),
                 f"expired:{draft_id}:{draft.version}",
             )
         metrics.DRAFTS_EXPIRED.inc()  # every branch that sends no alert returned above
@@ -615,9 +590,7 @@ class Decision:
 
     async def _approve(self, draft: Draft) -> None:
         ev = self.event
-        await self.conn.execute(
-            Q.set_status, _uuid(draft.draft_id), draft.version, APPROVED, ev.reviewer
-        )
+        await self.conn.execute(Q.set_status, _uuid(draft.draft_id), draft.version, APPROVED, ev.reviewer)
         await self._record(draft, "accepted", ev.notes)
         await self.d.bus.publish(
             DraftApproved(
@@ -636,9 +609,7 @@ class Decision:
 
     async def _reject(self, draft: Draft) -> None:
         ev = self.event
-        await self.conn.execute(
-            Q.set_status, _uuid(draft.draft_id), draft.version, REJECTED, ev.reviewer
-        )
+        await self.conn.execute(Q.set_status, _uuid(draft.draft_id), draft.version, REJECTED, ev.reviewer)
         await self._record(draft, "accepted", ev.notes)
         if draft.from_workflow:
             await self._reject_workflow_draft(draft)
@@ -649,9 +620,7 @@ class Decision:
             thread=draft.thread,
             number=draft.to_number,
             reason="rejected",
-            detail=f"draft #{draft.ref} rejected by {ev.reviewer}" + (
-                f": {ev.notes}" if ev.notes else ""
-            ),
+            detail=f"draft #{draft.ref} rejected by {ev.reviewer}" + (f": {ev.notes}" if ev.notes else ""),
             message_sid=draft.in_reply_to,
             draft_id=draft.draft_id,
             body=draft.inbound_body,
@@ -704,9 +673,7 @@ class Decision:
             await self._reply(owner_texts.not_understood(ev.text or "", [], 0))
             await self._record(draft, "clarify", "edit without text")
             return
-        await self.conn.execute(
-            Q.set_status, _uuid(draft.draft_id), draft.version, SUPERSEDED, ev.reviewer
-        )
+        await self.conn.execute(Q.set_status, _uuid(draft.draft_id), draft.version, SUPERSEDED, ev.reviewer)
         new = await insert_draft(
             self.conn,
             draft_id=draft.draft_id,
@@ -743,9 +710,7 @@ class Decision:
     async def _reply(self, text: str) -> None:
         """Answer the owner who sent the command (SMS only: API callers read the audit)."""
         if self.by_sms:
-            await self.d._tell_owner(
-                self.event.reviewer, text, f"reply:{self.event.id}", kind="owner_prompt"
-            )
+            await self.d._tell_owner(self.event.reviewer, text, f"reply:{self.event.id}", kind="owner_prompt")
 
     async def _record(self, draft: Draft | None, outcome: str, notes: str) -> None:
         ev = self.event
@@ -802,3 +767,25 @@ def _created(draft: Draft | None) -> Any:
 
 
 __all__ = ["Decision", "Drafter", "count_llm", "derived_id", "expiry_timer_id"]
+
+
+async def _queue_for_review(
+    conn: asyncpg.Connection,
+    event: InboundRouted,
+    *,
+    detail: str,
+    action: str,
+    details: dict[str, Any],
+) -> None:
+    """Put an inbound message in the manual-intervention queue, and say why in the audit log."""
+    await enqueue_manual(
+        conn,
+        key=f"needs_review:{event.message_sid}",
+        thread=event.thread,
+        number=event.from_number,
+        reason="needs_review",
+        detail=detail,
+        message_sid=event.message_sid,
+        body=event.body,
+    )
+    await audit(conn, service=SERVICE, action=action, thread=event.thread, details=details)

@@ -508,28 +508,9 @@ class Engine:
                     output["branch"] = "timeout"
                 else:
                     next_step = definition.next_of(step.id)
-                await conn.execute(
-                    Q.complete_execution,
-                    enrollment["id"],
-                    int(payload["seq"]),
-                    output,
-                    late,
-                    self.clock.now(),
+                resume = await self._finish_wait(
+                    conn, enrollment, int(payload["seq"]), output, late=late, next_step=next_step
                 )
-                status = "active" if enrollment["status"] == "waiting" else enrollment["status"]
-                await conn.execute(
-                    Q.update_enrollment,
-                    enrollment["id"],
-                    status,
-                    next_step,
-                    None,
-                    None,
-                    enrollment["step_seq"],
-                    enrollment["replied"],
-                    enrollment["pause_reason"],
-                    enrollment["ended_reason"],
-                )
-                resume = status == "active"
         if resume:
             await self.advance(enrollment_id)
 
@@ -565,37 +546,46 @@ class Engine:
                 )
                 await self._end(conn, enrollment, "approval_rejected")
             else:
-                definition = await self.definition(
-                    enrollment["workflow_key"], enrollment["workflow_version"]
-                )
+                definition = await self.definition(enrollment["workflow_key"], enrollment["workflow_version"])
                 step = definition.steps.get(enrollment["current_step"])
                 # A vanished step stays put: advance() ends the enrollment with the reason.
                 next_step = enrollment["current_step"] if step is None else definition.next_of(step.id)
-                await conn.execute(
-                    Q.complete_execution,
-                    enrollment["id"],
-                    enrollment["step_seq"],
-                    output,
-                    False,
-                    self.clock.now(),
+                resume = await self._finish_wait(
+                    conn, enrollment, enrollment["step_seq"], output, late=False, next_step=next_step
                 )
-                # Paused by a human meanwhile: it stays paused, one step further.
-                status = "active" if enrollment["status"] == "waiting" else enrollment["status"]
-                await conn.execute(
-                    Q.update_enrollment,
-                    enrollment["id"],
-                    status,
-                    next_step,
-                    None,
-                    None,
-                    enrollment["step_seq"],
-                    enrollment["replied"],
-                    enrollment["pause_reason"],
-                    enrollment["ended_reason"],
-                )
-                resume = status == "active"
         if resume:
             await self.advance(enrollment_id)
+
+    async def _finish_wait(
+        self,
+        conn: asyncpg.Connection,
+        enrollment: asyncpg.Record,
+        seq: int,
+        output: dict[str, Any],
+        *,
+        late: bool,
+        next_step: str,
+    ) -> bool:
+        """Close the waiting step's execution and point the enrollment at ``next_step``.
+
+        Returns whether the enrollment should run on now; one paused by a human
+        meanwhile stays paused, one step further.
+        """
+        await conn.execute(Q.complete_execution, enrollment["id"], seq, output, late, self.clock.now())
+        status = "active" if enrollment["status"] == "waiting" else enrollment["status"]
+        await conn.execute(
+            Q.update_enrollment,
+            enrollment["id"],
+            status,
+            next_step,
+            None,
+            None,
+            enrollment["step_seq"],
+            enrollment["replied"],
+            enrollment["pause_reason"],
+            enrollment["ended_reason"],
+        )
+        return bool(status == "active")
 
     # --- conversation events -------------------------------------------------------
 
