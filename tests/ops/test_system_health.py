@@ -32,7 +32,8 @@ async def test_all_five_services_ready_then_a_stopped_one_blocks(
     start_ops_ingest: StartIngest, start_fleet: StartFleet, llm: FakeOpenAI
 ) -> None:
     ingest = await start_ops_ingest(llm_base_url=llm.base_url)
-    fleet = await start_fleet("router", "drafter", "sender", "scheduler")
+    fleet = await start_fleet("router", "sender", "scheduler")
+    fleet.update(await start_fleet("drafter", llm_base_url=llm.base_url))
 
     async def ready() -> dict[str, Any] | None:
         status, body = await _system(ingest)
@@ -49,7 +50,9 @@ async def test_all_five_services_ready_then_a_stopped_one_blocks(
         # Consumers report lag; ingest consumes nothing.
         assert (entry["consumer_lag"] is None) == (name == "ingest"), (name, entry)
     assert body["dlq_depth"] == 0
+    # The drafter, which calls the LLM, reports its reachability through its heartbeat.
     llm_probe = body["probes"]["llm"]
+    assert llm_probe["source"] == "drafter"
     assert llm_probe["configured"] is True and llm_probe["ok"] is True
     assert llm_probe["providers"]["primary"]["base_url"] == llm.base_url
 
