@@ -27,7 +27,7 @@ import structlog
 
 from libs import metrics
 from libs.bus import Bus
-from libs.consumer import Delivery, Drop
+from libs.consumer import Delivery, Drop, Retry
 from libs.db import audit
 from libs.events import (
     ContactPaused,
@@ -74,6 +74,10 @@ log = structlog.get_logger("drafter")
 
 def expiry_timer_id(draft_id: str) -> str:
     return f"draft_expiry:{draft_id}"
+
+
+#: Deliveries of a decision naming an unknown draft that wait for its commit before refusing.
+UNKNOWN_DRAFT_RETRIES = 2
 
 
 @dataclass
@@ -400,7 +404,11 @@ class Drafter:
 
     # --- draft.decided -------------------------------------------------------
 
-    async def on_decided(self, event: DraftDecided, d: Delivery) -> None:
+    async def on_decided(self, event: DraftDecided, d: Delivery) -> Retry | None:
+        if d.num_delivered <= UNKNOWN_DRAFT_RETRIES and not await self._names_known_draft(event):
+            # draft.created and the owner prompt are published before the creating
+            # transaction commits, so a fast decision can arrive first: wait, don't refuse.
+            return Retry(0.5, "the draft this decision names is not committed yet")
         async with self.pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(Q.decision_seen, event.id):
                 return None  # a redelivery of a decision already applied
@@ -408,6 +416,18 @@ class Drafter:
             await decision.apply()
         decision.count()  # committed: a rolled-back attempt is redelivered and counts then
         return None
+
+    async def _names_known_draft(self, event: DraftDecided) -> bool:
+        """False only when the decision names a draft id or ref that no row has (yet)."""
+        if event.draft_id:
+            try:
+                draft_id = _uuid(event.draft_id)
+            except ValueError:
+                return True  # malformed: Decision refuses it
+            return await self.pool.fetchrow(Q.current_version, draft_id) is not None
+        if event.ref:
+            return bool(await self.pool.fetch(Q.latest_by_ref, event.ref.lstrip("#")))
+        return True
 
     # --- timer.fired ---------------------------------------------------------
 

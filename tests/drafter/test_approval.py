@@ -362,3 +362,15 @@ async def test_expiry_after_a_decision_or_an_edit_says_nothing(
     await collector.wait_for(DraftCreated, lambda e: e.in_reply_to in ("SM213", "SM214"), count=2)
     assert [e for e in collector.of_type(OutboundRequested) if e.kind == "owner_alert"] == []
     assert await rows(pool, "SELECT * FROM manual_queue") == []
+
+
+async def test_decision_arriving_before_its_draft_commits_is_not_lost(
+    drafter: None, bus: Bus, collector: EventCollector, pool: asyncpg.Pool
+) -> None:
+    """An API client reacting to draft.created can beat the drafter's commit: the
+    decision waits for the draft (a couple of short retries) instead of being refused."""
+    await bus.publish(owner_says("approve", "1000"))  # the first draft will get ref 1000
+    await bus.publish(routed("SM-race"))
+    (approved,) = await collector.wait_for(DraftApproved, timeout=15)
+    assert approved.in_reply_to == "SM-race"
+    await collector.assert_none(OutboundRequested, lambda e: "There is no draft" in e.body)
