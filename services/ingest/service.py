@@ -74,7 +74,8 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
         await runner.setup()
         # Pushed after the bus: on shutdown the listener closes before the bus drains.
         ctx.stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        # reuse_port: several ingest processes on one host share the port (one per core).
+        site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=True)
         await site.start()
         host, port = runner.addresses[0][:2]
         base = f"http://{host}:{port}"
