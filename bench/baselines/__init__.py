@@ -1,0 +1,1 @@
+"""Naive designs measured in the same run as the real services, for the ratios."""
