@@ -56,3 +56,29 @@ UPDATE dashboard_sessions SET revoked_at = now() WHERE id_hash = $1 AND revoked_
 -- name: purge_sessions
 DELETE FROM dashboard_sessions WHERE expires_at < now() - interval '7 days';
 
+
+-- name: insert_inbound_batch
+-- Group commit: many webhooks in one statement; returns the ones that were new.
+INSERT INTO inbound_messages (
+    message_sid, account_sid, messaging_service_sid, from_number, to_number, thread,
+    body, num_media, media, raw, event_id, received_at
+)
+SELECT sid, account, service, from_number, to_number, thread, body, num_media,
+       media::jsonb, raw::jsonb, event_id, received_at
+FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+    $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::timestamptz[]
+) AS x(sid, account, service, from_number, to_number, thread, body, num_media, media, raw,
+       event_id, received_at)
+ON CONFLICT (message_sid) DO NOTHING
+RETURNING id, message_sid;
+
+-- name: set_inbound_seqs
+UPDATE inbound_messages AS m SET stream_seq = x.seq
+FROM unnest($1::bigint[], $2::bigint[]) AS x(id, seq)
+WHERE m.id = x.id;
+
+-- name: insert_audit_batch
+INSERT INTO audit_log (service, actor, action, thread, details, trace_id)
+SELECT 'ingest', 'SYSTEM', action, thread, details::jsonb, trace_id
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x(action, thread, details, trace_id);
