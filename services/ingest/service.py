@@ -54,7 +54,9 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
             )
 
         deps = IngestDeps(
-            recorder=PgInboundRecorder(ctx.pool, QUERIES, publish),
+            recorder=PgInboundRecorder(
+                ctx.pool, QUERIES, publish, concurrency=settings.record_concurrency
+            ),
             publish=publish,
             tokens=DbTokenVerifier(ctx.pool, QUERIES, settings.api_token),
             drafter=NatsDrafterApi(ctx.bus.nc, ctx.bus.prefix, settings.drafter_rpc_timeout_s),

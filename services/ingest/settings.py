@@ -24,6 +24,8 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
     drafter_rpc_timeout_s: float = 3.0
     #: How long a webhook waits for the JetStream ack before answering 503.
     publish_timeout_s: float = 5.0
+    #: Inbound transactions in flight at once; webhooks arriving meanwhile share the next one.
+    record_concurrency: int = 4
     #: Region used to read lead phone numbers written without a country code.
     default_region: str = "US"
     #: The drafter's LLM endpoints (same variables as the drafter's), probed by
