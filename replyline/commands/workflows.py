@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import yaml
 
@@ -41,17 +44,30 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     test.add_argument("--start", help="ISO time the enrollment starts (default: now, UTC)")
 
-    export = actions.add_parser("export", help="convert a definition to JSON (or YAML)")
+    export = actions.add_parser(
+        "export", help="convert a definition to JSON (or YAML); with --api, FILE is a workflow name"
+    )
     export.add_argument("file", type=Path)
     export.add_argument("--format", choices=("json", "yaml"), default="json")
     export.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    _api_arguments(export)
 
-    imp = actions.add_parser("import", help="validate a YAML/JSON definition and store it as YAML")
+    imp = actions.add_parser(
+        "import",
+        help="validate a YAML/JSON definition and store it as YAML (with --api: in the scheduler)",
+    )
     imp.add_argument("file", type=Path)
     imp.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR), help="workflows folder")
     imp.add_argument("--force", action="store_true", help="overwrite an existing file")
+    _api_arguments(imp)
     parser.set_defaults(handler=run)
     return parser
+
+
+def _api_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api", help="ingest base URL (e.g. http://localhost:8080): use the HTTP API")
+    parser.add_argument("--token", help="admin API token (with --api)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in seconds")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
         return _validate(args.files)
     if action == "test":
         return _test(args.file, args.contact, args.start)
+    if action in ("export", "import") and args.api:
+        if not args.token:
+            print("error: --api needs --token", file=sys.stderr)
+            return 2
+        if action == "export":
+            return _api_export(args, str(args.file))
+        return _api_import(args)
     if action == "export":
         return _export(args.file, args.format, args.output)
     if action == "import":
@@ -141,4 +164,72 @@ def _import(path: Path, directory: Path, force: bool) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     target.write_text(_render(definition, "yaml"), encoding="utf-8")
     print(f"imported {definition.name!r} v{definition.version} into {target}")
+    return 0
+
+
+def _call(
+    args: argparse.Namespace, method: str, path: str, body: bytes | None = None, content_type: str = ""
+) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {args.token}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    request = urllib.request.Request(
+        args.api.rstrip("/") + path, data=body, headers=headers, method=method
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _api_failure(status: int, raw: bytes) -> int:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = {"error": raw.decode("utf-8", "replace").strip()}
+    for issue in data.get("issues", []) if isinstance(data, dict) else []:
+        print(f"{issue.get('source')}:{issue.get('line')}: {issue.get('reason')}", file=sys.stderr)
+    error = data.get("error") if isinstance(data, dict) else data
+    print(f"error: HTTP {status}: {error}", file=sys.stderr)
+    return 1
+
+
+def _api_import(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    try:
+        body = path.read_bytes()
+    except OSError as err:
+        print(f"error: cannot read {path}: {err.strerror}", file=sys.stderr)
+        return 1
+    content_type = "application/json" if path.suffix == ".json" else "application/yaml"
+    try:
+        status, raw = _call(
+            args, "POST", "/api/workflows?" + urlencode({"source": path.name}), body, content_type
+        )
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        print(f"error: cannot reach {args.api}: {exc}", file=sys.stderr)
+        return 1
+    if status != 201:
+        return _api_failure(status, raw)
+    data = json.loads(raw)
+    print(f"imported {data['name']!r} v{data['version']} into the scheduler")
+    return 0
+
+
+def _api_export(args: argparse.Namespace, name: str) -> int:
+    path = f"/api/workflows/{quote(name, safe='')}?" + urlencode({"format": args.format})
+    try:
+        status, raw = _call(args, "GET", path)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        print(f"error: cannot reach {args.api}: {exc}", file=sys.stderr)
+        return 1
+    if status != 200:
+        return _api_failure(status, raw)
+    text = raw.decode("utf-8")
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
     return 0

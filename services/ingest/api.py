@@ -19,8 +19,21 @@ from aiohttp import web
 
 from libs.events import ContactPaused, DecisionAction, DecisionSource, DraftDecided, Event, thread_of
 from services.ingest.auth import Principal
-from services.ingest.drafter_rpc import PENDING, QUEUE, DrafterError, DrafterUnavailable
+from services.ingest.drafter_rpc import (
+    PENDING,
+    QUEUE,
+    DrafterError,
+    DrafterUnavailable,
+)
 from services.ingest.http_common import DEPS_KEY, Unavailable, authenticate, json_error
+from services.ingest.scheduler_rpc import (
+    EXPORT,
+    IMPORT,
+    LIST,
+    SchedulerApi,
+    SchedulerError,
+    SchedulerUnavailable,
+)
 from services.ingest.twilio_payload import PayloadError
 
 log = structlog.get_logger("ingest")
@@ -264,7 +277,85 @@ def _pause(paused: bool) -> Handler:
     return handler
 
 
+_YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+
+
+def _scheduler(request: web.Request) -> SchedulerApi:
+    api = request.app[DEPS_KEY].scheduler
+    if api is None:
+        raise Unavailable("no scheduler API is configured")
+    return api
+
+
+async def _ask_scheduler(
+    request: web.Request, method: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    try:
+        return await _scheduler(request).call(method, payload)
+    except SchedulerUnavailable as exc:
+        raise Unavailable(str(exc)) from exc
+    except SchedulerError as exc:
+        raise web.HTTPBadGateway(
+            text=json.dumps({"error": f"scheduler: {exc}"}), content_type="application/json"
+        ) from exc
+
+
+def _workflow_format(raw: str) -> Literal["yaml", "json"]:
+    if raw not in ("yaml", "json"):
+        raise PayloadError("format must be yaml or json")
+    return "json" if raw == "json" else "yaml"
+
+
+async def import_workflow(request: web.Request) -> web.Response:
+    principal = await authenticate(request, "admin")
+    if request.content_type == "application/json":
+        fmt = "json"
+    elif request.content_type in _YAML_TYPES:
+        fmt = "yaml"
+    else:
+        raise PayloadError(
+            "Content-Type must be application/json or application/yaml, "
+            f"got {request.content_type or 'none'}"
+        )
+    try:
+        text = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"body is not UTF-8: {exc}") from None
+    source = request.query.get("source") or f"api.{fmt}"
+    data = await _ask_scheduler(request, IMPORT, {"text": text, "source": source, "format": fmt})
+    if data.get("error") == "invalid":
+        issues = data.get("issues", [])
+        return json_error(400, "invalid", issues=issues)
+    details = {"token": principal.name, "name": data.get("name"), "version": data.get("version")}
+    try:
+        await request.app[DEPS_KEY].audit("workflow.imported", None, "HUMAN", details)
+    except Exception:
+        log.exception("api_audit_failed", action="workflow.imported")
+    log.info("workflow_imported", workflow=data.get("name"), version=data.get("version"))
+    return web.json_response({"name": data.get("name"), "version": data.get("version")}, status=201)
+
+
+async def list_workflows(request: web.Request) -> web.Response:
+    await authenticate(request, "admin")
+    data = await _ask_scheduler(request, LIST, {})
+    return web.json_response({"workflows": data.get("workflows", [])})
+
+
+async def export_workflow(request: web.Request) -> web.Response:
+    await authenticate(request, "admin")
+    fmt = _workflow_format(request.query.get("format", "yaml"))
+    name = request.match_info["name"]
+    data = await _ask_scheduler(request, EXPORT, {"name": name, "format": fmt})
+    if data.get("error") == "not_found":
+        return json_error(404, f"no workflow named {name!r}")
+    content_type = "application/json" if fmt == "json" else "application/yaml"
+    return web.Response(text=str(data.get("text", "")), content_type=content_type)
+
+
 def add_api_routes(app: web.Application) -> None:
+    app.router.add_post("/api/workflows", import_workflow)
+    app.router.add_get("/api/workflows", list_workflows)
+    app.router.add_get("/api/workflows/{name}", export_workflow)
     app.router.add_get("/api/drafts", list_pending)
     app.router.add_get("/api/queue", list_queue)
     app.router.add_post("/api/drafts/{draft}/approve", _decide("approve"))

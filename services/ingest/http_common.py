@@ -13,6 +13,7 @@ from aiohttp import web
 from services.ingest.auth import Principal, Scope, TokenVerifier, bearer_token
 from services.ingest.drafter_rpc import DrafterApi
 from services.ingest.recorder import InboundRecorder, PublishFn
+from services.ingest.scheduler_rpc import SchedulerApi
 from services.ingest.settings import IngestSettings
 from services.ingest.signature import SignatureCheck
 
@@ -29,6 +30,7 @@ class IngestDeps:
     tokens: TokenVerifier
     drafter: DrafterApi
     audit: AuditFn
+    scheduler: SchedulerApi | None = None
 
 
 SETTINGS_KEY = web.AppKey("settings", IngestSettings)

@@ -19,6 +19,7 @@ from services.ingest.dashboard.views import DashboardDeps, add_dashboard_routes
 from services.ingest.drafter_rpc import NatsDrafterApi
 from services.ingest.http_common import IngestDeps
 from services.ingest.recorder import SERVICE, PgInboundRecorder
+from services.ingest.scheduler_rpc import NatsSchedulerApi
 from services.ingest.settings import IngestSettings
 from services.ingest.system_health import LlmProbe, SystemHealth, add_system_health_route
 
@@ -61,6 +62,9 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
             tokens=DbTokenVerifier(ctx.pool, QUERIES, settings.api_token),
             drafter=NatsDrafterApi(ctx.bus.nc, ctx.bus.prefix, settings.drafter_rpc_timeout_s),
             audit=audit_row,
+            scheduler=NatsSchedulerApi(
+                ctx.bus.nc, ctx.bus.prefix, settings.scheduler_rpc_timeout_s
+            ),
         )
         app = create_app(settings, deps)
         # Health and metrics on the public port too: a load balancer needs only one port.

@@ -22,6 +22,7 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
     api_token: str = ""
     #: How long the owner API waits for the drafter's reply over NATS request/reply.
     drafter_rpc_timeout_s: float = 3.0
+    scheduler_rpc_timeout_s: float = 3.0
     #: How long a webhook waits for the JetStream ack before answering 503.
     publish_timeout_s: float = 5.0
     #: Inbound transactions in flight at once; webhooks arriving meanwhile share the next one.

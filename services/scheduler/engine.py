@@ -125,6 +125,24 @@ class Engine:
                 self.active[definition.key] = definition
             log.info("workflow_loaded", workflow=definition.key, version=definition.version)
 
+    async def activate_stored(self) -> None:
+        """Enroll in every stored workflow too, not only the files loaded at start.
+
+        workflow_definitions is the source of truth: a workflow imported through
+        the API stays active across restarts and on every replica.
+        """
+        for row in await self.pool.fetch(Q.list_definitions):
+            current = self.active.get(row["workflow_key"])
+            if current is not None and current.version >= row["version"]:
+                continue
+            try:
+                definition = await self.definition(row["workflow_key"], row["version"])
+            except LookupError as err:
+                log.error("stored_workflow_unreadable", workflow=row["workflow_key"], error=str(err))
+                continue
+            self.active[definition.key] = definition
+            log.info("workflow_loaded", workflow=definition.key, version=definition.version, stored=True)
+
     async def definition(self, key: str, version: int) -> Definition:
         """The version an enrollment pinned, from memory or from workflow_definitions."""
         cached = self._definitions.get((key, version))

@@ -110,3 +110,11 @@ RETURNING id;
 -- name: latest_outcome
 SELECT outcome, reason, decided_by, created_at FROM conversation_outcomes
 WHERE thread = $1 ORDER BY created_at DESC, id DESC LIMIT 1;
+
+-- name: latest_definition
+SELECT definition, source FROM workflow_definitions
+WHERE workflow_key = $1 AND active ORDER BY version DESC LIMIT 1;
+
+-- name: list_definitions
+SELECT DISTINCT ON (workflow_key) workflow_key, name, version FROM workflow_definitions
+WHERE active ORDER BY workflow_key, version DESC;

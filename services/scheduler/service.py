@@ -34,6 +34,7 @@ from .clock import Clock
 from .emailer import Emailer
 from .engine import Engine
 from .outcomes import OutcomeJudge, record_outcome
+from .rpc import serve_rpc
 from .settings import SchedulerSettings
 from .store import Q, set_field, view_of
 from .timers import Outcome, TimerRecord, TimerStore
@@ -332,6 +333,9 @@ def make_build(clock: Clock | None = None, expose: dict[str, Any] | None = None)
                 details={"file": issue.source, "line": issue.line, "reason": issue.reason},
             )
         await engine.register(definitions)
+        await engine.activate_stored()
+        for sub in await serve_rpc(ctx.bus, engine):
+            ctx.stack.push_async_callback(sub.unsubscribe)
         scheduler = holder["scheduler"] = Scheduler(ctx, engine, timers, judge)
         ctx.spawn(timers.run(ctx.stop), "timers")
 
