@@ -16,19 +16,17 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import msgspec
-import nats.errors
-from nats.aio.client import Client as NATS
+from services.ingest.nats_rpc import NatsRpc, RpcError, RpcUnavailable
 
 PENDING = "pending"
 QUEUE = "queue"
 
 
-class DrafterUnavailable(Exception):
+class DrafterUnavailable(RpcUnavailable):
     """No drafter answered (not running, NATS down, or too slow): the API answers 503."""
 
 
-class DrafterError(Exception):
+class DrafterError(RpcError):
     """The drafter answered with an error or something that is not the agreed shape."""
 
 
@@ -37,37 +35,11 @@ class DrafterApi(Protocol):
 
 
 def rpc_subject(prefix: str, method: str) -> str:
-    return f"{prefix}rpc.drafter.{method}"
+    return f"{prefix}{NatsDrafterApi.subject_root}.{method}"
 
 
-class NatsDrafterApi:
-    def __init__(self, nc: NATS, prefix: str, timeout_s: float) -> None:
-        self._nc = nc
-        self._prefix = prefix
-        self._timeout = timeout_s
-
-    async def call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-        subject = rpc_subject(self._prefix, method)
-        try:
-            reply = await self._nc.request(
-                subject, msgspec.json.encode(payload), timeout=self._timeout
-            )
-        except nats.errors.NoRespondersError:
-            raise DrafterUnavailable(
-                f"the drafter is not running (no responder on {subject})"
-            ) from None
-        except (TimeoutError, nats.errors.TimeoutError):
-            raise DrafterUnavailable(
-                f"the drafter did not answer on {subject} within {self._timeout:g}s"
-            ) from None
-        except nats.errors.Error as exc:
-            raise DrafterUnavailable(f"cannot reach the drafter over NATS: {exc}") from None
-        try:
-            data = msgspec.json.decode(reply.data)
-        except msgspec.DecodeError as exc:
-            raise DrafterError(f"the drafter's reply is not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise DrafterError("the drafter's reply is not a JSON object")
-        if "error" in data:
-            raise DrafterError(str(data["error"]))
-        return data
+class NatsDrafterApi(NatsRpc):
+    peer = "drafter"
+    subject_root = "rpc.drafter"
+    unavailable = DrafterUnavailable
+    error = DrafterError

@@ -15,22 +15,18 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import msgspec
-import nats.errors
-from nats.aio.client import Client as NATS
+from services.ingest.nats_rpc import NatsRpc, RpcError, RpcUnavailable
 
 IMPORT = "import"
 EXPORT = "export"
 LIST = "list"
-#: Errors that are an answer about the request, not a failure of the scheduler.
-ANSWERS = frozenset({"invalid", "not_found"})
 
 
-class SchedulerUnavailable(Exception):
+class SchedulerUnavailable(RpcUnavailable):
     """No scheduler answered (not running, NATS down, or too slow): the API answers 503."""
 
 
-class SchedulerError(Exception):
+class SchedulerError(RpcError):
     """The scheduler failed or answered something that is not the agreed shape."""
 
 
@@ -39,33 +35,13 @@ class SchedulerApi(Protocol):
 
 
 def rpc_subject(prefix: str, method: str) -> str:
-    return f"{prefix}rpc.scheduler.workflows.{method}"
+    return f"{prefix}{NatsSchedulerApi.subject_root}.{method}"
 
 
-class NatsSchedulerApi:
-    def __init__(self, nc: NATS, prefix: str, timeout_s: float) -> None:
-        self._nc = nc
-        self._prefix = prefix
-        self._timeout = timeout_s
-
-    async def call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-        subject = rpc_subject(self._prefix, method)
-        try:
-            reply = await self._nc.request(subject, msgspec.json.encode(payload), timeout=self._timeout)
-        except nats.errors.NoRespondersError:
-            raise SchedulerUnavailable(f"the scheduler is not running (no responder on {subject})") from None
-        except (TimeoutError, nats.errors.TimeoutError):
-            raise SchedulerUnavailable(
-                f"the scheduler did not answer on {subject} within {self._timeout:g}s"
-            ) from None
-        except nats.errors.Error as exc:
-            raise SchedulerUnavailable(f"cannot reach the scheduler over NATS: {exc}") from None
-        try:
-            data = msgspec.json.decode(reply.data)
-        except msgspec.DecodeError as exc:
-            raise SchedulerError(f"the scheduler's reply is not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise SchedulerError("the scheduler's reply is not a JSON object")
-        if "error" in data and data["error"] not in ANSWERS:
-            raise SchedulerError(str(data["error"]))
-        return data
+class NatsSchedulerApi(NatsRpc):
+    peer = "scheduler"
+    subject_root = "rpc.scheduler.workflows"
+    unavailable = SchedulerUnavailable
+    error = SchedulerError
+    #: Errors that are an answer about the request, not a failure of the scheduler.
+    answers = frozenset({"invalid", "not_found"})
