@@ -498,7 +498,11 @@ class Engine:
             service=SERVICE,
             action=f"workflow_{status}",
             thread=enrollment["thread"],
-            details={"enrollment_id": str(enrollment["id"]), "reason": reason},
+            details={
+                "enrollment_id": str(enrollment["id"]),
+                "reason": reason,
+                "workflow": enrollment["workflow_key"],
+            },
         )
 
     # --- waits ends ----------------------------------------------------------------
@@ -738,29 +742,7 @@ class Engine:
     async def _end(self, conn: asyncpg.Connection, enrollment: asyncpg.Record, reason: str) -> None:
         if enrollment["timer_id"]:
             await self.timers.cancel(enrollment["timer_id"])
-        await conn.execute(
-            Q.update_enrollment,
-            enrollment["id"],
-            "ended",
-            enrollment["current_step"],
-            None,
-            None,
-            enrollment["step_seq"],
-            enrollment["replied"],
-            None,
-            reason,
-        )
-        await audit(
-            conn,
-            service=SERVICE,
-            action="workflow_ended",
-            thread=enrollment["thread"],
-            details={
-                "enrollment_id": str(enrollment["id"]),
-                "reason": reason,
-                "workflow": enrollment["workflow_key"],
-            },
-        )
+        await self._finish(conn, enrollment, "ended", reason)
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:
