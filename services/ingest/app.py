@@ -37,6 +37,7 @@ from services.ingest.twilio_payload import (
     parse_status,
     raw_form,
 )
+from services.ingest.workflow_admin_api import add_workflow_admin_routes
 
 log = structlog.get_logger("ingest")
 
@@ -177,4 +178,5 @@ def create_app(settings: IngestSettings, deps: IngestDeps) -> web.Application:
     app.router.add_post("/leads", post_lead)
     app.router.add_get("/healthz", health)
     add_api_routes(app)
+    add_workflow_admin_routes(app)
     return app

@@ -118,3 +118,28 @@ WHERE workflow_key = $1 AND active ORDER BY version DESC LIMIT 1;
 -- name: list_definitions
 SELECT DISTINCT ON (workflow_key) workflow_key, name, version FROM workflow_definitions
 WHERE active ORDER BY workflow_key, version DESC;
+
+-- name: set_workflow_switch
+INSERT INTO workflow_switches (workflow_key, enabled, reason, changed_by)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (workflow_key) DO UPDATE SET
+    enabled = EXCLUDED.enabled, reason = EXCLUDED.reason,
+    changed_by = EXCLUDED.changed_by, changed_at = now();
+
+-- name: workflow_switches
+SELECT workflow_key, enabled, reason, changed_by, changed_at FROM workflow_switches;
+
+-- name: stored_sources
+-- The newest stored version of each workflow and where it came from (a file path or an API source name).
+SELECT DISTINCT ON (workflow_key) workflow_key, name, version, source FROM workflow_definitions
+WHERE active ORDER BY workflow_key, version DESC;
+
+-- name: enrollments_of_workflow
+-- $2: a status or NULL for all; newest first.
+SELECT e.id::text AS enrollment_id, e.thread, c.phone, e.workflow_version AS version, e.status,
+       e.current_step, e.waiting_for, e.pause_reason, e.ended_reason, e.created_at, e.updated_at,
+       e.finished_at
+FROM workflow_enrollments e JOIN contacts c ON c.thread = e.thread
+WHERE e.workflow_key = $1 AND ($2::text IS NULL OR e.status = $2)
+ORDER BY e.created_at DESC, e.id
+LIMIT $3;
