@@ -23,6 +23,7 @@ from nats.aio.subscription import Subscription
 
 from libs.bus import Bus
 
+from . import contact_import
 from . import workflow_admin as admin
 from .engine import Engine
 from .store import Q
@@ -119,6 +120,13 @@ METHODS = {
     "reactivate": _method(admin.SwitchRequest, admin.reactivate),
 }
 
+#: ``rpc.scheduler.contacts.<method>``: contact imports (services/scheduler/contact_import.py).
+CONTACT_METHODS = {
+    "stage": _method(contact_import.StageRequest, contact_import.stage),
+    "commit": _method(contact_import.CommitRequest, contact_import.commit),
+    "abort": _method(contact_import.AbortRequest, contact_import.abort),
+}
+
 
 async def serve_rpc(bus: Bus, engine: Engine) -> list[Subscription]:
     """Subscribe the responders; the caller unsubscribes them on shutdown."""
@@ -127,6 +135,14 @@ async def serve_rpc(bus: Bus, engine: Engine) -> list[Subscription]:
         subs.append(
             await bus.nc.subscribe(
                 rpc_subject(bus.prefix, name), queue=QUEUE_GROUP, cb=_responder(engine, name, kind, call)
+            )
+        )
+    for name, (kind, call) in CONTACT_METHODS.items():
+        subs.append(
+            await bus.nc.subscribe(
+                f"{bus.prefix}rpc.scheduler.contacts.{name}",
+                queue=QUEUE_GROUP,
+                cb=_responder(engine, f"contacts.{name}", kind, call),
             )
         )
     subs.append(await admin.listen_for_changes(bus, engine))
