@@ -193,8 +193,13 @@ def _strip_polite(words: list[str]) -> list[str]:
     start, end = 0, len(words)
     while start < end and words[start] in _POLITE:
         start += 1
-    while end > start and words[end - 1] in _POLITE:
-        end -= 1
+    while end > start:
+        if words[end - 1] in _POLITE:
+            end -= 1
+        elif end - start >= 2 and words[end - 2 : end] == ["thank", "you"]:
+            end -= 2
+        else:
+            break
     return words[start:end]
 
 
