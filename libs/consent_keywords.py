@@ -75,9 +75,7 @@ STRONG_OPT_OUT = frozenset(
 WEAK_OPT_OUT = frozenset(
     {"cancel", "end", "quit", "remove", "td", "para", "alto", "cancelar", "detente", "anular", "fin"}
 )
-OPT_IN = frozenset(
-    {"start", "unstop", "subscribe", "comenzar", "iniciar", "reanudar", "alta", "suscribir"}
-)
+OPT_IN = frozenset({"start", "unstop", "subscribe", "comenzar", "iniciar", "reanudar", "alta", "suscribir"})
 HELP = frozenset({"help", "info", "ayuda", "informacion", "aide"})
 
 #: Politeness and filler that may surround a strong keyword ("please stop", "STOP NOW thx").
@@ -137,10 +135,24 @@ _OPT_OUT_PHRASES: tuple[str, ...] = (
 #: Probable but uncertain revocations, when they are (nearly) the whole message: review.
 _MAYBE_WHOLE = frozenset(
     {
-        "i dont want this", "i do not want this", "dont want this", "not interested",
-        "im not interested", "leave me alone", "wrong number", "who is this stop",
-        "no gracias no me interesa", "no me interesa", "numero equivocado", "dejame en paz",
-        "dejenme en paz", "stop it", "stop this", "no more", "enough", "ya basta",
+        "i dont want this",
+        "i do not want this",
+        "dont want this",
+        "not interested",
+        "im not interested",
+        "leave me alone",
+        "wrong number",
+        "who is this stop",
+        "no gracias no me interesa",
+        "no me interesa",
+        "numero equivocado",
+        "dejame en paz",
+        "dejenme en paz",
+        "stop it",
+        "stop this",
+        "no more",
+        "enough",
+        "ya basta",
     }
 )
 

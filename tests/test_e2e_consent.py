@@ -61,7 +61,9 @@ _sids = itertools.count(0xC0)
 
 
 class Stack:
-    def __init__(self, make_settings: Callable[..., Any], twilio: FakeTwilio, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, make_settings: Callable[..., Any], twilio: FakeTwilio, http: aiohttp.ClientSession
+    ) -> None:
         self.make_settings = make_settings
         self.twilio = twilio
         self.http = http
@@ -82,11 +84,15 @@ class Stack:
             "drafter": (ms(DrafterSettings, **common), drafter_build, DRAFTER_MIGRATIONS),
             "router": (ms(RouterSettings, **common), router_build, ROUTER_MIGRATIONS),
             "sender": (
-                ms(SenderSettings, **common, twilio_api_base_url=self.twilio.base_url,
-                   twilio_from_number=BUSINESS),
+                ms(
+                    SenderSettings,
+                    **common,
+                    twilio_api_base_url=self.twilio.base_url,
+                    twilio_from_number=BUSINESS,
+                ),
                 sender_builder(clock=lambda: NOON_NY),
                 SENDER_MIGRATIONS,
-            ),  # fmt: skip
+            ),
             "ingest": (
                 ms(IngestSettings, **common, http_port=0, api_token=API_TOKEN),
                 ingest_builder(listening.append),

@@ -27,7 +27,9 @@ async def test_polite_french_and_natural_opt_outs(
     (optout,) = await pipeline.collector.wait_for(ContactOptout)
     # The same event (same id, so the same Nats-Msg-Id) ingest publishes for it.
     assert (optout.id, optout.keyword, optout.number) == (
-        consent_event_id("optout", event.message_sid), keyword, lead
+        consent_event_id("optout", event.message_sid),
+        keyword,
+        lead,
     )
     assert optout.received_at == event.received_at
     controls = await pipeline.controls(lead)
@@ -41,9 +43,7 @@ async def test_probable_revocation_goes_to_review_never_a_draft(
     event = received("I don't want this", lead="+15553330002")
     await pipeline.send(event)
     routed = await pipeline.routed(event.message_sid)
-    assert (routed.decision, routed.rule, routed.status) == (
-        "needs_review", "optout_maybe", "NEEDS_REVIEW"
-    )
+    assert (routed.decision, routed.rule, routed.status) == ("needs_review", "optout_maybe", "NEEDS_REVIEW")
     controls = await pipeline.controls("+15553330002")
     assert controls is not None and not controls["opted_out"]
     await pipeline.collector.assert_none(ContactOptout, within=0.3)
