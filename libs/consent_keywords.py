@@ -225,7 +225,7 @@ def match_keyword(body: str, opt_out_type: str = "") -> tuple[ConsentKind, str] 
     """
     twilio = _TWILIO_TYPES.get(opt_out_type.strip().upper())
     if twilio:
-        return twilio, " ".join(tokens(body[:MAX_SCAN_CHARS])) or opt_out_type.strip().lower()
+        return twilio, body[:MAX_SCAN_CHARS].strip() or opt_out_type.strip()  # as received
     scanned = body[:MAX_SCAN_CHARS]
     words = tokens(scanned)
     if not words:

@@ -102,6 +102,7 @@ def test_yes_is_not_an_opt_in() -> None:
 
 def test_twilio_opt_out_type_wins() -> None:
     assert match_keyword("stop texting me please", "STOP") == ("opt_out", "stop texting me please")
+    assert match_keyword("STOP", "STOP") == ("opt_out", "STOP")  # as received
     assert match_keyword("whatever", "START") == ("opt_in", "whatever")
 
 
