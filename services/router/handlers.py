@@ -24,7 +24,7 @@ from libs.events import (
     InboundRouted,
     thread_of,
 )
-from libs.owner_protocol import parse_owner_command
+from libs.owner_protocol import decision_of, parse_owner_command
 from services.router.classification import Classification, LocalClassifier
 from services.router.keywords import match_keyword
 from services.router.llm import LlmClassifier
@@ -210,18 +210,19 @@ class Router:
         sid = event.message_sid
         out: list[Event] = []
         if result.command is not None:
-            cmd = result.command
+            action, ref, text, notes = decision_of(result.command)
             out.append(
                 DraftDecided(
                     id=derived_id("decided", sid),
                     thread=thread,
-                    action=cmd.action,
+                    action=action,
                     reviewer=event.from_number,
                     source="sms",
-                    ref=cmd.ref,
-                    text=cmd.text,
-                    notes=cmd.notes,
+                    ref=ref,
+                    text=text,
+                    notes=notes,
                     message_sid=sid,
+                    received_at=event.received_at,
                 )
             )
         elif result.decision == "opt_out":

@@ -22,7 +22,7 @@ from typing import Literal
 import msgspec
 
 from libs.events import RoutingDecision
-from libs.owner_protocol import OwnerCommand, parse_owner_command
+from libs.owner_protocol import Parsed, parse_owner_command
 from services.router.classification import Classification
 from services.router.keywords import match_keyword
 
@@ -46,7 +46,7 @@ class RouteResult(msgspec.Struct, frozen=True, kw_only=True):
     rule: str
     status: Status
     keyword: str | None = None  # the opt-out/opt-in/help keyword as received
-    command: OwnerCommand | None = None  # rule 2
+    command: Parsed | None = None  # rule 2: a Command or Unclear
 
 
 def _result(decision: RoutingDecision, rule: str, status: Status = "RECEIVED") -> RouteResult:
