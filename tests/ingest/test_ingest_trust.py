@@ -341,3 +341,23 @@ async def test_ingest_starts_on_loopback_with_the_dev_token(
         await collector.wait_for(InboundReceived, lambda e: e.message_sid == form["MessageSid"])
     finally:
         await service.stop()
+
+
+def test_every_webhook_generator_makes_valid_sids() -> None:
+    """Fixtures, the bench, the fakes and `replyline sms` must post what Twilio posts, or
+    the suites that drive ingest through them would be refused with 400."""
+    import re
+
+    from bench import stack as bench_stack
+    from bench import webhooks as bench_webhooks
+    from libs.settings import DEV_TWILIO_ACCOUNT_SID
+    from replyline.commands import sms as sms_command
+    from tests.fakes import twilio_server
+
+    sids = [message_sid(), bench_webhooks.new_sid(), sms_command.new_message_sid(False),
+            sms_command.new_message_sid(True), inbound_form()["MessageSid"]]  # fmt: skip
+    assert all(re.fullmatch(twilio_payload.MESSAGE_SID_PATTERN, s) for s in sids), sids
+    accounts = [ACCOUNT_SID, bench_stack.ACCOUNT_SID, twilio_server.ACCOUNT_SID, DEV_TWILIO_ACCOUNT_SID]
+    assert all(re.fullmatch(twilio_payload.ACCOUNT_SID_PATTERN, a) for a in accounts), accounts
+    service = inbound_form()["MessagingServiceSid"]
+    assert re.fullmatch(twilio_payload.MESSAGING_SERVICE_SID_PATTERN, service)
