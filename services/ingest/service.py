@@ -11,7 +11,7 @@ from aiohttp import web
 from libs.consumer import Handler
 from libs.db import audit, load_queries
 from libs.events import Event
-from libs.service import Build, ServiceContext, health_routes
+from libs.service import Build, ServiceContext, probe_routes
 from services.ingest.app import create_app
 from services.ingest.auth import DbTokenVerifier
 from services.ingest.dashboard.sessions import SessionStore
@@ -21,7 +21,12 @@ from services.ingest.http_common import IngestDeps
 from services.ingest.recorder import SERVICE, PgInboundRecorder
 from services.ingest.scheduler_rpc import NatsSchedulerApi
 from services.ingest.settings import IngestSettings
-from services.ingest.system_health import LlmProbe, SystemHealth, add_system_health_route
+from services.ingest.system_health import (
+    LlmProbe,
+    SystemHealth,
+    add_system_health_route,
+    internal_system_health_route,
+)
 
 HERE = Path(__file__).parent
 MIGRATIONS = HERE / "migrations"
@@ -71,12 +76,15 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
             ),
         )
         app = create_app(settings, deps)
-        # Health and metrics on the public port too: a load balancer needs only one port.
-        app.add_routes(health_routes(ctx))
+        # Liveness and readiness on the public port too: a load balancer needs only one
+        # port. /metrics and /health/system name internals: without a token only on the
+        # internal health port, on the public one only for an admin token.
+        app.add_routes(probe_routes(ctx))
         system = SystemHealth(ctx.bus, LlmProbe(settings))
         add_system_health_route(app, system)
+        ctx.internal_routes.append(internal_system_health_route(system))
         sessions = SessionStore(
-            ctx.pool, QUERIES, settings.dashboard_session_ttl_s, bootstrap_enabled=bool(settings.api_token)
+            ctx.pool, QUERIES, settings.dashboard_session_ttl_s, bootstrap_token=settings.api_token
         )
         await sessions.purge_expired()
         add_dashboard_routes(app, DashboardDeps(pool=ctx.pool, queries=QUERIES, sessions=sessions))
