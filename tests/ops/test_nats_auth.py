@@ -18,6 +18,7 @@ from typing import Any
 
 import nats
 import pytest
+import yaml
 from nats.errors import Error as NatsError
 
 from libs.bus import Bus
@@ -177,3 +178,24 @@ async def test_the_server_refuses_to_start_without_a_password(tmp_path: Path) ->
     server = EmbeddedNats(tmp_path, config_file=CONFIG, env=env)
     with pytest.raises(TimeoutError):
         server.start(timeout=3)
+
+
+def test_compose_runs_nats_with_that_config_and_keeps_4222_off_the_host() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    nats_service = services["nats"]
+    assert "ports" not in nats_service
+    assert "./deploy/nats:/etc/nats:ro" in nats_service["volumes"]
+    entrypoint = (REPO_ROOT / "deploy" / "nats" / "entrypoint.sh").read_text()
+    assert "-c /etc/nats/nats-server.conf" in entrypoint
+    assert nats_service["entrypoint"][-1] == "/etc/nats/entrypoint.sh"
+    assert set(nats_service["secrets"]) == {f"nats_{u}_password" for u in USERS}
+    for name in ("ingest", "router", "drafter", "sender", "scheduler"):
+        service = services[name]
+        env = service["environment"]
+        assert env["REPLYLINE_NATS_USER"] == name
+        assert env["REPLYLINE_NATS_PASSWORD_FILE"] == "/run/secrets/nats_password"
+        # Its own password only: never another service's.
+        assert service["secrets"] == [{"source": f"nats_{name}_password", "target": "nats_password"}]
+    operator = yaml.safe_load((REPO_ROOT / "compose.operator.yaml").read_text())
+    assert operator["services"]["nats"]["ports"] == ["127.0.0.1:4222:4222"]
