@@ -39,6 +39,8 @@ H_DLQ_SUBJECT = "Replyline-Original-Subject"
 H_DLQ_SEQ = "Replyline-Original-Seq"
 H_DLQ_CONSUMER = "Replyline-Consumer"
 H_DLQ_DELIVERIES = "Replyline-Deliveries"
+#: On a replayed event: its PIPELINE sequence when first published (the order it keeps).
+H_REPLAY_SEQ = "Replyline-Replay-Seq"
 
 
 def auth_options(settings: CommonSettings) -> dict[str, Any]:

@@ -252,6 +252,9 @@ class ContactOptout(Event, frozen=True, kw_only=True, tag="contact.optout"):
     number: str
     keyword: str
     message_sid: str = ""
+    #: When the lead's keyword SMS reached ingest. Consent changes are ordered by it, not by
+    #: when (or how often: DLQ replays, router lag) the event was published.
+    received_at: datetime | None = None
     dedup_fields: ClassVar[tuple[str, ...]] = ("id",)
 
 
@@ -259,6 +262,9 @@ class ContactOptin(Event, frozen=True, kw_only=True, tag="contact.optin"):
     number: str
     keyword: str
     message_sid: str = ""
+    #: When the lead's keyword SMS reached ingest. Consent changes are ordered by it, not by
+    #: when (or how often: DLQ replays, router lag) the event was published.
+    received_at: datetime | None = None
     dedup_fields: ClassVar[tuple[str, ...]] = ("id",)
 
 

@@ -61,7 +61,11 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
 
         deps = IngestDeps(
             recorder=PgInboundRecorder(
-                ctx.pool, QUERIES, publish, concurrency=settings.record_concurrency
+                ctx.pool,
+                QUERIES,
+                publish,
+                concurrency=settings.record_concurrency,
+                owner_numbers=frozenset(settings.owner_numbers),
             ),
             publish=publish,
             tokens=DbTokenVerifier(ctx.pool, QUERIES, settings.api_token),

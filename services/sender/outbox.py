@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import structlog
+from nats.errors import Error as NatsError
+from nats.js.errors import NotFoundError
 
 from libs import metrics
 from libs.bus import Bus
@@ -35,6 +38,7 @@ from libs.events import (
     OutboundSent,
     OutboundStatus,
     TimerSet,
+    decode,
     thread_of,
     utcnow,
 )
@@ -175,6 +179,11 @@ class Outbox:
             row, decision = await self._reconcile(conn, row)
             if row["status"] in FINAL or decision is not None:
                 return decision if decision is not None else await self._publish_outcome(conn, row)
+        if row["lead_facing"]:
+            try:
+                await self._catch_up_consent(conn, row["to_number"])
+            except (NatsError, OSError, TimeoutError, msgspec.DecodeError) as exc:
+                return Retry(self._backoff(2), f"consent check failed: {exc!r}"[:200])
         if row["lead_facing"] and await conn.fetchval(Q.is_opted_out, row["to_number"]):
             await conn.execute(Q.mark_refused, outbox_id)
             await self._audit(conn, row, "outbound.refused_opted_out", {})
@@ -437,18 +446,44 @@ class Outbox:
     # --- consent -------------------------------------------------------------------
 
     async def record_consent(self, event: ContactOptout | ContactOptin) -> Decision:
-        opted_out = isinstance(event, ContactOptout)
         async with self.pool.acquire() as conn:
-            await self._set_consent(
-                conn,
-                event.number,
-                opted_out,
-                event.keyword,
-                "sms_keyword",
-                event.id,
-                event.occurred_at,
-            )
+            await self._apply_consent_event(conn, event)
         return None
+
+    async def _apply_consent_event(
+        self, conn: asyncpg.Connection, event: ContactOptout | ContactOptin
+    ) -> None:
+        # Ordered by when the lead's SMS arrived, not when the event was published: a
+        # START replayed from the DLQ, or routed late, never undoes a newer STOP.
+        await self._set_consent(
+            conn,
+            event.number,
+            isinstance(event, ContactOptout),
+            event.keyword,
+            "sms_keyword",
+            event.id,
+            event.received_at or event.occurred_at,
+        )
+
+    async def _catch_up_consent(self, conn: asyncpg.Connection, number: str) -> None:
+        """Apply the newest contact.optout / optin of the number found in PIPELINE itself.
+
+        Ingest answers Twilio only once a STOP's contact.optout is in the stream, but
+        this consumer may not have handled it yet: it may be queued behind other
+        threads, nak'd for a retry (which reorders), or held by another replica. Reading
+        the stream's last event per subject right before sending makes an acknowledged
+        STOP win whatever the lag. Raises when NATS cannot be asked (the caller retries).
+        """
+        thread = thread_of(number)
+        for cls in (ContactOptout, ContactOptin):
+            subject = self.bus.subject_for(str(cls.__struct_config__.tag), thread)
+            try:
+                raw = await self.bus.js.get_last_msg(self.bus.stream, subject)
+            except NotFoundError:
+                continue
+            event = decode(raw.data or b"")
+            if isinstance(event, ContactOptout | ContactOptin):
+                await self._apply_consent_event(conn, event)
 
     async def _set_consent(
         self,
