@@ -23,7 +23,7 @@ from nats.errors import Error as NatsError
 
 from libs.bus import Bus
 from libs.embedded import EmbeddedNats
-from libs.events import DraftApproved, DraftCreated, OutboundSent
+from libs.events import ContactOptout, DraftApproved, DraftCreated, OutboundSent
 from libs.settings import CommonSettings
 from tests.harness import EventCollector, eventually
 from tests.ingest.webhooks import inbound_form
@@ -33,6 +33,7 @@ CONFIG = REPO_ROOT / "deploy" / "nats" / "nats-server.conf"
 USERS = ("ingest", "router", "drafter", "sender", "scheduler", "operator")
 PASSWORDS = {user: f"test-{user}-password" for user in USERS}
 LEAD = "+12125550177"
+LEAD_2 = "+12125550178"
 
 
 def creds(user: str) -> dict[str, str]:
@@ -168,6 +169,11 @@ async def test_every_service_does_its_job_with_its_own_credentials(
             return status == 200
 
         await eventually(healthy, timeout=20, interval=0.3)
+
+        # A STOP: ingest records it at the webhook (contact.optout), the router too.
+        status, _ = await ingest.post_twilio("/twilio/sms", inbound_form("STOP", from_number=LEAD_2))
+        assert status == 200
+        await collector.wait_for(ContactOptout, lambda e: e.thread == LEAD_2.lstrip("+"), timeout=20)
     finally:
         await collector.stop()
     assert violations(auth_nats)[before:] == []
