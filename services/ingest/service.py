@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ from services.ingest.system_health import (
 HERE = Path(__file__).parent
 MIGRATIONS = HERE / "migrations"
 QUERIES = load_queries(HERE / "queries.sql")
+
+
+class PortInUse(RuntimeError):
+    """The HTTP port is taken and port sharing was not asked for."""
 
 
 def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSettings]:
@@ -92,9 +97,20 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
         await runner.setup()
         # Pushed after the bus: on shutdown the listener closes before the bus drains.
         ctx.stack.push_async_callback(runner.cleanup)
-        # reuse_port: several ingest processes on one host share the port (one per core).
-        site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=True)
-        await site.start()
+        site = web.TCPSite(
+            runner, settings.http_host, settings.http_port, reuse_port=settings.http_reuse_port
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(
+                f"ingest cannot listen on {settings.http_host}:{settings.http_port}: the port is "
+                "already in use (another ingest, or a `replyline dev` still running?). To run "
+                "several ingest processes on one port on purpose, set REPLYLINE_HTTP_REUSE_PORT=true "
+                "in every one of them."
+            ) from None
         host, port = runner.addresses[0][:2]
         base = f"http://{host}:{port}"
         ctx.log.info(

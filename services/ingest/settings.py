@@ -12,6 +12,10 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
     http_host: str = "127.0.0.1"
     #: 8080 is what `replyline sms` and the dev stack expect; 0 picks a free port (tests).
     http_port: int = 8080
+    #: Several ingest processes on one host share the port (SO_REUSEPORT, one per
+    #: core). Off by default: a second ingest on a taken port must fail loudly, not
+    #: silently take half the webhooks (e.g. a stale one left by a killed launcher).
+    http_reuse_port: bool = False
     #: Twilio's inbound payload is a few KB even with 10 media URLs; anything far larger
     #: is not Twilio and is refused with 413 before it is read.
     max_body_bytes: int = 64 * 1024
