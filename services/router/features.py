@@ -73,7 +73,7 @@ def features(text: str) -> dict[str, float]:
     words = [t for t in tokens if t.isalnum()]
     for word in words:
         padded = f" {word} "
-        for n in (2, 3, 4):
+        for n in (3, 4):
             names += ["c:" + padded[j : j + n] for j in range(len(padded) - n + 1)]
     n = len(words)
     names.append(

@@ -226,4 +226,5 @@ def test_relative_intents_path_is_found_from_the_repository_root(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     c = LocalClassifier(RouterSettings(intents_path="services/router/intents.yaml"))
-    assert c.intents.classify("how much is it?").intent == "pricing"
+    assert c.intents.path == Path(__file__).resolve().parents[2] / "services/router/intents.yaml"
+    assert c.classify("how much is it?").intent == "pricing"
