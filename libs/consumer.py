@@ -57,6 +57,15 @@ class Delivery:
     stream_seq: int
     num_delivered: int
     headers: Mapping[str, str]
+    #: For a replayed event (``replay.<service>.<subject>``): its sequence in PIPELINE
+    #: when it was first published. None for everything else.
+    original_seq: int | None = None
+
+    @property
+    def seq(self) -> int:
+        """The sequence ordering and consent decisions compare: the original one for a
+        replay, so replaying an old START from the DLQ cannot look newer than a STOP."""
+        return self.original_seq if self.original_seq is not None else self.stream_seq
 
     async def in_progress(self) -> None:
         """Tell JetStream we are still working (long LLM calls)."""
@@ -192,18 +201,20 @@ class Consumer:
         headers = dict(msg.headers or {})
         traceparent = headers.get("traceparent") or new_traceparent()
         token = current_traceparent.set(traceparent)
+        subject = self.bus.unprefixed(msg.subject)
         delivery = Delivery(
             msg=msg,
-            subject=self.bus.unprefixed(msg.subject),
+            subject=subject,
             stream_seq=meta.sequence.stream,
             num_delivered=meta.num_delivered,
             headers=headers,
+            original_seq=original_seq(subject, headers, meta.sequence.stream),
         )
         structlog.contextvars.bind_contextvars(
             trace_id=trace_id_of(traceparent),
             thread=delivery.subject.rsplit(".", 1)[-1],
             subject=delivery.subject,
-            seq=delivery.stream_seq,
+            seq=delivery.seq,
         )
         try:
             decision = await self._decide(msg, delivery)
@@ -273,6 +284,21 @@ class Consumer:
             reason=reason,
             deliveries=delivery.num_delivered,
         )
+
+
+def original_seq(subject: str, headers: Mapping[str, str], stream_seq: int) -> int | None:
+    """The original sequence a replayed event carries (``Replyline-Replay-Seq``).
+
+    Trusted only on ``replay.*`` subjects, which only the operator's credentials may
+    publish (docs/operations.md), and only when it is older than the copy itself.
+    """
+    if not subject.startswith("replay."):
+        return None
+    raw = headers.get(busmod.H_REPLAY_SEQ, "")
+    if not raw.isdigit():
+        return None
+    seq = int(raw)
+    return seq if 0 < seq < stream_seq else None
 
 
 async def publish_dlq_copy(

@@ -121,7 +121,10 @@ class DraftDecided(Event, frozen=True, kw_only=True, tag="draft.decided"):
     """An owner's decision (or an attempt at one), not yet checked against the drafts.
 
     ``thread`` is the reviewer's number for SMS decisions, the lead's thread for API ones.
-    ``ref`` is None for a bare reply ("YES") or when the command named none.
+    ``ref`` is None for a bare reply ("YES") or when the command named none. A ref
+    names one draft *version* (an edit gets a new ref): the decision applies to that
+    version only, never to a newer one (docs/drafter.md, "Which version a decision
+    applies to").
     """
 
     action: DecisionAction
@@ -132,6 +135,9 @@ class DraftDecided(Event, frozen=True, kw_only=True, tag="draft.decided"):
     text: str | None = None  # new text for an edit, the raw SMS for "unclear"
     notes: str = ""
     message_sid: str = ""  # the owner's SMS, when the decision came by SMS
+    #: When ingest received the owner's SMS. A bare reply ("YES") never applies to a
+    #: draft version prompted too shortly before it (the owner cannot have read it).
+    received_at: datetime | None = None
     dedup_fields: ClassVar[tuple[str, ...]] = ("id",)
 
 
@@ -252,6 +258,9 @@ class ContactOptout(Event, frozen=True, kw_only=True, tag="contact.optout"):
     number: str
     keyword: str
     message_sid: str = ""
+    #: When the lead's keyword SMS reached ingest. Consent changes are ordered by it, not by
+    #: when (or how often: DLQ replays, router lag) the event was published.
+    received_at: datetime | None = None
     dedup_fields: ClassVar[tuple[str, ...]] = ("id",)
 
 
@@ -259,6 +268,9 @@ class ContactOptin(Event, frozen=True, kw_only=True, tag="contact.optin"):
     number: str
     keyword: str
     message_sid: str = ""
+    #: When the lead's keyword SMS reached ingest. Consent changes are ordered by it, not by
+    #: when (or how often: DLQ replays, router lag) the event was published.
+    received_at: datetime | None = None
     dedup_fields: ClassVar[tuple[str, ...]] = ("id",)
 
 

@@ -4,7 +4,10 @@ A replayed event is published on ``replay.<service>.<original subject>``, which
 only that service's durable consumer reads. Its Nats-Msg-Id is derived from the
 original stream sequence, so replaying the same event twice inside the duplicate
 window stores it once; beyond that window the handlers' own idempotency (unique
-MessageSid, outbox rows, draft versions) applies.
+MessageSid, outbox rows, draft versions) applies. It also carries
+``Replyline-Replay-Seq``, the sequence of the first publication, which the
+consumer exposes as ``Delivery.seq``: per-thread order and consent decisions use
+it, so a START replayed from the DLQ after a newer STOP is still the older one.
 """
 
 from __future__ import annotations
@@ -49,6 +52,15 @@ async def _read(bus: Bus, stream: str, subject: str, config: ConsumerConfig) -> 
         await sub.unsubscribe()
 
 
+def _first_seq(headers: dict[str, str], subject: str, seq: int) -> int:
+    """The sequence the event had when first published: consumers order and decide
+    consent by it (libs/consumer.py ``Delivery.seq``), not by the replay's new one."""
+    raw = headers.get(busmod.H_REPLAY_SEQ, "")
+    if ".replay." in f".{subject}" and raw.isdigit() and 0 < int(raw) < seq:
+        return int(raw)
+    return seq
+
+
 def _clean_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if not k.startswith("Replyline-") and k != "Nats-Msg-Id"}
 
@@ -66,13 +78,19 @@ async def replay_dlq(
         seq = int(headers.get(busmod.H_DLQ_SEQ, "0"))
         if not target or not original:
             continue
+        # A replay that died again carries the first publication's sequence: keep it.
+        first_seq = _first_seq(headers, original, seq)
         replay_subject = bus.replay_subject(target, original)
         duplicate = False
         if not dry_run:
             ack = await bus.js.publish(
                 replay_subject,
                 msg.data,
-                headers={**_clean_headers(headers), "Nats-Msg-Id": f"replay:dlq:{target}:{seq}"},
+                headers={
+                    **_clean_headers(headers),
+                    "Nats-Msg-Id": f"replay:dlq:{target}:{seq}",
+                    busmod.H_REPLAY_SEQ: str(first_seq),
+                },
             )
             duplicate = ack.duplicate or False
             if not keep:
@@ -115,9 +133,11 @@ async def replay_range(
         replay_subject = bus.replay_subject(consumer, msg.subject)
         duplicate = False
         if not dry_run:
+            original_headers = dict(msg.headers or {})
             headers = {
-                **_clean_headers(dict(msg.headers or {})),
+                **_clean_headers(original_headers),
                 "Nats-Msg-Id": f"replay:{consumer}:{seq}",
+                busmod.H_REPLAY_SEQ: str(_first_seq(original_headers, msg.subject, seq)),
             }
             ack = await bus.js.publish(replay_subject, msg.data, headers=headers)
             duplicate = ack.duplicate or False

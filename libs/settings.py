@@ -36,6 +36,13 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Settings every service shares."""
 
     nats_url: str = "nats://127.0.0.1:4222"
+    #: NATS credentials (deploy/nats/nats-server.conf has one user per service).
+    #: Either user + password (or password_file, e.g. a compose secret), or an
+    #: nkey/JWT ``.creds`` file; ``nats://user:pass@host`` in the URL also works.
+    nats_user: str = ""
+    nats_password: str = ""
+    nats_password_file: str = ""
+    nats_creds: str = ""
     database_url: str = "postgresql://postgres@127.0.0.1:5432/replyline"
     #: Prefix for stream, subject, consumer and KV names so several
     #: deployments (or test runs) can share one NATS server. Empty in production.
@@ -64,6 +71,15 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_max: int = 10
 
     def __post_init__(self) -> None:
+        if self.nats_password and self.nats_password_file:
+            raise ValueError("set nats_password or nats_password_file, not both")
+        if (self.nats_password or self.nats_password_file) and not self.nats_user:
+            raise ValueError("nats_password needs nats_user")
+        if self.nats_user and not re.fullmatch(r"[A-Za-z0-9_-]+", self.nats_user):
+            # It names the user's reply inbox (_INBOX.<user>.>): one subject token.
+            raise ValueError("nats_user may only hold letters, digits, '_' and '-'")
+        if self.nats_creds and self.nats_user:
+            raise ValueError("set nats_creds or nats_user, not both")
         if self.namespace and not re.fullmatch(r"[A-Za-z0-9_-]+", self.namespace):
             raise ValueError("namespace may only hold letters, digits, '_' and '-'")
         if self.max_deliver < 1:

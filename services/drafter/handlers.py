@@ -44,6 +44,7 @@ from libs.events import (
     thread_of,
     utcnow,
 )
+from libs.owner_protocol import fits_sms
 from services.drafter import owner_texts
 from services.drafter.llm import LLM, Attempt, LLMFailure
 from services.drafter.profile import Profile
@@ -51,6 +52,7 @@ from services.drafter.prompt import (
     HistoryItem,
     build_messages,
     clean_reply,
+    fit_draft,
     language_of,
     render_prompt,
     template_draft,
@@ -111,7 +113,10 @@ class Drafter:
 
         language = language_of(event.language)
         if not self.llm.configured:
-            body = template_draft(self.profile, intent=event.intent, language=language)
+            body = fit_draft(
+                template_draft(self.profile, intent=event.intent, language=language),
+                self.settings.max_draft_chars,
+            )
             await self._create_first_version(event, body, "template", language)
             return None
 
@@ -137,7 +142,12 @@ class Drafter:
             await self._llm_failed(event, failure, prompt_text)
             return None
         count_llm(completion.attempts)
-        body = clean_reply(completion.text) or completion.text
+        # Bounded so the owner's prompt shows all of it (the model is told the profile's
+        # limit, but nothing guarantees it obeys; a prompt-injected lead may try not to).
+        cleaned = clean_reply(completion.text) or completion.text
+        body = fit_draft(cleaned, self.settings.max_draft_chars)
+        if body != cleaned:
+            log.info("draft_truncated", message_sid=event.message_sid, chars=len(cleaned), kept=len(body))
         await self._create_first_version(
             event, body, "llm", language, traces=completion.attempts, prompt_text=prompt_text
         )
@@ -212,6 +222,7 @@ class Drafter:
                 created_by="SYSTEM",
                 expires_at=utcnow() + timedelta(seconds=self.settings.draft_expiry_s),
                 inbound_seq=event.stream_seq,
+                sms_prompted=self.promptable(ref, event.from_number, body),
             )
             await insert_traces(
                 conn,
@@ -238,8 +249,24 @@ class Drafter:
         metrics.DRAFTS_CREATED.labels(source).inc()  # committed (the stale branch returned above)
         log.info("draft_created", draft_id=draft_id, ref=ref, source=source)
 
+    def promptable(self, ref: str, to_number: str, body: str) -> bool:
+        """Whether the whole text fits the draft limit and one owner prompt SMS."""
+        return len(body) <= self.settings.max_draft_chars and fits_sms(ref, to_number, body)
+
+    def prompt_text(self, draft: Draft) -> str:
+        """The owner prompt for a version, or, when it cannot be shown whole, why not."""
+        if draft.sms_prompted:
+            return owner_texts.approval_prompt(draft.ref, draft.to_number, draft.body)
+        return owner_texts.too_long(
+            draft.ref, draft.to_number, len(draft.body), self.settings.max_draft_chars
+        )
+
     async def _announce(self, draft: Draft) -> None:
-        """draft.created, the owner prompts and the expiry timer for one version."""
+        """draft.created, the owner prompts and the expiry timer for one version.
+
+        A version too long to show whole by SMS gets a short notice instead of a
+        prompt: it waits on the dashboard, and SMS approvals of it are refused.
+        """
         await self.bus.publish(
             DraftCreated(
                 thread=draft.thread,
@@ -254,11 +281,10 @@ class Drafter:
                 source=draft.source,  # type: ignore[arg-type]
             )
         )
-        text = owner_texts.approval_prompt(draft.ref, draft.to_number, draft.body)
+        text = self.prompt_text(draft)
+        kind = "owner_prompt" if draft.sms_prompted else "owner_alert"
         for owner in self.settings.owner_numbers:
-            await self._tell_owner(
-                owner, text, f"prompt:{draft.draft_id}:{draft.version}", kind="owner_prompt"
-            )
+            await self._tell_owner(owner, text, f"prompt:{draft.draft_id}:{draft.version}", kind=kind)
         assert draft.expires_at is not None
         await self.bus.publish(
             TimerSet(
@@ -381,6 +407,8 @@ class Drafter:
                 request_id=event.request_id,
                 workflow_enrollment_id=event.workflow_enrollment_id,
                 workflow_step_id=event.step_id,
+                # The workflow's text is never cut: too long, and it waits on the dashboard.
+                sms_prompted=self.promptable(ref, event.to_number, event.body),
             )
             await audit(
                 conn,
@@ -426,7 +454,7 @@ class Drafter:
                 return True  # malformed: Decision refuses it
             return await self.pool.fetchrow(Q.current_version, draft_id) is not None
         if event.ref:
-            return bool(await self.pool.fetch(Q.latest_by_ref, event.ref.lstrip("#")))
+            return bool(await self.pool.fetchval(Q.ref_exists, event.ref.lstrip("#")))
         return True
 
     # --- timer.fired ---------------------------------------------------------
@@ -549,8 +577,8 @@ class Decision:
             return
         if ev.action == "unclear":
             pending, total = await self._pending_listing()
-            await self._reply(owner_texts.not_understood(ev.text or "", pending, total))
-            await self._record(None, "clarify", "command not understood")
+            await self._reply(owner_texts.not_understood(ev.text or "", pending, total, ev.notes))
+            await self._record(None, "clarify", f"command not understood: {ev.notes}")
             return
         draft = await self._target()
         if draft is None:
@@ -559,6 +587,11 @@ class Decision:
             await self._reply(owner_texts.already_decided(draft.ref, draft.status))
             await self._record(draft, "refused", f"draft is {draft.status}")
             return
+        if ev.action == "approve" and self.by_sms and not draft.sms_prompted:
+            # The owner was never shown this text whole: only the dashboard can approve it.
+            await self._reply(owner_texts.not_shown(draft.ref))
+            await self._record(draft, "refused", "not shown whole by SMS")
+            return
         if ev.action == "approve":
             await self._approve(draft)
         elif ev.action == "reject":
@@ -566,33 +599,36 @@ class Decision:
         else:
             await self._edit(draft)
 
+    async def _current(self, draft_id: str) -> Draft | None:
+        """The newest version of a draft, locked until the decision commits."""
+        try:
+            return draft_of(await self.conn.fetchrow(Q.current_version, _uuid(draft_id)))
+        except ValueError:
+            return None
+
     async def _target(self) -> Draft | None:
-        """The draft the decision names; on anything ambiguous, ask and return None."""
+        """The draft version the decision names; on anything ambiguous, ask and return None.
+
+        Every row read here is locked (FOR UPDATE) until the transaction ends, so a
+        concurrent edit or decision of the same draft waits for this one.
+        """
         ev = self.event
+        if ev.ref:
+            return await self._target_by_ref(ev.ref.lstrip("#"))
         if ev.draft_id:
-            try:
-                draft = draft_of(await self.conn.fetchrow(Q.current_version, _uuid(ev.draft_id)))
-            except ValueError:
-                draft = None
+            draft = await self._current(ev.draft_id)
             if draft is None:
                 await self._record(None, "refused", f"unknown draft_id {ev.draft_id}")
-            return draft
-        if ev.ref:
-            ref = ev.ref.lstrip("#")
-            draft = draft_of(await self.conn.fetchrow(Q.pending_by_ref, ref))
-            if draft is None:
-                rows = await self.conn.fetch(Q.latest_by_ref, ref)
-                latest = max((draft_of(r) for r in rows), key=_created, default=None)
-                if latest is not None:
-                    return latest  # not pending: apply() says it was already decided
-                pending, total = await self._pending_listing()
-                await self._reply(owner_texts.unknown_ref(ref, pending, total))
-                await self._record(None, "refused", f"unknown ref #{ref}")
             return draft
         # A bare reply: valid only when exactly one draft is pending.
         rows = await self.conn.fetch(Q.pending_drafts, 2)
         if len(rows) == 1:
-            return draft_of(await self.conn.fetchrow(Q.current_version, rows[0]["draft_id"]))
+            draft = await self._current(str(rows[0]["draft_id"]))
+            if draft is not None and draft.pending and not self._could_have_read(draft):
+                await self._reply(owner_texts.confirm_bare(*self._prompt_and_fallback(draft)))
+                await self._record(draft, "clarify", "bare reply sent before this version's prompt")
+                return None
+            return draft
         if not rows:
             await self._reply(owner_texts.no_pending())
             await self._record(None, "refused", "bare reply with no pending draft")
@@ -601,6 +637,53 @@ class Decision:
             await self._reply(owner_texts.which_draft(pending, total))
             await self._record(None, "clarify", f"bare reply with {total} pending drafts")
         return None
+
+    async def _target_by_ref(self, ref: str) -> Draft | None:
+        """A ref names one version (each version has its own ref): the decision applies
+        to it only. When a newer version replaced it, the owner gets the new text and is
+        asked again; nothing is decided."""
+        ev = self.event
+        named = draft_of(await self.conn.fetchrow(Q.version_by_ref, ref))
+        if named is None:
+            pending, total = await self._pending_listing()
+            await self._reply(owner_texts.unknown_ref(ref, pending, total))
+            await self._record(None, "refused", f"unknown ref #{ref}")
+            return None
+        if ev.draft_id and ev.draft_id != named.draft_id:
+            await self._record(None, "refused", f"ref #{ref} is not a version of draft {ev.draft_id}")
+            return None
+        current = await self._current(named.draft_id)
+        assert current is not None  # named is a version of it, locked
+        if current.version == named.version:
+            return current
+        if not current.pending:
+            return current  # decided since: apply() says so
+        await self._reply(
+            owner_texts.changed_since(named.ref, *self._prompt_and_fallback(current))
+        )
+        await self._record(
+            named, "clarify", f"version {named.version} was replaced by version {current.version}"
+        )
+        return None
+
+    def _could_have_read(self, draft: Draft) -> bool:
+        """Whether the owner can have read this version's prompt before replying.
+
+        Their own edit they wrote themselves; any other version must have been
+        prompted bare_reply_grace_s before their SMS reached ingest.
+        """
+        ev = self.event
+        if not self.by_sms or draft.created_by == ev.reviewer:
+            return True
+        received = ev.received_at or ev.occurred_at
+        return draft.created_at <= received - timedelta(seconds=self.settings.bare_reply_grace_s)
+
+    def _prompt_and_fallback(self, draft: Draft) -> tuple[str, str]:
+        """The version's prompt (or too-long notice), and a short form if it does not fit."""
+        short = owner_texts.too_long(
+            draft.ref, draft.to_number, len(draft.body), self.settings.max_draft_chars
+        )
+        return self.d.prompt_text(draft), short
 
     async def _pending_listing(self) -> tuple[list[tuple[str, str]], int]:
         limit = self.settings.clarify_list_max
@@ -694,11 +777,14 @@ class Decision:
             await self._record(draft, "clarify", "edit without text")
             return
         await self.conn.execute(Q.set_status, _uuid(draft.draft_id), draft.version, SUPERSEDED, ev.reviewer)
+        # A new ref per version: a reply to the old prompt names the old text, and is
+        # never applied to this one (see _target_by_ref).
+        ref = await self.conn.fetchval(Q.next_ref)
         new = await insert_draft(
             self.conn,
             draft_id=draft.draft_id,
             version=draft.version + 1,
-            ref=draft.ref,
+            ref=ref,
             thread=draft.thread,
             to_number=draft.to_number,
             body=new_text,
@@ -713,8 +799,9 @@ class Decision:
             request_id=draft.request_id,
             workflow_enrollment_id=draft.workflow_enrollment_id,
             workflow_step_id=draft.workflow_step_id,
+            sms_prompted=self.d.promptable(ref, draft.to_number, new_text),
         )
-        await self._record(draft, "accepted", ev.notes or f"new version {new.version}")
+        await self._record(draft, "accepted", ev.notes or f"new version {new.version} #{ref}")
         self._versions.append(new.source)
         await self.d._announce(new)
 
@@ -779,11 +866,6 @@ def count_llm(attempts: tuple[Attempt, ...]) -> None:
             )
         if a.cost_usd is not None:
             metrics.LLM_COST.labels(SERVICE, a.provider, a.model).inc(a.cost_usd)
-
-
-def _created(draft: Draft | None) -> Any:
-    assert draft is not None
-    return draft.created_at
 
 
 __all__ = ["Decision", "Drafter", "count_llm", "derived_id", "expiry_timer_id"]

@@ -4,9 +4,10 @@ SELECT nextval('draft_ref_seq')::text;
 -- name: insert_draft
 INSERT INTO drafts (draft_id, version, ref, thread, to_number, body, source, status,
                     in_reply_to, inbound_body, intent, language, created_by, expires_at,
-                    inbound_seq, request_id, workflow_enrollment_id, workflow_step_id)
+                    inbound_seq, request_id, workflow_enrollment_id, workflow_step_id,
+                    sms_prompted)
 VALUES ($1, $2, $3, $4, $5, $6, $7, 'DRAFT_PENDING_APPROVAL', $8, $9, $10, $11, $12, $13, $14,
-        $15, $16, $17)
+        $15, $16, $17, $18)
 RETURNING *;
 
 -- name: lock_thread
@@ -26,12 +27,16 @@ SELECT * FROM drafts WHERE request_id = $1 AND version = 1;
 -- The latest version of a draft, locked for a decision.
 SELECT * FROM drafts WHERE draft_id = $1 ORDER BY version DESC LIMIT 1 FOR UPDATE;
 
--- name: pending_by_ref
-SELECT * FROM drafts WHERE ref = $1 AND status = 'DRAFT_PENDING_APPROVAL' FOR UPDATE;
+-- name: version_by_ref
+-- The draft version a ref names, locked for a decision. Each version has its own
+-- ref; after draft_ref_seq wraps an old decided version may share it with a new
+-- one, and the pending one wins.
+SELECT * FROM drafts WHERE ref = $1
+ORDER BY status = 'DRAFT_PENDING_APPROVAL' DESC, created_at DESC, id DESC
+LIMIT 1 FOR UPDATE;
 
--- name: latest_by_ref
-SELECT DISTINCT ON (draft_id) * FROM drafts WHERE ref = $1
-ORDER BY draft_id, version DESC;
+-- name: ref_exists
+SELECT EXISTS (SELECT 1 FROM drafts WHERE ref = $1);
 
 -- name: pending_drafts
 SELECT * FROM drafts WHERE status = 'DRAFT_PENDING_APPROVAL'

@@ -42,6 +42,14 @@ class DrafterSettings(CommonSettings, frozen=True, kw_only=True):
     alert_on_needs_review: bool = True
     #: Most pending drafts listed in a clarifying SMS.
     clarify_list_max: int = 5
+    #: Longest draft text (characters). LLM and template drafts are cut to it at a
+    #: sentence (else word) boundary; a longer workflow text or edit is not prompted by
+    #: SMS but left for the dashboard. 480 = about three SMS segments.
+    max_draft_chars: int = 480
+    #: A bare reply ("YES" without a ref) applies to the single pending draft only if
+    #: that version was prompted at least this long before the owner's SMS arrived;
+    #: otherwise the owner is shown it and asked again (they cannot have read it yet).
+    bare_reply_grace_s: float = 30.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -51,6 +59,11 @@ class DrafterSettings(CommonSettings, frozen=True, kw_only=True):
             raise ValueError("draft_expiry_s must be positive")
         if self.llm_timeout_s <= 0:
             raise ValueError("llm_timeout_s must be positive")
+        # The whole draft must fit one owner prompt (1,600 characters with the frame).
+        if not 40 <= self.max_draft_chars <= 1400:
+            raise ValueError("max_draft_chars must be between 40 and 1400")
+        if self.bare_reply_grace_s < 0:
+            raise ValueError("bare_reply_grace_s must not be negative")
 
     def providers(self) -> list[ProviderConfig]:
         """The primary then the fallback provider; empty when no endpoint is configured."""

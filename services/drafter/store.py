@@ -47,6 +47,9 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str | None = None
     workflow_enrollment_id: str | None = None
     workflow_step_id: str | None = None
+    #: False when the text was too long to show whole in one owner prompt SMS: such a
+    #: version is decided on the dashboard/API only, never approved by SMS.
+    sms_prompted: bool = True
 
     @property
     def pending(self) -> bool:
@@ -74,6 +77,7 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "workflow_enrollment_id": self.workflow_enrollment_id,
+            "sms_prompted": self.sms_prompted,
         }
 
 
@@ -106,6 +110,7 @@ async def insert_draft(
     request_id: str | None = None,
     workflow_enrollment_id: str | None = None,
     workflow_step_id: str | None = None,
+    sms_prompted: bool = True,
 ) -> Draft:
     record = await conn.fetchrow(
         Q.insert_draft,
@@ -126,6 +131,7 @@ async def insert_draft(
         request_id,
         workflow_enrollment_id,
         workflow_step_id,
+        sms_prompted,
     )
     draft = draft_of(record)
     assert draft is not None

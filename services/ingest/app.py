@@ -110,10 +110,26 @@ def check_signature(request: web.Request, form: MultiDictProxy[str]) -> None:
     raise web.HTTPForbidden(text=f"invalid Twilio signature ({result.reason})\n")
 
 
+def check_account(request: web.Request, account_sid: str, message_sid: str) -> None:
+    """A signed webhook for another account (same auth token, e.g. a subaccount) is refused."""
+    expected = request.app[SETTINGS_KEY].twilio_account_sid
+    if not expected or account_sid == expected:
+        return
+    log.warning(
+        "twilio_account_rejected",
+        account_sid=account_sid or None,
+        expected_account_sid=expected,
+        message_sid=message_sid,
+        remote=request.remote,
+    )
+    raise web.HTTPForbidden(text="webhook is not for the configured Twilio account\n")
+
+
 async def twilio_sms(request: web.Request) -> web.Response:
     form = await read_twilio_form(request)
     check_signature(request, form)
     sms = parse_inbound(form)
+    check_account(request, sms.account_sid, sms.message_sid)
     deps = request.app[DEPS_KEY]
     try:
         recorded = await deps.recorder.record(sms, raw_form(form))
@@ -137,6 +153,7 @@ async def twilio_status(request: web.Request) -> web.Response:
     form = await read_twilio_form(request)
     check_signature(request, form)
     status = parse_status(form)
+    check_account(request, status.account_sid, status.message_sid)
     event = OutboundStatus(
         thread=thread_of(status.to_number) if status.to_number else "unknown",
         provider_sid=status.message_sid,

@@ -8,6 +8,13 @@ window drops the copy. A concurrent retry blocks on the unique index until the
 first attempt commits (then it is a duplicate) or rolls back (then it records).
 So a committed row always means the event is in the stream.
 
+Opt-outs: an inbound that is an opt-out (libs/consent_keywords.py, the router's
+own rule) also gets its ``contact.optout`` published in the same step, before the
+commit and so before the 200. Any STOP Replyline has acknowledged is therefore in
+the stream ahead of whatever is approved afterwards, however far the router lags
+(DESIGN.md, "Consent ordering"). The router publishes the same event (same id) when
+it routes the STOP; JetStream keeps one.
+
 Group commit: webhooks that arrive while transactions are in flight share the
 next one (one multi-row INSERT, the publishes awaited together, one UPDATE, one
 audit INSERT, one COMMIT), so under load Postgres does a handful of statements
@@ -26,8 +33,9 @@ from typing import Protocol
 
 import asyncpg
 
+from libs.consent_keywords import match_keyword, optout_event
 from libs.db import Queries
-from libs.events import Event, InboundReceived, thread_of, utcnow
+from libs.events import ContactOptout, Event, InboundReceived, thread_of, utcnow
 from libs.tracing import current_traceparent, trace_id_of
 from services.ingest.twilio_payload import InboundSms, RawForm
 
@@ -86,7 +94,9 @@ class PgInboundRecorder:
         *,
         concurrency: int = 2,
         max_batch: int = 256,
+        owner_numbers: frozenset[str] = frozenset(),
     ) -> None:
+        self._owner_numbers = owner_numbers
         self._pool = pool
         self._q = queries
         self._publish = publish
@@ -176,7 +186,25 @@ class PgInboundRecorder:
     async def _publish_as(self, item: _Pending) -> int:
         # Each publish carries its own webhook's trace (this runs in its own task context).
         current_traceparent.set(item.traceparent)
-        return await self._publish(item.event)
+        seq = await self._publish(item.event)
+        optout = opt_out_of(item.event, self._owner_numbers)
+        if optout is not None:
+            await self._publish(optout)
+        return seq
+
+
+def opt_out_of(event: InboundReceived, owner_numbers: frozenset[str]) -> ContactOptout | None:
+    """The contact.optout a lead's STOP means, exactly as the router would publish it.
+
+    The owner's numbers are skipped: the router reads their messages as commands
+    (DESIGN.md rule 2 comes before rule 3).
+    """
+    if event.from_number.strip() in owner_numbers:
+        return None
+    found = match_keyword(event.body, event.opt_out_type)
+    if found is None or found[0] != "opt_out":
+        return None
+    return optout_event(event, found[1])
 
 
 def _columns(items: list[_Pending]) -> list[list[object]]:

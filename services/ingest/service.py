@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from aiohttp import web
 from libs.consumer import Handler
 from libs.db import audit, load_queries
 from libs.events import Event
-from libs.service import Build, ServiceContext, health_routes
+from libs.service import Build, ServiceContext, probe_routes
 from services.ingest.app import create_app
 from services.ingest.auth import DbTokenVerifier
 from services.ingest.dashboard.sessions import SessionStore
@@ -21,11 +22,20 @@ from services.ingest.http_common import IngestDeps
 from services.ingest.recorder import SERVICE, PgInboundRecorder
 from services.ingest.scheduler_rpc import NatsSchedulerApi
 from services.ingest.settings import IngestSettings
-from services.ingest.system_health import LlmProbe, SystemHealth, add_system_health_route
+from services.ingest.system_health import (
+    LlmProbe,
+    SystemHealth,
+    add_system_health_route,
+    internal_system_health_route,
+)
 
 HERE = Path(__file__).parent
 MIGRATIONS = HERE / "migrations"
 QUERIES = load_queries(HERE / "queries.sql")
+
+
+class PortInUse(RuntimeError):
+    """The HTTP port is taken and port sharing was not asked for."""
 
 
 def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSettings]:
@@ -56,7 +66,11 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
 
         deps = IngestDeps(
             recorder=PgInboundRecorder(
-                ctx.pool, QUERIES, publish, concurrency=settings.record_concurrency
+                ctx.pool,
+                QUERIES,
+                publish,
+                concurrency=settings.record_concurrency,
+                owner_numbers=frozenset(settings.owner_numbers),
             ),
             publish=publish,
             tokens=DbTokenVerifier(ctx.pool, QUERIES, settings.api_token),
@@ -67,12 +81,15 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
             ),
         )
         app = create_app(settings, deps)
-        # Health and metrics on the public port too: a load balancer needs only one port.
-        app.add_routes(health_routes(ctx))
+        # Liveness and readiness on the public port too: a load balancer needs only one
+        # port. /metrics and /health/system name internals: without a token only on the
+        # internal health port, on the public one only for an admin token.
+        app.add_routes(probe_routes(ctx))
         system = SystemHealth(ctx.bus, LlmProbe(settings))
         add_system_health_route(app, system)
+        ctx.internal_routes.append(internal_system_health_route(system))
         sessions = SessionStore(
-            ctx.pool, QUERIES, settings.dashboard_session_ttl_s, bootstrap_enabled=bool(settings.api_token)
+            ctx.pool, QUERIES, settings.dashboard_session_ttl_s, bootstrap_token=settings.api_token
         )
         await sessions.purge_expired()
         add_dashboard_routes(app, DashboardDeps(pool=ctx.pool, queries=QUERIES, sessions=sessions))
@@ -80,9 +97,20 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
         await runner.setup()
         # Pushed after the bus: on shutdown the listener closes before the bus drains.
         ctx.stack.push_async_callback(runner.cleanup)
-        # reuse_port: several ingest processes on one host share the port (one per core).
-        site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=True)
-        await site.start()
+        site = web.TCPSite(
+            runner, settings.http_host, settings.http_port, reuse_port=settings.http_reuse_port
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(
+                f"ingest cannot listen on {settings.http_host}:{settings.http_port}: the port is "
+                "already in use (another ingest, or a `replyline dev` still running?). To run "
+                "several ingest processes on one port on purpose, set REPLYLINE_HTTP_REUSE_PORT=true "
+                "in every one of them."
+            ) from None
         host, port = runner.addresses[0][:2]
         base = f"http://{host}:{port}"
         ctx.log.info(

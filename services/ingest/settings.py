@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from libs.settings import DEV_TWILIO_AUTH_TOKEN, CommonSettings
-
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
 class IngestSettings(CommonSettings, frozen=True, kw_only=True):
     http_host: str = "127.0.0.1"
     #: 8080 is what `replyline sms` and the dev stack expect; 0 picks a free port (tests).
     http_port: int = 8080
+    #: Several ingest processes on one host share the port (SO_REUSEPORT, one per
+    #: core). Off by default: a second ingest on a taken port must fail loudly, not
+    #: silently take half the webhooks (e.g. a stale one left by a killed launcher).
+    http_reuse_port: bool = False
     #: Twilio's inbound payload is a few KB even with 10 media URLs; anything far larger
     #: is not Twilio and is refused with 413 before it is read.
     max_body_bytes: int = 64 * 1024
@@ -42,10 +45,22 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.twilio_auth_token and not _is_loopback(self.public_base_url):
+        # The dev token is in this repository: with it, anyone who can reach the listener
+        # can forge Twilio webhooks (an owner's YES, a lead's START). Only a listener that
+        # nothing else can reach may use it.
+        dev_token = self.webhook_auth_token == DEV_TWILIO_AUTH_TOKEN
+        if dev_token and not is_loopback_host(self.http_host):
             raise ValueError(
-                "twilio_auth_token must be set when public_base_url is not a local address "
-                "(the dev token is public and would let anyone forge Twilio webhooks)"
+                f"REPLYLINE_TWILIO_AUTH_TOKEN must be set to the Twilio account's auth token: "
+                f"ingest listens on {self.http_host or 'every interface'!r} (REPLYLINE_HTTP_HOST), "
+                "not a loopback address, and the default dev token is public, so anyone "
+                "could forge Twilio webhooks"
+            )
+        if dev_token and not is_loopback_host(urlsplit(self.public_base_url).hostname or ""):
+            raise ValueError(
+                "REPLYLINE_TWILIO_AUTH_TOKEN (twilio_auth_token) must be set when "
+                "REPLYLINE_PUBLIC_BASE_URL is not a local address (the dev token is public "
+                "and would let anyone forge Twilio webhooks)"
             )
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
@@ -58,5 +73,13 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
         return self.twilio_auth_token or DEV_TWILIO_AUTH_TOKEN
 
 
-def _is_loopback(url: str) -> bool:
-    return (urlsplit(url).hostname or "") in _LOOPBACK_HOSTS
+def is_loopback_host(host: str) -> bool:
+    """True for "localhost" and loopback IP literals (127.0.0.0/8, ::1). "0.0.0.0", "::"
+    and "" mean every interface, and any other name may resolve anywhere: not loopback."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,5 +1,9 @@
 """GET /health/system: the whole fleet's health, plus whether the LLM provider answers.
 
+Served without a token on the internal health port (``REPLYLINE_HEALTH_PORT``) and,
+behind an admin API token, on the public port (as is /metrics there): the report names
+services, schema versions, consumer lag, the DLQ depth and the LLM base URLs.
+
 The aggregate itself is :func:`libs.health.system_health` (heartbeats, schema versions,
 consumer lag, DLQ depth, blockers). LLM reachability is informational: without it the
 drafter drafts from templates or sends messages to the manual-intervention queue, so
@@ -21,6 +25,8 @@ from openai import AsyncOpenAI
 from libs import metrics
 from libs.bus import Bus
 from libs.health import SERVICES, system_health
+from libs.service import prometheus
+from services.ingest.http_common import authenticate
 from services.ingest.settings import IngestSettings
 
 log = structlog.get_logger("ingest")
@@ -130,11 +136,37 @@ class SystemHealth:
 SYSTEM_HEALTH_KEY = web.AppKey("system_health", SystemHealth)
 
 
-async def get_system_health(request: web.Request) -> web.Response:
-    report = await request.app[SYSTEM_HEALTH_KEY].report()
+async def _answer(health: SystemHealth) -> web.Response:
+    report = await health.report()
     return web.json_response(report, status=200 if report["ready"] else 503)
 
 
+async def get_system_health(request: web.Request) -> web.Response:
+    """The public port's GET /health/system: it names services, schema versions, lag, the
+    DLQ depth and the LLM endpoints, so only an admin token may read it there."""
+    await authenticate(request, "admin")
+    return await _answer(request.app[SYSTEM_HEALTH_KEY])
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """The public port's GET /metrics, behind an admin token for the same reason
+    (Prometheus can send one: ``authorization: {credentials: ...}``)."""
+    await authenticate(request, "admin")
+    return await prometheus(request)
+
+
 def add_system_health_route(app: web.Application, health: SystemHealth) -> None:
+    """/health/system and /metrics on the public app, admin token required (the dashboard's
+    health page reads the same report through its session)."""
     app[SYSTEM_HEALTH_KEY] = health
     app.router.add_get("/health/system", get_system_health)
+    app.router.add_get("/metrics", get_metrics)
+
+
+def internal_system_health_route(health: SystemHealth) -> web.RouteDef:
+    """GET /health/system without a token, for the internal health port (REPLYLINE_HEALTH_PORT)."""
+
+    async def handler(_: web.Request) -> web.Response:
+        return await _answer(health)
+
+    return web.get("/health/system", handler)

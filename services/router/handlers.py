@@ -14,11 +14,11 @@ from nats.errors import Error as NatsError
 
 from libs import metrics
 from libs.bus import Bus
+from libs.consent_keywords import consent_event_id, optout_event
 from libs.consumer import Delivery, Retry
 from libs.db import audit, load_queries
 from libs.events import (
     ContactOptin,
-    ContactOptout,
     ContactPaused,
     DraftDecided,
     Event,
@@ -26,7 +26,7 @@ from libs.events import (
     InboundRouted,
     thread_of,
 )
-from libs.owner_protocol import parse_owner_command
+from libs.owner_protocol import decision_of, parse_owner_command
 from services.router.classification import Classification, LocalClassifier
 from services.router.keywords import match_keyword
 from services.router.llm import LlmClassifier
@@ -112,17 +112,17 @@ class Router:
                 owner_numbers=self.settings.owner_numbers,
                 paused=state["paused"],
                 opted_out=state["opted_out"],
-                stale=d.stream_seq < state["last_seq"],
+                stale=d.seq < state["last_seq"],
             )
             result = route(inp, classification, language_threshold=self.settings.language_threshold)
             await self._store(conn, event, d, thread, result, classification)
             await self._apply_controls(conn, thread, result)
             if not inp.stale:
-                await conn.execute(Q.advance_seq, thread, d.stream_seq)
+                await conn.execute(Q.advance_seq, thread, d.seq)
         # Published after the commit, so whoever sees an event finds the row. A crash
         # in between is covered by the redelivery, which republishes (see _duplicate).
         metrics.ROUTING_DECISIONS.labels(result.rule, result.status).inc()  # committed: counted once
-        await self._publish(self._events(event, d.stream_seq, thread, result, classification))
+        await self._publish(self._events(event, d.seq, thread, result, classification))
         log.info(
             "routed",
             message_sid=event.message_sid,
@@ -167,7 +167,7 @@ class Router:
             Q.insert_decision,
             event.message_sid,
             thread,
-            d.stream_seq,
+            d.seq,
             event.from_number,
             event.body,
             event.num_media,
@@ -217,38 +217,35 @@ class Router:
         sid = event.message_sid
         out: list[Event] = []
         if result.command is not None:
-            cmd = result.command
+            action, ref, text, notes = decision_of(result.command)
             out.append(
                 DraftDecided(
                     id=derived_id("decided", sid),
                     thread=thread,
-                    action=cmd.action,
+                    action=action,
                     reviewer=event.from_number,
                     source="sms",
-                    ref=cmd.ref,
-                    text=cmd.text,
-                    notes=cmd.notes,
+                    ref=ref,
+                    text=text,
+                    notes=notes,
                     message_sid=sid,
+                    received_at=event.received_at,
                 )
             )
         elif result.decision == "opt_out":
-            out.append(
-                ContactOptout(
-                    id=derived_id("optout", sid),
-                    thread=thread,
-                    number=event.from_number,
-                    keyword=result.keyword or "",
-                    message_sid=sid,
-                )
-            )
+            # Ingest published this very event (same id) when it accepted the STOP; this
+            # copy covers messages ingest did not recognise (Twilio's OptOutType, older
+            # ingest) and is dropped by JetStream's duplicate window otherwise.
+            out.append(optout_event(event, result.keyword or ""))
         elif result.decision == "opt_in":
             out.append(
                 ContactOptin(
-                    id=derived_id("optin", sid),
+                    id=consent_event_id("optin", sid),
                     thread=thread,
                     number=event.from_number,
                     keyword=result.keyword or "",
                     message_sid=sid,
+                    received_at=event.received_at,
                 )
             )
         out.append(

@@ -5,6 +5,9 @@ A thread that has opted out is treated like a paused one for any message that
 is not itself a keyword (so START still opts back in): nothing automated may
 reach an opted-out number, so nothing is drafted for it.
 
+A probable but uncertain revocation (``optout_maybe``: "I don't want this") goes
+to review, never to a draft (libs/consent_keywords.py says what counts).
+
 ``stale`` marks a message older (by stream sequence) than one the thread has
 already acted on (DESIGN.md, per-thread order): it is logged, not acted on.
 Owner commands, STOP and HELP are exempt: the drafter checks a late owner
@@ -19,7 +22,7 @@ from typing import Literal
 import msgspec
 
 from libs.events import RoutingDecision
-from libs.owner_protocol import OwnerCommand, parse_owner_command
+from libs.owner_protocol import Parsed, parse_owner_command
 from services.router.classification import Classification
 from services.router.keywords import match_keyword
 
@@ -43,7 +46,7 @@ class RouteResult(msgspec.Struct, frozen=True, kw_only=True):
     rule: str
     status: Status
     keyword: str | None = None  # the opt-out/opt-in/help keyword as received
-    command: OwnerCommand | None = None  # rule 2
+    command: Parsed | None = None  # rule 2: a Command or Unclear
 
 
 def _result(decision: RoutingDecision, rule: str, status: Status = "RECEIVED") -> RouteResult:
@@ -60,13 +63,20 @@ def route_before_classification(inp: RouteInput) -> RouteResult | None:
             command=parse_owner_command(inp.body),
         )
     keyword = match_keyword(inp.body, inp.opt_out_type)
-    if keyword is not None:
+    if keyword is not None and keyword[0] == "optout_maybe" and not inp.opted_out:
+        # A probable but uncertain revocation ("I don't want this"): a person decides,
+        # and nothing is drafted meanwhile.
+        return RouteResult(
+            decision="needs_review", rule="optout_maybe", status="NEEDS_REVIEW", keyword=keyword[1]
+        )
+    if keyword is not None and keyword[0] != "optout_maybe":
         kind, word = keyword
         if kind == "opt_in" and inp.stale:
             # A START older than a message already acted on (maybe a STOP) must not
             # undo it: consent errs towards "opted out".
             return _result("log_only", "stale")
-        return RouteResult(decision=kind, rule=kind, status="RECEIVED", keyword=word)
+        decision: RoutingDecision = kind  # type: ignore[assignment]  # opt_out / opt_in / help
+        return RouteResult(decision=decision, rule=kind, status="RECEIVED", keyword=word)
     if inp.opted_out:
         return _result("log_only", "opted_out")
     if inp.stale:

@@ -9,6 +9,16 @@ the Message-ID. A transient failure (SMTP down, database error) rolls the step
 back and raises, so the consumer redelivers the event that drove the
 enrollment; every entry point resumes an enrollment left ``active``.
 
+A step that fails for good (a bad address, a blocked or broken webhook, lead
+data the email library refuses, any other non-transient error) is recorded
+(the execution's ``error`` and a ``workflow_step_failed`` audit row) and the
+enrollment follows the step's ``on_error`` (a step, or ``end``: ended with
+reason ``step_failed``); without one it goes on as if the step had succeeded.
+Steps with an outside effect the bus cannot deduplicate (``http``,
+``send_email``) first commit their execution row on their own connection; a
+redelivery that finds that row still open does not repeat the effect (its
+outcome is unknown) but records the step as failed.
+
 A ``send_sms`` with ``approval: required`` publishes ``draft.requested`` instead of
 sending and waits (``waiting_for = approval``) like a delay waits for its timer: the
 drafter runs the owner's YES/NO/EDIT loop, and its ``draft.approved`` (which the
@@ -23,7 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import aiosmtplib
 import asyncpg
+import nats.errors
 import structlog
 
 from libs.bus import Bus
@@ -32,7 +44,7 @@ from libs.events import ContactTagged, ContactUpdated, DraftRequested, OutboundR
 
 from . import webhook
 from .clock import Clock
-from .emailer import Emailer, EmailError
+from .emailer import Emailer, EmailError, single_address
 from .outcomes import OutcomeJudge, record_outcome
 from .settings import SchedulerSettings
 from .store import Q, set_field, view_of
@@ -55,13 +67,22 @@ from .workflow.model import (
     UpdateFieldConfig,
     WaitForReplyConfig,
 )
-from .workflow.template import render, render_value
+from .workflow.template import render, render_url, render_value
 from .workflow.timeline import ab_variant
 
 log = structlog.get_logger("engine")
 SERVICE = "scheduler"
 LIVE = ("active", "waiting", "paused")
 MAX_STEPS_PER_RUN = 500
+#: Errors worth a redelivery (the step is rolled back); any other error fails the step for good.
+TRANSIENT = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    aiosmtplib.SMTPException,
+    nats.errors.Error,
+)
+INTERRUPTED = "interrupted: an earlier attempt of this step may have run; not repeated"
 
 
 @dataclass
@@ -93,8 +114,13 @@ class Engine:
         emailer: Emailer,
         http: aiohttp.ClientSession,
         judge: OutcomeJudge | None = None,
+        claims: asyncpg.Pool | None = None,
     ) -> None:
         self.pool = pool
+        #: Connections for execution rows committed before a side effect, apart from the
+        #: step's own transaction (a separate pool, so steps cannot starve it).
+        self.claims = claims or pool
+        self.destinations = webhook.Destinations(settings.http_step_allow)
         self.bus = bus
         self.timers = timers
         self.settings = settings
@@ -169,15 +195,25 @@ class Engine:
             return []
         view = view_of(contact, context)
         enrolled = []
+        errors: list[Exception] = []
         for definition in list(self.active.values()):
             trigger = definition.workflow.trigger
             if trigger.type != trigger_type:
                 continue
             if not all(evaluate(c.field, c.operator, c.value, view) for c in trigger.conditions):
                 continue
-            enrollment_id = await self.enroll(definition, thread, event_id=event_id)
+            try:
+                enrollment_id = await self.enroll(definition, thread, event_id=event_id)
+            except Exception as err:
+                # One workflow's trouble must not keep the others from enrolling; the
+                # redelivery resumes this one (its enrollment is found by event id).
+                log.exception("enroll_failed", workflow=definition.key, thread=thread)
+                errors.append(err)
+                continue
             if enrollment_id is not None:
                 enrolled.append(enrollment_id)
+        if errors:
+            raise errors[0]
         return enrolled
 
     async def enroll(self, definition: Definition, thread: str, *, event_id: str) -> str | None:
@@ -263,7 +299,16 @@ class Engine:
         config = definition.configs[step_id]
         seq = enrollment["step_seq"] + 1
         started = self.clock.now()
-        result = await self._execute(conn, enrollment, definition, step, config, contact, seq)
+        try:
+            async with conn.transaction():  # a savepoint: a failed step leaves no half-done writes
+                result = await self._execute(conn, enrollment, definition, step, config, contact, seq)
+        except TRANSIENT:
+            raise
+        except Exception as err:
+            log.exception("workflow_step_crashed", enrollment_id=str(enrollment["id"]), step=step_id)
+            result = StepResult(definition.next_of(step.id), error=f"{type(err).__name__}: {err}")
+        if result.error is not None:
+            await self._failed(conn, enrollment, step, result)
         if result.executed:
             await conn.execute(
                 Q.insert_execution,
@@ -319,6 +364,41 @@ class Engine:
                 details={"workflow": enrollment["workflow_key"], "step": step_id},
             )
         return status == "active"
+
+    async def _failed(
+        self, conn: asyncpg.Connection, enrollment: asyncpg.Record, step: Step, result: StepResult
+    ) -> None:
+        """Record a failed step and point ``result`` at the step's failure path."""
+        if step.on_error == END or (step.on_error is None and step.branches is not None):
+            # A branching step that fails has no "as if it succeeded": end it too.
+            result.next_step, result.status, result.ended_reason = step.id, "ended", "step_failed"
+        elif step.on_error is not None:
+            result.next_step = step.on_error
+        await audit(
+            conn,
+            service=SERVICE,
+            action="workflow_step_failed",
+            thread=enrollment["thread"],
+            details={
+                "enrollment_id": str(enrollment["id"]),
+                "workflow": enrollment["workflow_key"],
+                "step": step.id,
+                "error": result.error,
+                "next": result.next_step if result.status == "active" else None,
+            },
+        )
+
+    async def _claim(self, enrollment: asyncpg.Record, step: Step, seq: int, data: dict[str, Any]) -> bool:
+        """Commit this execution's row before its side effect; False when a previous
+        delivery already did (it may have had the effect: do not repeat it)."""
+        row = await self.claims.fetchval(
+            Q.claim_execution, enrollment["id"], seq, step.id, step.type, data, self.clock.now()
+        )
+        return row is not None
+
+    async def _release(self, enrollment: asyncpg.Record, seq: int) -> None:
+        """The effect certainly did not happen (SMTP refused the connection...): let a redelivery run it."""
+        await self.claims.execute(Q.release_execution, enrollment["id"], seq)
 
     async def _execute(
         self,
@@ -376,7 +456,7 @@ class Engine:
             return StepResult(following, input={"body": body}, output={"request_id": key})
 
         if isinstance(config, SendEmailConfig):
-            return await self._send_email(config, view, key, following)
+            return await self._send_email(config, view, key, following, enrollment, step, seq)
 
         if isinstance(config, DelayConfig | WaitForReplyConfig):
             waiting_reply = isinstance(config, WaitForReplyConfig)
@@ -438,7 +518,9 @@ class Engine:
             return StepResult(following, output={"field": config.field, "value": value})
 
         if isinstance(config, HttpConfig):
-            url = render(config.url, view)
+            url = render_url(config.url, view)
+            if not await self._claim(enrollment, step, seq, {"url": url}):
+                return StepResult(following, input={"url": url}, error=INTERRUPTED)
             try:
                 output = await webhook.call(
                     self.http,
@@ -449,9 +531,10 @@ class Engine:
                     timeout_s=config.timeout,
                     retries=config.retries,
                     idempotency_key=key,
+                    destinations=self.destinations,
                 )
             except webhook.WebhookError as err:
-                # Recorded and skipped: a dead webhook must not stall the lead's sequence.
+                # Recorded, and the step's failure path taken: a dead webhook must not stall the sequence.
                 return StepResult(following, input={"url": url}, error=str(err))
             return StepResult(following, input={"url": url}, output=output)
 
@@ -461,22 +544,40 @@ class Engine:
         raise AssertionError(f"no executor for {step.type}")
 
     async def _send_email(
-        self, config: SendEmailConfig, view: dict[str, Any], key: str, following: str
+        self,
+        config: SendEmailConfig,
+        view: dict[str, Any],
+        key: str,
+        following: str,
+        enrollment: asyncpg.Record,
+        step: Step,
+        seq: int,
     ) -> StepResult:
+        data: dict[str, Any] = {"template": config.template}
         try:
             if config.template is not None:
                 template = self.emailer.template(config.template)
                 subject, body = template.subject, template.body
             else:
                 subject, body = config.subject or "", config.body or ""
-            to = render(config.to, view)
+            to = single_address(render(config.to, view))
+        except EmailError as err:
+            # Nothing to retry (no address, no template): a failed step.
+            return StepResult(following, input=data, error=str(err))
+        data["to"] = to
+        if not await self._claim(enrollment, step, seq, data):
+            return StepResult(following, input=data, error=INTERRUPTED)
+        try:
             output = await self.emailer.send(
                 to=to, subject=render(subject, view), body=render(body, view), message_key=key
             )
         except EmailError as err:
-            # Nothing to retry (no address, no template): record it and go on.
-            return StepResult(following, input={"template": config.template}, error=str(err))
-        return StepResult(following, input={"template": config.template}, output=output)
+            return StepResult(following, input=data, error=str(err))
+        except Exception:
+            # Not sent (SMTP down, refused): a redelivery may try again.
+            await self._release(enrollment, seq)
+            raise
+        return StepResult(following, input=data, output=output)
 
     async def _finish(
         self, conn: asyncpg.Connection, enrollment: asyncpg.Record, status: str, reason: str | None

@@ -75,7 +75,9 @@ ON CONFLICT (workflow_key, thread) WHERE status IN ('active', 'waiting', 'paused
 RETURNING id;
 
 -- name: lock_enrollment
-SELECT * FROM workflow_enrollments WHERE id = $1 FOR UPDATE;
+-- NO KEY UPDATE: the step's execution row, committed on another connection
+-- before a side effect, takes KEY SHARE on this row for its foreign key.
+SELECT * FROM workflow_enrollments WHERE id = $1 FOR NO KEY UPDATE;
 
 -- name: live_enrollments_of_thread
 SELECT * FROM workflow_enrollments
@@ -95,7 +97,20 @@ WHERE id = $1;
 INSERT INTO workflow_executions
     (enrollment_id, seq, step_id, step_type, input, output, error, late, started_at, completed_at)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10)
-ON CONFLICT (enrollment_id, seq) DO NOTHING;
+ON CONFLICT (enrollment_id, seq) DO UPDATE SET
+    input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error,
+    completed_at = EXCLUDED.completed_at
+WHERE workflow_executions.completed_at IS NULL;
+
+-- name: claim_execution
+-- Committed before an http call or an email: a redelivery finding it open does not repeat it.
+INSERT INTO workflow_executions (enrollment_id, seq, step_id, step_type, input, started_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+ON CONFLICT (enrollment_id, seq) DO NOTHING
+RETURNING id;
+
+-- name: release_execution
+DELETE FROM workflow_executions WHERE enrollment_id = $1 AND seq = $2 AND completed_at IS NULL;
 
 -- name: complete_execution
 UPDATE workflow_executions SET output = $3::jsonb, late = $4, completed_at = $5

@@ -10,6 +10,7 @@ Any other failure answers ``{"error": "..."}``. Replicas share the subjects in o
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -68,7 +69,8 @@ def _source_name(request: ImportRequest) -> str:
 
 async def import_workflow(engine: Engine, request: ImportRequest) -> dict[str, Any]:
     try:
-        definition = load_text(request.text, _source_name(request))
+        # Off the event loop: the text is untrusted (source.py bounds what parsing may cost).
+        definition = await asyncio.to_thread(load_text, request.text, _source_name(request))
     except DefinitionError as err:
         issues = [{"source": i.source, "line": i.line, "reason": i.reason} for i in err.issues]
         return {"error": "invalid", "issues": issues}
@@ -81,7 +83,9 @@ async def export_workflow(engine: Engine, request: ExportRequest) -> dict[str, A
     row = await engine.pool.fetchrow(Q.latest_definition, slug(request.name))
     if row is None:
         return {"error": "not_found"}
-    definition = load_text(json.dumps(row["definition"]), f"{row['source']} (stored)")
+    definition = await asyncio.to_thread(
+        load_text, json.dumps(row["definition"]), f"{row['source']} (stored)"
+    )
     return {"text": render(definition, request.format)}
 
 

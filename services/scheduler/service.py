@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import structlog
 
 from libs.consumer import Delivery, Drop, Handler
-from libs.db import audit
+from libs.db import audit, create_pool
 from libs.events import (
     ContactOptin,
     ContactOptout,
@@ -30,6 +30,7 @@ from libs.events import (
 )
 from libs.service import Build, ServiceContext
 
+from . import webhook
 from .clock import Clock
 from .emailer import Emailer
 from .engine import Engine
@@ -191,9 +192,7 @@ class Scheduler:
             output["body"] = event.body  # what the lead gets (an EDIT may have changed it)
         elif event.reason:
             output["reason"] = event.reason
-        await self.engine.approval_decided(
-            enrollment_id, event.request_id, approved=approved, output=output
-        )
+        await self.engine.approval_decided(enrollment_id, event.request_id, approved=approved, output=output)
         return None
 
     # --- contacts and conversations ------------------------------------------------
@@ -304,8 +303,11 @@ def make_build(clock: Clock | None = None, expose: dict[str, Any] | None = None)
         settings = ctx.settings
         the_clock = clock or Clock()
         judge = OutcomeJudge(settings)
-        http = aiohttp.ClientSession()
+        http = webhook.session(webhook.Destinations(settings.http_step_allow))
         ctx.stack.push_async_callback(http.close)
+        # Execution rows committed ahead of a side effect: their own connections.
+        claims = await create_pool(settings.database_url, min_size=1, max_size=2)
+        ctx.stack.push_async_callback(claims.close)
         holder: dict[str, Scheduler] = {}
 
         async def on_overdue(record: TimerRecord, outcome: Outcome, lateness: float) -> None:
@@ -322,8 +324,10 @@ def make_build(clock: Clock | None = None, expose: dict[str, Any] | None = None)
             emailer=Emailer(settings),
             http=http,
             judge=judge,
+            claims=claims,
         )
-        definitions, issues = load_directory(settings.workflows_dir)
+        # Parsing is CPU work on untrusted text: keep it off the event loop.
+        definitions, issues = await asyncio.to_thread(load_directory, settings.workflows_dir)
         for issue in issues:
             log.error("workflow_rejected", file=issue.source, line=issue.line, reason=issue.reason)
             await audit(

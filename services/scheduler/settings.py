@@ -56,6 +56,9 @@ class SchedulerSettings(CommonSettings, frozen=True, kw_only=True):
             "unqualified": "unqualified",
         }
     )
+    #: Hosts, IPs or CIDRs http steps may call although they are internal (loopback,
+    #: private, link-local...); everything internal is refused otherwise.
+    http_step_allow: tuple[str, ...] = ()
     # Optional LLM judgement of outcomes (OpenAI-compatible); rules apply without it.
     llm_base_url: str = ""
     llm_api_key: str = ""

@@ -13,7 +13,11 @@ class SenderSettings(CommonSettings, frozen=True, kw_only=True):
     twilio_messaging_service_sid: str = ""
     #: Override of https://api.twilio.com (tests, egress proxies).
     twilio_api_base_url: str = ""
+    #: Bound on one Twilio API call; a create still unanswered then is abandoned (UNKNOWN).
     twilio_timeout_s: float = 15.0
+    #: A SENDING row's lease lasts twilio_timeout_s + this margin on the database clock,
+    #: so no other worker takes it over while the first attempt could still be in flight.
+    send_lease_margin_s: float = 15.0
     #: Delays between attempts after transient provider errors (429, 5xx).
     send_backoff_s: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0, 60.0)
     #: Attempts before a transiently failing message becomes FAILED_SEND.
@@ -38,6 +42,15 @@ class SenderSettings(CommonSettings, frozen=True, kw_only=True):
             raise ValueError("sender_transport must be auto, twilio or console")
         if self.max_send_attempts < 1:
             raise ValueError("max_send_attempts must be at least 1")
+        if self.twilio_timeout_s <= 0:
+            raise ValueError("twilio_timeout_s must be positive")
+        if self.send_lease_margin_s <= 0:
+            raise ValueError("send_lease_margin_s must be positive")
+
+    @property
+    def send_lease_s(self) -> float:
+        """How long a worker's lease on an outbox row lasts (see docs/sender.md)."""
+        return self.twilio_timeout_s + self.send_lease_margin_s
 
     @property
     def twilio_configured(self) -> bool:

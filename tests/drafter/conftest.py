@@ -54,6 +54,8 @@ async def start_drafter(make_settings: Callable[..., Any]) -> AsyncIterator[Star
             "profile_path": PROFILE,
             "llm_max_retries": 0,
             "llm_timeout_s": 2.0,
+            # Tests decide right after the prompt; test_versions.py covers the grace.
+            "bare_reply_grace_s": 0.0,
         }
         values.update(overrides)
         settings = make_settings(DrafterSettings, **values)

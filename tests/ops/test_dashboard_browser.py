@@ -12,7 +12,7 @@ import pytest
 from libs.bus import Bus
 from libs.events import DraftApproved, DraftCreated, DraftDecided, InboundRouted, thread_of
 from tests.harness import EventCollector, eventually
-from tests.ops.browser import Chromium, find_chromium
+from tests.ops.browser import chromium_page, find_chromium
 from tests.ops.conftest import BUSINESS, StartFleet, StartIngest
 
 CHROMIUM = find_chromium()
@@ -66,24 +66,27 @@ async def test_owner_logs_in_and_approves_a_draft_in_chromium(
     created = (await collector.wait_for(DraftCreated, timeout=15))[0]
     shots = screenshot_dir(tmp_path)
 
-    async with Chromium(CHROMIUM) as page:
+    async with chromium_page(CHROMIUM) as page:
         await page.goto(ingest.url + "/dashboard")
-        assert (await page.url()).startswith(ingest.url + "/dashboard/login")
-        await page.type_into("#token", "rl_wrong")
-        await page.click("#sign-in")
-        assert "not an active admin token" in await page.text(".error")
+        assert page.url.startswith(ingest.url + "/dashboard/login")
+        await page.fill("#token", "rl_wrong")
+        async with page.expect_navigation():
+            await page.click("#sign-in")
+        assert "not an active admin token" in await page.inner_text(".error")
 
-        await page.type_into("#token", token)
-        await page.click("#sign-in")
-        assert await page.url() == ingest.url + "/dashboard"
+        await page.fill("#token", token)
+        async with page.expect_navigation():
+            await page.click("#sign-in")
+        assert page.url == ingest.url + "/dashboard"
         card = f"#draft-{created.ref}"
-        assert await page.exists(card), await page.text()
-        assert created.body in await page.text(card)
-        assert "How much is drain cleaning?" in await page.text(card)
-        await page.screenshot(shots / "dashboard.png")
+        assert await page.locator(card).count() == 1, await page.inner_text("body")
+        assert created.body in await page.inner_text(card)
+        assert "How much is drain cleaning?" in await page.inner_text(card)
+        await page.screenshot(path=shots / "dashboard.png", full_page=True)
 
-        await page.click(f"{card} button[name=approve]")
-        assert f"Approval of draft #{created.ref} sent" in await page.text(".notice")
+        async with page.expect_navigation():
+            await page.click(f"{card} button[name=approve]")
+        assert f"Approval of draft #{created.ref} sent" in await page.inner_text(".notice")
 
         decided = (await collector.wait_for(DraftDecided, lambda e: e.source == "dashboard"))[0]
         assert decided.action == "approve" and decided.draft_id == created.draft_id
@@ -93,20 +96,21 @@ async def test_owner_logs_in_and_approves_a_draft_in_chromium(
 
         async def draft_gone() -> bool:
             await page.goto(ingest.url + "/dashboard")
-            return not await page.exists(card)
+            return await page.locator(card).count() == 0
 
         await eventually(draft_gone, timeout=10, interval=0.3)
 
         # The thread page shows the human decision in the audit trail.
         await page.goto(ingest.url + f"/dashboard/threads/{thread_of(LEAD)}")
-        audit = await page.text("#audit")
+        audit = await page.inner_text("#audit")
         assert "draft.decided" in audit and "HUMAN" in audit
-        await page.screenshot(shots / "thread.png")
+        await page.screenshot(path=shots / "thread.png", full_page=True)
 
-        await page.click("nav a[href='/dashboard/health']")
-        services = await page.text("#services")
+        async with page.expect_navigation():
+            await page.click("nav a[href='/dashboard/health']")
+        services = await page.inner_text("#services")
         assert "drafter" in services and "ingest" in services and "router" in services
-        await page.screenshot(shots / "health.png")
+        await page.screenshot(path=shots / "health.png", full_page=True)
     row = await pool.fetchrow(
         "SELECT actor, details FROM audit_log WHERE service = 'ingest' AND action = 'draft.decided'"
     )

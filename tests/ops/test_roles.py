@@ -83,5 +83,5 @@ async def test_ingest_runs_under_its_own_role(
     assert role == "replyline_ingest"
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await ingest.service.ctx.pool.execute("UPDATE drafts SET body = 'x'")
-    status, _ = await ingest.request("GET", "/health/system")
+    status, _ = await ingest.internal("/health/system")
     assert status in (200, 503)

@@ -23,7 +23,8 @@ async def llm() -> AsyncIterator[FakeOpenAI]:
 
 
 async def _system(ingest: Any) -> tuple[int, dict[str, Any]]:
-    status, body = await ingest.request("GET", "/health/system")
+    # The internal health port: on the public port it needs an admin token.
+    status, body = await ingest.internal("/health/system")
     assert isinstance(body, dict), body
     return status, body
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from libs.owner_protocol import Command
 from services.router.classification import Classification
 from services.router.rules import RouteInput, RouteResult, route, route_before_classification
 
@@ -41,8 +42,8 @@ def test_owner_number_is_a_command_never_a_draft() -> None:
         "owner_command",
         "RECEIVED",
     )
-    assert result.command is not None
-    assert (result.command.action, result.command.ref) == ("approve", "4821")
+    assert isinstance(result.command, Command)
+    assert (result.command.kind, result.command.ref) == ("approve", "4821")
 
 
 def test_owner_wins_even_over_keywords_and_pause() -> None:

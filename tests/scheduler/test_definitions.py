@@ -205,3 +205,73 @@ def test_dry_run_timeline_follows_both_branches() -> None:
     assert [e.step_id for e in replied][2:] == ["replied", "thank_email", "end"]
     text = format_timeline(silent, start)
     assert "T+3d" in text and "add tag 'cold_lead'" in text
+
+
+# --- issue 11: http URLs, on_error, YAML limits ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["{{website}}", "https://{{host}}/hook", "https://api.example.com{{path}}", "ftp://example.com/x"]
+)
+def test_http_url_whose_scheme_or_host_comes_from_a_token_is_refused(url: str) -> None:
+    text = HEADER + f'  - id: call\n    type: http\n    config:\n      url: "{url}"\n'
+    [(line, reason)] = issues_of(text)
+    assert line == 6
+    assert reason.startswith("http step 'call': url")
+
+
+def test_http_url_tokens_in_path_and_query_are_allowed() -> None:
+    text = HEADER + '  - id: call\n    type: http\n    config: {url: "https://x.example/a/{{id}}?q={{q}}"}\n'
+    assert load_text(text, "wf.yaml").configs["call"]
+
+
+def test_on_error_must_name_a_step_and_counts_for_reachability() -> None:
+    steps = (
+        "  - id: call\n    type: http\n    config: {url: 'https://x.example/'}\n    on_error: {target}\n"
+        "  - id: done\n    type: end\n"
+        "  - id: failed\n    type: add_tag\n    config: {tag: failed}\n"
+    )
+    definition = load_text(HEADER + steps.replace("{target}", "failed"), "wf.yaml")
+    assert definition.steps["call"].on_error == "failed"
+    assert issues_of(HEADER + steps.replace("{target}", "nowhere")) == [
+        (7, "step 'call' goes to unknown step 'nowhere'")
+    ]
+    loop = (
+        HEADER + "  - id: call\n    type: http\n    config: {url: 'https://x.example/'}\n    on_error: call\n"
+    )
+    [(line, reason)] = issues_of(loop)
+    assert line == 7 and reason.startswith("cycle without a delay")
+
+
+def test_billion_laughs_is_refused_before_expanding() -> None:
+    import time
+    import tracemalloc
+
+    levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        levels.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    text = HEADER.replace("steps:\n", "") + "\n".join(levels) + "\nsteps: *i\n"
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        assert issues_of(text) == [(4, "YAML aliases (*a) are not allowed in workflows")]
+        assert time.monotonic() - started < 2
+        assert tracemalloc.get_traced_memory()[1] < 20_000_000
+    finally:
+        tracemalloc.stop()
+
+
+def test_document_size_and_depth_are_bounded() -> None:
+    big = HEADER + "  - id: a\n    type: send_sms\n    config: {body: '" + "x" * 300_000 + "'}\n"
+    [(line, reason)] = issues_of(big)
+    assert line == 1 and reason.startswith("document too large")
+    deep = (
+        HEADER
+        + "  - id: a\n    type: update_field\n    config: {field: f, value: "
+        + "[" * 50
+        + "]" * 50
+        + "}\n"
+    )
+    [(line, reason)] = issues_of(deep)
+    assert line == 6 and reason == "nested deeper than 32 levels"
+    assert issues_of("[" * 5000 + "]" * 5000, "wf.json") == [(1, "nested deeper than 32 levels")]

@@ -435,7 +435,8 @@ steps:
     config: {{tag: new}}
 """,
         )
-        await schedulers.start()
+        # The fake webhook listens on loopback, which http steps refuse unless allowed.
+        await schedulers.start(http_step_allow=("127.0.0.1",))
         await bus.publish(lead(source="web"))
         await until(lambda: pool.fetchval("SELECT count(*) FROM contacts"))
         await bus.publish(ContactTagged(thread=THREAD, number=PHONE, tag_name="new"))

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from libs.db import Queries
 from services.ingest.api import DraftNotFound, decide_draft, number_and_thread, pause_thread
-from services.ingest.auth import Principal
+from services.ingest.auth import Principal, secrets_equal
 from services.ingest.dashboard import reads
 from services.ingest.dashboard.sessions import (
     COOKIE_PATH,
@@ -34,7 +34,7 @@ from services.ingest.dashboard.sessions import (
     SessionStore,
 )
 from services.ingest.drafter_rpc import PENDING, QUEUE, DrafterError, DrafterUnavailable
-from services.ingest.http_common import DEPS_KEY, SETTINGS_KEY, Unavailable
+from services.ingest.http_common import DEPS_KEY, LOOKUP_ERRORS, SETTINGS_KEY, Unavailable
 from services.ingest.system_health import SYSTEM_HEALTH_KEY
 from services.ingest.twilio_payload import PayloadError
 
@@ -123,7 +123,7 @@ def _safe_next(target: str | None) -> str:
 async def _session(request: web.Request) -> Session | None:
     try:
         return await request.app[DASHBOARD_KEY].sessions.get(request.cookies.get(SESSION_COOKIE))
-    except (OSError, asyncpg.PostgresError) as exc:
+    except LOOKUP_ERRORS as exc:
         raise Unavailable(f"cannot check the session ({type(exc).__name__})") from exc
 
 
@@ -178,18 +178,18 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     submitted = _field(form, "csrf") or ""
-    if not expected or not secrets.compare_digest(expected, submitted):
+    if not expected or not secrets_equal(expected, submitted):
         return await login_form(request, "The form expired; please try again.", status=403)
     token = (_field(form, "token") or "").strip()
     try:
         principal = await request.app[DEPS_KEY].tokens.verify(token) if token else None
-    except Exception as exc:
+    except LOOKUP_ERRORS as exc:
         raise Unavailable(f"cannot check the token ({type(exc).__name__})") from exc
     if principal is None or principal.scope != "admin":
         log.warning("dashboard_login_refused", remote=request.remote)
         return await login_form(request, "That is not an active admin token.", status=401)
     sessions = request.app[DASHBOARD_KEY].sessions
-    session_id = await sessions.create(principal.name)
+    session_id = await sessions.create(principal.name, token)
     log.info("dashboard_login", principal=principal.name)
     response = _redirect(_safe_next(_field(form, "next")))
     _set_cookie(request, response, SESSION_COOKIE, session_id, max_age=int(sessions.ttl_s))

@@ -33,7 +33,7 @@ from .model import (
     Workflow,
 )
 from .source import Document, Issue, parse
-from .template import template_errors
+from .template import template_errors, url_problems
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -85,9 +85,10 @@ class Definition:
 
     def successors(self, step_id: str) -> list[str]:
         step = self.steps[step_id]
-        if step.branches is not None:
-            return list(step.branches.values())
-        return [self.next_of(step_id)]
+        targets = list(step.branches.values()) if step.branches is not None else [self.next_of(step_id)]
+        if step.on_error is not None:
+            targets.append(step.on_error)
+        return targets
 
     def to_builtins(self) -> dict[str, Any]:
         """The definition as plain data (for JSON export and the definitions table)."""
@@ -228,6 +229,8 @@ def _step_config(
     where = (*at, "config")
     for reason in _config_problems(config):
         issues.append(document.issue(where, f"{step.type} step {step.id!r}: {reason}"))
+    if step.type == "end" and step.on_error is not None:
+        issues.append(document.issue((*at, "on_error"), "an end step has no on_error"))
     _check_branches(document, at, step, config, issues)
     return config
 
@@ -268,8 +271,7 @@ def _config_problems(config: StepConfig) -> Iterable[str]:
         if any(weight <= 0 for weight in config.weights.values()):
             yield "weights must be positive"
     elif isinstance(config, HttpConfig):
-        if not config.url.startswith(("http://", "https://")) and not config.url.startswith("{{"):
-            yield "url must start with http:// or https://"
+        yield from url_problems(config.url)
         if config.timeout <= 0:
             yield "timeout must be positive"
         if not 0 <= config.retries <= 10:
@@ -314,6 +316,8 @@ def _graph_issues(document: Document, definition: Definition) -> list[Issue]:
         targets: list[tuple[tuple[str | int, ...], str]] = []
         if step.next is not None:
             targets.append(((*at, "next"), step.next))
+        if step.on_error is not None:
+            targets.append(((*at, "on_error"), step.on_error))
         for name, target in (step.branches or {}).items():
             targets.append(((*at, "branches", name), target))
         for where, target in targets:
@@ -381,4 +385,6 @@ def _edge_path(
     for name, branch_target in (step.branches or {}).items():
         if branch_target == target:
             return (*at, "branches", name)
+    if step.on_error == target and step.next != target:
+        return (*at, "on_error")
     return (*at, "next") if step.next is not None else at

@@ -38,6 +38,9 @@ class Step(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     config: dict[str, Any] = msgspec.field(default_factory=dict)
     next: str | None = None
     branches: dict[str, str] | None = None
+    #: Where the enrollment goes when this step fails (a step id, or ``end`` to end
+    #: the enrollment as failed); without it, it goes on as if the step had succeeded.
+    on_error: str | None = None
 
 
 class Workflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):

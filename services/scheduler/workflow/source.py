@@ -4,6 +4,12 @@
 graph) can point at the line to fix. JSON is parsed by the same YAML composer
 (JSON documents are YAML flow collections); a document the composer rejects is
 retried with the json module so JSON files get JSON's own error line.
+
+Workflows arrive from the API at runtime, so the text is untrusted: it is
+bounded in size (:data:`MAX_BYTES`) and nesting (:data:`MAX_DEPTH`), and YAML
+aliases are refused while composing, before any alias is expanded (a
+450-byte "billion laughs" document otherwise builds gigabytes). Workflows need
+neither anchors' aliases nor deep nesting.
 """
 
 from __future__ import annotations
@@ -14,6 +20,11 @@ from typing import Any
 import yaml
 
 Path_ = tuple[str | int, ...]
+
+#: Largest workflow document accepted (bytes of UTF-8).
+MAX_BYTES = 256 * 1024
+#: Deepest nesting of mappings and lists (a real workflow needs about 6).
+MAX_DEPTH = 32
 
 
 class Issue(Exception):
@@ -72,10 +83,47 @@ class _Builder:
         return self._scalars.construct_object(node)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose composer refuses aliases and deep nesting as it meets them."""
+
+    def __init__(self, text: str, source: str) -> None:
+        super().__init__(text)
+        self.source = source
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise Issue(
+                self.source,
+                event.start_mark.line + 1,
+                f"YAML aliases (*{event.anchor}) are not allowed in workflows",
+            )
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            event = self.peek_event()
+            raise Issue(self.source, event.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _compose(text: str, source: str) -> yaml.Node | None:
+    loader = _Loader(text, source)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
 def parse(text: str, source: str) -> Document:
     """Plain data and line map of a YAML or JSON text; raises :class:`Issue`."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        raise Issue(source, 1, f"document too large ({size} bytes; the limit is {MAX_BYTES})")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text, source)
     except yaml.MarkedYAMLError as err:
         if source.endswith(".json"):
             return _json_document(text, source)
@@ -99,6 +147,22 @@ def _json_document(text: str, source: str) -> Document:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise Issue(source, err.lineno, f"not valid JSON: {err.msg}") from err
+    except RecursionError:
+        raise Issue(source, 1, f"nested deeper than {MAX_DEPTH} levels") from None
+    if _depth(data) > MAX_DEPTH:
+        raise Issue(source, 1, f"nested deeper than {MAX_DEPTH} levels")
     if not isinstance(data, dict):
         raise Issue(source, 1, "a workflow must be an object with name, trigger and steps")
     return Document(source, data, {(): 1})
+
+
+def _depth(data: Any) -> int:
+    """Nesting depth of plain JSON data, without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
