@@ -20,8 +20,10 @@ from libs.events import (
     ContactPaused,
     DraftDecided,
     Event,
+    HumanReply,
     InboundReceived,
     InboundRouted,
+    TimerFired,
     thread_of,
 )
 from libs.owner_protocol import decision_of, parse_owner_command
@@ -30,6 +32,7 @@ from services.router.keywords import match_keyword
 from services.router.llm import LlmClassifier
 from services.router.rules import RouteInput, RouteResult, route
 from services.router.settings import RouterSettings
+from services.router.takeover import Takeover
 
 Q = load_queries(Path(__file__).parent / "queries.sql")
 log = structlog.get_logger(__name__)
@@ -58,6 +61,7 @@ class Router:
         self.local = local
         self.llm = llm
         self.owners = frozenset(settings.owner_numbers)
+        self.takeover = Takeover(settings, bus, pool)
 
     def _needs_classification(self, event: InboundReceived) -> bool:
         return (
@@ -106,6 +110,7 @@ class Router:
                 paused=state["paused"],
                 opted_out=state["opted_out"],
                 stale=d.seq < state["last_seq"],
+                takeover=state["takeover_since"] is not None,
             )
             result = route(inp, classification, language_threshold=self.settings.language_threshold)
             await self._store(conn, event, d, thread, result, classification)
@@ -263,13 +268,31 @@ class Router:
         )
         return out
 
+    async def on_human(self, event: HumanReply, d: Delivery) -> Retry | None:
+        try:
+            await self.takeover.human_replied(event)
+        except _TRANSIENT as exc:
+            return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
+        return None
+
+    async def on_timer(self, event: TimerFired, d: Delivery) -> Retry | None:
+        try:
+            await self.takeover.quiet_period_over(event)
+        except _TRANSIENT as exc:
+            return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
+        return None
+
     async def on_paused(self, event: ContactPaused, d: Delivery) -> Retry | None:
         thread = thread_of(event.number) if event.number else event.thread
+        ended = None
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     Q.set_paused, thread, event.number, event.paused, event.actor, event.reason
                 )
+                if not event.paused:
+                    # RESUME (SMS, dashboard, API) hands a HUMAN_TAKEOVER thread back at once.
+                    ended = await self.takeover.end(conn, thread, event, reason="resume")
                 await audit(
                     conn,
                     service=NAME,
@@ -278,6 +301,8 @@ class Router:
                     thread=thread,
                     details={"actor": event.actor, "reason": event.reason},
                 )
+            if ended is not None:
+                await self.bus.publish(ended)
         except _TRANSIENT as exc:
             return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
         log.info("thread_pause_set", thread=thread, paused=event.paused)
