@@ -140,10 +140,12 @@ SELECT * FROM (
     SELECT 'draft' AS what, ref, to_number AS number, inbound_body AS body, created_at
       FROM drafts WHERE status = 'DRAFT_PENDING_APPROVAL'
     UNION ALL
-    SELECT DISTINCT ON (m.thread) 'thread', coalesce(t.ref, ''), m.number, m.body, m.created_at
-      FROM manual_queue m LEFT JOIN thread_refs t ON t.thread = m.thread
-     WHERE m.resolved_at IS NULL
-     ORDER BY m.thread, m.created_at DESC
+    SELECT 'thread', ref, number, body, created_at FROM (
+        SELECT DISTINCT ON (m.thread) coalesce(t.ref, '') AS ref, m.number, m.body, m.created_at
+          FROM manual_queue m LEFT JOIN thread_refs t ON t.thread = m.thread
+         WHERE m.resolved_at IS NULL
+         ORDER BY m.thread, m.created_at DESC
+    ) newest_per_thread
 ) w ORDER BY created_at DESC LIMIT $1;
 
 -- name: count_waiting

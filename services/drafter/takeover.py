@@ -215,7 +215,9 @@ class Console:
 
         return reply
 
-    async def _record(self, conn: asyncpg.Connection, ev: DraftDecided, thread: str, outcome: str, notes: str) -> str:
+    async def _record(
+        self, conn: asyncpg.Connection, ev: DraftDecided, thread: str, outcome: str, notes: str
+    ) -> str:
         await conn.execute(
             Q.insert_approval,
             ev.id, None, None, ev.ref, ev.reviewer, ev.source, ev.action, outcome, notes,
