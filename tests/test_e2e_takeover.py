@@ -237,3 +237,51 @@ async def test_owner_console_list_help_pause_and_malformed_send(
     assert (await stack.texts_to(OWNER, 7))[6].startswith("There is no #999999")
     assert stack.twilio.messages_to(LEAD) == []
     await collector.assert_none(HumanReply)
+
+
+async def test_dashboard_compose_takes_over_and_hands_back_in_chromium(
+    stack: TakeoverStack, collector: EventCollector, tmp_path: Path
+) -> None:
+    from tests.ops.browser import chromium_page, find_chromium
+    from tests.ops.test_dashboard_browser import screenshot_dir
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed")
+    await needs_review_ref(stack)
+    shots = screenshot_dir(tmp_path)
+    thread_url = f"{stack.ingest_url}/dashboard/threads/{LEAD.lstrip('+')}"
+    async with chromium_page(chromium) as page:
+        await page.goto(stack.ingest_url + "/dashboard")
+        await page.fill("#token", API_TOKEN)
+        async with page.expect_navigation():
+            await page.click("#sign-in")
+        await page.goto(thread_url)
+        assert NEGATIVE in await page.inner_text("#conversation")
+        await page.fill("#compose-text", SORRY)
+        async with page.expect_navigation():
+            await page.click("#compose button[name=send]")
+        assert "on its way from the business number" in await page.inner_text(".notice")
+        assert await stack.texts_to(LEAD, 1) == [SORRY]
+        (human,) = await collector.wait_for(HumanReply)
+        assert (human.channel, human.author) == ("dashboard", "dashboard:settings")
+        await collector.wait_for(ContactTakeover, lambda e: e.active)
+        await collector.wait_for(OutboundSent, lambda e: e.kind == "human_reply")
+
+        await stack.sms(LEAD, "Thanks! What will it cost?")
+        await collector.wait_for(InboundRouted, lambda e: e.decision == "forward")
+
+        async def shows_takeover() -> bool:
+            await page.goto(thread_url)
+            chat = await page.inner_text("#conversation")
+            return await page.locator("#takeover").count() == 1 and "What will it cost?" in chat
+
+        await eventually(shows_takeover, timeout=10, interval=0.3)
+        chat = await page.inner_text("#conversation")
+        assert SORRY in chat and "dashboard:settings via dashboard" in chat
+        await page.screenshot(path=shots / "takeover_thread.png", full_page=True)
+
+        async with page.expect_navigation():
+            await page.click("button[name=resume]")
+        (ended,) = await collector.wait_for(ContactTakeover, lambda e: not e.active)
+        assert ended.reason == "resume"

@@ -153,7 +153,7 @@ def conversation(detail: ThreadDetail, humans: dict[str, dict[str, Any]]) -> lis
         entries.append({
             "side": "lead", "at": m["received_at"], "body": m["body"],
             "label": f"+{m['num_media']} media" if m.get("num_media") else "",
-            "status": decided["status"] if decided else "RECEIVED",
+            "status": decided["status"] if decided else "RECEIVED", "kind": "inbound",
         })
     for o in detail.outbound.rows:
         if o["kind"] in ("owner_prompt", "owner_alert"):
@@ -169,7 +169,7 @@ def conversation(detail: ThreadDetail, humans: dict[str, dict[str, Any]]) -> lis
         by = f" · {d['decided_by']}" if d.get("decided_by") else ""
         entries.append({"side": "note", "at": d["created_at"], "body": d["body"],
                         "label": f"draft #{d['ref']} v{d['version']} ({d['source']})",
-                        "status": d["status"] + by})
+                        "status": d["status"] + by, "kind": "draft"})
     entries.sort(key=lambda e: e["at"])
     return entries
 
