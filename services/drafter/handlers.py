@@ -37,7 +37,9 @@ from libs.events import (
     DraftRejected,
     DraftRequested,
     InboundRouted,
+    OutboundFailed,
     OutboundRequested,
+    OutboundSent,
     TimerCancel,
     TimerFired,
     TimerSet,
@@ -69,6 +71,7 @@ from services.drafter.store import (
     insert_draft,
     insert_traces,
 )
+from services.drafter.takeover import CONSOLE_ACTIONS, Console, thread_ref
 
 SERVICE = "drafter"
 log = structlog.get_logger("drafter")
@@ -90,9 +93,15 @@ class Drafter:
     llm: LLM
     profile: Profile
 
+    def __post_init__(self) -> None:
+        self.console = Console(self.settings, self.bus, self.pool, self._tell_owner)
+
     # --- inbound.routed ----------------------------------------------------
 
     async def on_routed(self, event: InboundRouted, d: Delivery) -> Drop | None:
+        if event.decision == "forward":
+            await self.console.forward(event)  # HUMAN_TAKEOVER: a person answers this thread
+            return None
         if event.decision == "needs_review":
             await self._needs_review(event)
             return None
@@ -347,7 +356,9 @@ class Drafter:
                 details={"reason": "llm_failed", "message_sid": event.message_sid, "error": str(failure)},
             )
             await self._tell_owners(
-                owner_texts.llm_failed(event.from_number, event.body),
+                owner_texts.llm_failed(
+                    event.from_number, event.body, await thread_ref(conn, event.thread, event.from_number)
+                ),
                 f"llm_failed:{event.message_sid}",
             )
 
@@ -361,8 +372,9 @@ class Drafter:
                 details={"rule": event.rule, "message_sid": event.message_sid},
             )
             if self.settings.alert_on_needs_review:
+                ref = await thread_ref(conn, event.thread, event.from_number)
                 await self._tell_owners(
-                    owner_texts.needs_review(event.from_number, event.body, event.rule),
+                    owner_texts.needs_review(event.from_number, event.body, event.rule, ref),
                     f"needs_review:{event.message_sid}",
                 )
 
@@ -433,6 +445,9 @@ class Drafter:
     # --- draft.decided -------------------------------------------------------
 
     async def on_decided(self, event: DraftDecided, d: Delivery) -> Retry | None:
+        if event.action in CONSOLE_ACTIONS:
+            await self._console(event)
+            return None
         if d.num_delivered <= UNKNOWN_DRAFT_RETRIES and not await self._names_known_draft(event):
             # draft.created and the owner prompt are published before the creating
             # transaction commits, so a fast decision can arrive first: wait, don't refuse.
@@ -444,6 +459,18 @@ class Drafter:
             await decision.apply()
         decision.count()  # committed: a rolled-back attempt is redelivered and counts then
         return None
+
+    async def _console(self, event: DraftDecided) -> None:
+        """SEND / PAUSE / RESUME / LIST / HELP (services/drafter/takeover.py)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(Q.decision_seen, event.id):
+                return
+            outcome = await self.console.apply(conn, event)
+        metrics.DRAFT_DECISIONS.labels(event.action, event.source, outcome).inc()
+
+    async def on_outbound(self, event: OutboundSent | OutboundFailed, d: Delivery) -> None:
+        """The delivery result of a human reply, for the owner who sent it by SMS."""
+        await self.console.on_outcome(event)
 
     async def _names_known_draft(self, event: DraftDecided) -> bool:
         """False only when the decision names a draft id or ref that no row has (yet)."""

@@ -97,3 +97,57 @@ SELECT * FROM manual_queue WHERE resolved_at IS NULL ORDER BY created_at, id LIM
 -- name: resolve_manual_for_thread
 UPDATE manual_queue SET resolved_at = now(), resolved_by = $2
 WHERE thread = $1 AND resolved_at IS NULL;
+
+-- name: thread_ref
+SELECT ref FROM thread_refs WHERE thread = $1;
+
+-- name: insert_thread_ref
+INSERT INTO thread_refs (thread, number, ref) VALUES ($1, $2, nextval('draft_ref_seq')::text)
+ON CONFLICT (thread) DO NOTHING
+RETURNING ref;
+
+-- name: thread_by_ref
+-- A ref the owner typed: a pending draft's first, then a thread's, then any draft's
+-- (refs come from one sequence; after it wraps the live one wins).
+SELECT thread, number FROM (
+    SELECT thread, to_number AS number, 0 AS rank, created_at FROM drafts
+     WHERE ref = $1 AND status = 'DRAFT_PENDING_APPROVAL'
+    UNION ALL
+    SELECT thread, number, 1, created_at FROM thread_refs WHERE ref = $1
+    UNION ALL
+    SELECT thread, to_number, 2, created_at FROM drafts WHERE ref = $1
+) r ORDER BY rank, created_at DESC LIMIT 1;
+
+-- name: insert_human_reply
+INSERT INTO human_replies (request_id, thread, number, body, author, channel, notify, ref)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (request_id) DO NOTHING
+RETURNING request_id;
+
+-- name: human_reply_outcome
+-- requested -> sent | failed | refused; sent -> failed when a status callback says
+-- the carrier did not deliver it. A repeat changes nothing (and tells nobody twice).
+UPDATE human_replies SET status = $2, error = $3, outcome_at = now()
+WHERE request_id = $1 AND (status = 'requested' OR (status = 'sent' AND $2 = 'failed'))
+RETURNING *;
+
+-- name: oldest_open_manual
+SELECT min(created_at) FROM manual_queue WHERE thread = $1 AND resolved_at IS NULL;
+
+-- name: waiting_threads
+-- LIST: pending drafts and threads waiting for a person, newest first.
+SELECT * FROM (
+    SELECT 'draft' AS what, ref, to_number AS number, inbound_body AS body, created_at
+      FROM drafts WHERE status = 'DRAFT_PENDING_APPROVAL'
+    UNION ALL
+    SELECT 'thread', ref, number, body, created_at FROM (
+        SELECT DISTINCT ON (m.thread) coalesce(t.ref, '') AS ref, m.number, m.body, m.created_at
+          FROM manual_queue m LEFT JOIN thread_refs t ON t.thread = m.thread
+         WHERE m.resolved_at IS NULL
+         ORDER BY m.thread, m.created_at DESC
+    ) newest_per_thread
+) w ORDER BY created_at DESC LIMIT $1;
+
+-- name: count_waiting
+SELECT (SELECT count(*) FROM drafts WHERE status = 'DRAFT_PENDING_APPROVAL')
+     + (SELECT count(DISTINCT thread) FROM manual_queue WHERE resolved_at IS NULL);

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from libs import consent_state
 from libs.consumer import Handler
 from libs.db import audit, load_queries
 from libs.events import Event
@@ -77,6 +79,7 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
             tokens=DbTokenVerifier(ctx.pool, QUERIES, settings.api_token),
             drafter=NatsDrafterApi(ctx.bus.nc, ctx.bus.prefix, settings.drafter_rpc_timeout_s),
             audit=audit_row,
+            opted_out=functools.partial(consent_state.opted_out, ctx.bus),
             scheduler=NatsSchedulerApi(
                 ctx.bus.nc, ctx.bus.prefix, settings.scheduler_rpc_timeout_s
             ),
