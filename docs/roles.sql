@@ -54,9 +54,10 @@ GRANT SELECT ON audit_log, routing_decisions, thread_controls, drafts, outbound_
 GRANT SELECT, INSERT, UPDATE, DELETE ON routing_decisions, thread_controls TO replyline_router;
 GRANT USAGE ON SEQUENCE routing_decisions_id_seq TO replyline_router;
 
--- drafter: drafts (every version), approvals, AI traces, the manual queue.
-GRANT SELECT, INSERT, UPDATE, DELETE ON drafts, approvals, ai_traces, manual_queue
-    TO replyline_drafter;
+-- drafter: drafts (every version), approvals, AI traces, the manual queue,
+-- thread refs and human replies (takeover).
+GRANT SELECT, INSERT, UPDATE, DELETE ON drafts, approvals, ai_traces, manual_queue,
+    thread_refs, human_replies TO replyline_drafter;
 GRANT USAGE ON SEQUENCE drafts_id_seq, approvals_id_seq, ai_traces_id_seq, manual_queue_id_seq,
     draft_ref_seq TO replyline_drafter;
 
