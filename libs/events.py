@@ -317,6 +317,7 @@ TimerKind = Literal[
     "reply_timeout",
     "quiet_hours",
     "no_response",
+    "burst_debounce",  # the drafter's one-draft-per-burst wait (docs/drafter.md)
 ]
 
 

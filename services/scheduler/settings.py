@@ -17,6 +17,8 @@ DEFAULT_OVERDUE_POLICY: dict[str, OverduePolicy] = {
     "reply_timeout": "fire_late",
     "quiet_hours": "fire_late",
     "no_response": "escalate",
+    # A lead's burst still needs its one draft, however late (the drafter was waiting).
+    "burst_debounce": "fire_late",
 }
 
 
