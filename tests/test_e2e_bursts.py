@@ -277,3 +277,18 @@ async def test_a_restart_of_drafter_and_scheduler_mid_debounce_loses_nothing(
     (prompt,) = await stack.texts_to(OWNER, 1)
     assert f'"{BURST[0]}" / "{BURST[1]}"' in prompt
     assert len(llm.requests) == 1
+
+
+async def test_an_opt_out_drops_the_pending_burst(
+    stack: BurstStack, llm: FakeOpenAI, collector: EventCollector, pool: asyncpg.Pool
+) -> None:
+    first = await stack.sms(LEAD, BURST[1])
+    await _held(collector, [first])
+    stop = await stack.sms(LEAD, "STOP")
+    await collector.wait_for(InboundRouted, lambda e: e.message_sid == stop, timeout=15)
+    await collector.wait_for(TimerCancel, lambda e: e.timer_id.startswith("burst_debounce:"), timeout=15)
+
+    stack.advance(25)
+    await collector.assert_none(DraftCreated, within=2.0)
+    assert llm.requests == []
+    assert await pool.fetchval("SELECT status FROM bursts") == "dropped"

@@ -86,6 +86,8 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "workflow_enrollment_id": self.workflow_enrollment_id,
             "sms_prompted": self.sms_prompted,
+            "lead_messages": list(self.lead_messages),
+            "replaces_refs": list(self.replaces_refs),
         }
 
 
