@@ -14,6 +14,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from libs.bus import Bus
 from libs.events import thread_of
 from libs.settings import CommonSettings, SettingsError, load
+from libs.twilio_errors import describe
 
 SUMMARY_FIELDS = (
     "body",
@@ -82,7 +83,8 @@ async def stream_history(settings: CommonSettings, thread: str) -> list[dict[str
                 break
             for msg in msgs:
                 data = json.loads(msg.data)
-                summary = {k: data[k] for k in SUMMARY_FIELDS if data.get(k) not in (None, "", [])}
+                fields = {k: data[k] for k in SUMMARY_FIELDS if data.get(k) not in (None, "", [])}
+                summary = _explained(fields)
                 rows.append({
                     "at": msg.metadata.timestamp, "source": "stream", "seq": msg.metadata.sequence.stream,
                     "what": data.get("type", bus.unprefixed(msg.subject)), "summary": summary,
@@ -113,6 +115,12 @@ async def audit_history(settings: CommonSettings, thread: str) -> list[dict[str,
         await conn.close()
     return [
         {"at": r["at"], "source": "audit", "what": f"{r['service']}.{r['action']}",
-         "summary": {"actor": r["actor"], **json.loads(r["details"])}}
+         "summary": _explained({"actor": r["actor"], **json.loads(r["details"])})}
         for r in records
     ]  # fmt: skip
+
+
+def _explained(summary: dict[str, Any]) -> dict[str, Any]:
+    """A delivery error code gets its plain-language explanation (libs/data/twilio_errors.yaml)."""
+    help_text = describe(summary.get("error_code"))
+    return {**summary, "error_help": help_text} if help_text else summary

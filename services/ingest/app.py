@@ -17,6 +17,7 @@ from libs import metrics
 from libs.events import OutboundStatus, thread_of
 from libs.tracing import current_traceparent, new_traceparent, trace_id_of
 from services.ingest.api import add_api_routes
+from services.ingest.contacts_api import add_contacts_routes
 from services.ingest.http_common import (
     DEPS_KEY,
     SETTINGS_KEY,
@@ -37,6 +38,7 @@ from services.ingest.twilio_payload import (
     parse_status,
     raw_form,
 )
+from services.ingest.workflow_admin_api import add_workflow_admin_routes
 
 log = structlog.get_logger("ingest")
 
@@ -194,4 +196,6 @@ def create_app(settings: IngestSettings, deps: IngestDeps) -> web.Application:
     app.router.add_post("/leads", post_lead)
     app.router.add_get("/healthz", health)
     add_api_routes(app)
+    add_workflow_admin_routes(app)
+    add_contacts_routes(app)
     return app

@@ -32,6 +32,8 @@ class IngestDeps:
     drafter: DrafterApi
     audit: AuditFn
     scheduler: SchedulerApi | None = None
+    #: rpc.scheduler.contacts.* (contact imports, services/ingest/contacts_api.py).
+    contacts: SchedulerApi | None = None
 
 
 SETTINGS_KEY = web.AppKey("settings", IngestSettings)

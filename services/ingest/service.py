@@ -15,6 +15,7 @@ from libs.events import Event
 from libs.service import Build, ServiceContext, probe_routes
 from services.ingest.app import create_app
 from services.ingest.auth import DbTokenVerifier
+from services.ingest.contacts_api import SchedulerContactsApi
 from services.ingest.dashboard.sessions import SessionStore
 from services.ingest.dashboard.views import DashboardDeps, add_dashboard_routes
 from services.ingest.drafter_rpc import NatsDrafterApi
@@ -78,6 +79,9 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
             audit=audit_row,
             scheduler=NatsSchedulerApi(
                 ctx.bus.nc, ctx.bus.prefix, settings.scheduler_rpc_timeout_s
+            ),
+            contacts=SchedulerContactsApi(
+                ctx.bus.nc, ctx.bus.prefix, settings.contact_import_timeout_s
             ),
         )
         app = create_app(settings, deps)

@@ -26,6 +26,8 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
     #: How long the owner API waits for the drafter's reply over NATS request/reply.
     drafter_rpc_timeout_s: float = 3.0
     scheduler_rpc_timeout_s: float = 3.0
+    #: Contact imports: how long each staging batch / the final commit may take in the scheduler.
+    contact_import_timeout_s: float = 120.0
     #: How long a webhook waits for the JetStream ack before answering 503.
     publish_timeout_s: float = 5.0
     #: Inbound transactions in flight at once; webhooks arriving meanwhile share the next one.

@@ -131,6 +131,9 @@ class Engine:
         self._definitions: dict[tuple[str, int], Definition] = {}
         #: The definition each workflow enrolls new contacts in (highest loaded version).
         self.active: dict[str, Definition] = {}
+        #: Workflows switched off (workflow_switches): they enroll nobody new; running
+        #: enrollments finish on their pinned version. Kept by workflow_admin.py.
+        self.disabled: set[str] = set()
 
     # --- definitions -----------------------------------------------------------
 
@@ -198,7 +201,7 @@ class Engine:
         errors: list[Exception] = []
         for definition in list(self.active.values()):
             trigger = definition.workflow.trigger
-            if trigger.type != trigger_type:
+            if trigger.type != trigger_type or definition.key in self.disabled:
                 continue
             if not all(evaluate(c.field, c.operator, c.value, view) for c in trigger.conditions):
                 continue

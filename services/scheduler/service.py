@@ -30,7 +30,7 @@ from libs.events import (
 )
 from libs.service import Build, ServiceContext
 
-from . import webhook
+from . import webhook, workflow_admin
 from .clock import Clock
 from .emailer import Emailer
 from .engine import Engine
@@ -338,6 +338,7 @@ def make_build(clock: Clock | None = None, expose: dict[str, Any] | None = None)
             )
         await engine.register(definitions)
         await engine.activate_stored()
+        await workflow_admin.retire_missing_files(engine, settings.workflows_dir, definitions)
         for sub in await serve_rpc(ctx.bus, engine):
             ctx.stack.push_async_callback(sub.unsubscribe)
         scheduler = holder["scheduler"] = Scheduler(ctx, engine, timers, judge)

@@ -51,6 +51,7 @@ from libs.events import (
     thread_of,
     utcnow,
 )
+from libs.twilio_errors import describe
 from services.sender.quiet_hours import Window, contact_zones, next_allowed
 from services.sender.settings import SenderSettings
 from services.sender.transport import (
@@ -474,13 +475,15 @@ class Outbox:
             return
         if reason == "opted_out" and row["kind"] != "approved_draft":
             return  # workflow steps to opted-out contacts are expected, not news
-        why = {
-            "opted_out": "they opted out (STOP)",
-            "retries_exhausted": "Twilio kept failing",
-            "undelivered": f"the carrier did not deliver it (error {row['error_code']})",
-        }.get(reason, f"Twilio error {row['error_code']}: {row['error_message']}")
+        # A known Twilio code says what happened and what to do (libs/data/twilio_errors.yaml).
+        explained = describe(row["error_code"]) if reason != "opted_out" else None
+        why = explained or {
+            "opted_out": "they opted out (STOP).",
+            "retries_exhausted": "Twilio kept failing.",
+            "undelivered": "the carrier did not deliver it.",
+        }.get(reason, f"Twilio error: {row['error_message']}.")
         preview = row["body"] if len(row["body"]) <= 60 else row["body"][:57] + "..."
-        body = f'Not delivered to {row["to_number"]}: {why}. Message: "{preview}"'
+        body = f'Not delivered to {row["to_number"]}: {why} Message: "{preview}"'
         for owner in sorted(self.owners):
             await self.bus.publish(
                 OutboundRequested(

@@ -22,6 +22,7 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from libs import twilio_errors
 from libs.db import Queries
 from services.ingest.api import DraftNotFound, decide_draft, number_and_thread, pause_thread
 from services.ingest.auth import Principal, secrets_equal
@@ -276,6 +277,7 @@ async def thread(request: web.Request, session: Session) -> web.Response:
         number=number,
         detail=detail,
         as_json=lambda value: json.dumps(value, default=str, ensure_ascii=False),
+        explain_error=twilio_errors.explain,
     )
 
 
