@@ -369,6 +369,7 @@ TimerKind = Literal[
     "quiet_hours",
     "no_response",
     "takeover_quiet",  # the router's: hand a HUMAN_TAKEOVER thread back to the AI
+    "burst_debounce",  # the drafter's one-draft-per-burst wait (docs/drafter.md)
 ]
 
 

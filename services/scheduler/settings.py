@@ -19,6 +19,8 @@ DEFAULT_OVERDUE_POLICY: dict[str, OverduePolicy] = {
     "no_response": "escalate",
     # Handing a thread back to the AI late is harmless; never handing it back is not.
     "takeover_quiet": "fire_late",
+    # A lead's burst still needs its one draft, however late (the drafter was waiting).
+    "burst_debounce": "fire_late",
 }
 
 
