@@ -66,7 +66,7 @@ GRANT USAGE ON SEQUENCE delivery_events_id_seq TO replyline_sender;
 
 -- scheduler: contacts and workflows.
 GRANT SELECT, INSERT, UPDATE, DELETE ON contacts, workflow_definitions, workflow_enrollments,
-    workflow_executions, conversation_outcomes TO replyline_scheduler;
+    workflow_executions, conversation_outcomes, trigger_windows TO replyline_scheduler;
 GRANT USAGE ON SEQUENCE workflow_executions_id_seq, conversation_outcomes_id_seq
     TO replyline_scheduler;
 

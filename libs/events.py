@@ -309,6 +309,26 @@ class LeadCreated(Event, frozen=True, kw_only=True, tag="lead.created"):
     dedup_fields: ClassVar[tuple[str, ...]] = ("lead_id",)
 
 
+# --- calls -----------------------------------------------------------------
+
+#: Why a call counts as missed: Twilio's DialCallStatus of the forwarded leg
+#: (no-answer, busy, failed, canceled), or ``no_forward`` when no forward number is set.
+MissedReason = Literal["no-answer", "busy", "failed", "canceled", "no_forward"]
+
+
+class CallMissed(Event, frozen=True, kw_only=True, tag="call.missed"):
+    """A voice call to the business number that nobody answered (ingest, from Twilio's
+    dial-status callback). The scheduler's ``call_missed`` trigger texts the caller back."""
+
+    call_sid: str
+    from_number: str
+    to_number: str = ""
+    reason: MissedReason = "no-answer"
+    #: When ingest received the callback (the text-back window is measured on it).
+    received_at: datetime = msgspec.field(default_factory=utcnow)
+    dedup_fields: ClassVar[tuple[str, ...]] = ("call_sid",)
+
+
 # --- timers ----------------------------------------------------------------
 
 TimerKind = Literal[
@@ -363,6 +383,7 @@ AnyEvent = (
     | ContactTagged
     | ContactUpdated
     | LeadCreated
+    | CallMissed
     | TimerSet
     | TimerCancel
     | TimerFired
