@@ -54,7 +54,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON routing_decisions, thread_controls TO re
 GRANT USAGE ON SEQUENCE routing_decisions_id_seq TO replyline_router;
 
 -- drafter: drafts (every version), approvals, AI traces, the manual queue.
-GRANT SELECT, INSERT, UPDATE, DELETE ON drafts, approvals, ai_traces, manual_queue
+GRANT SELECT, INSERT, UPDATE, DELETE ON drafts, approvals, ai_traces, manual_queue, after_hours_acks
     TO replyline_drafter;
 GRANT USAGE ON SEQUENCE drafts_id_seq, approvals_id_seq, ai_traces_id_seq, manual_queue_id_seq,
     draft_ref_seq TO replyline_drafter;

@@ -194,7 +194,9 @@ class DraftRejected(Event, frozen=True, kw_only=True, tag="draft.rejected"):
 
 # --- outbound --------------------------------------------------------------
 
-OutboundKind = Literal["owner_prompt", "owner_alert", "workflow", "reply", "system"]
+#: ``after_hours``: the profile's fixed acknowledgement to a lead who texts while the
+#: business is closed (drafter; lead-facing: consent gate and quiet hours apply).
+OutboundKind = Literal["owner_prompt", "owner_alert", "workflow", "reply", "system", "after_hours"]
 
 
 class OutboundRequested(Event, frozen=True, kw_only=True, tag="outbound.requested"):

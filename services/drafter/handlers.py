@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -46,6 +47,7 @@ from libs.events import (
 )
 from libs.owner_protocol import fits_sms
 from services.drafter import owner_texts
+from services.drafter.after_hours import acknowledge_if_closed
 from services.drafter.llm import LLM, Attempt, LLMFailure
 from services.drafter.profile import Profile
 from services.drafter.prompt import (
@@ -89,10 +91,16 @@ class Drafter:
     pool: asyncpg.Pool
     llm: LLM
     profile: Profile
+    #: Tests pass a manual clock (business hours decide the after-hours acknowledgement).
+    clock: Callable[[], datetime] = field(default=utcnow)
 
     # --- inbound.routed ----------------------------------------------------
 
     async def on_routed(self, event: InboundRouted, d: Delivery) -> Drop | None:
+        # Before the draft: the lead hears "we're closed" first, the reply follows.
+        await acknowledge_if_closed(
+            event, profile=self.profile, pool=self.pool, bus=self.bus, clock=self.clock
+        )
         if event.decision == "needs_review":
             await self._needs_review(event)
             return None

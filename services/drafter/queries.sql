@@ -97,3 +97,9 @@ SELECT * FROM manual_queue WHERE resolved_at IS NULL ORDER BY created_at, id LIM
 -- name: resolve_manual_for_thread
 UPDATE manual_queue SET resolved_at = now(), resolved_by = $2
 WHERE thread = $1 AND resolved_at IS NULL;
+
+-- name: claim_after_hours_ack
+INSERT INTO after_hours_acks (thread, next_open, message_sid, request_id)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (thread, next_open) DO NOTHING
+RETURNING request_id;
