@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,9 @@ class Router:
         self.local = local
         self.llm = llm
         self.owners = frozenset(settings.owner_numbers)
+        # Classification is CPU work: it runs here, not on the event loop, so one
+        # costly message cannot stall other threads' events (a STOP behind it).
+        self.executor = ThreadPoolExecutor(settings.classify_workers, thread_name_prefix="classify")
 
     def _needs_classification(self, event: InboundReceived) -> bool:
         return (
@@ -71,9 +76,11 @@ class Router:
         # Done before the thread lock is taken: an LLM call must not hold it.
         if not self._needs_classification(event):
             return None
+        loop = asyncio.get_running_loop()
+        local = await loop.run_in_executor(self.executor, self.local.classify, event.body)
         if self.llm is not None:
-            return await self.llm.classify(event.body)
-        return self.local.classify(event.body)
+            return await self.llm.classify(event.body, local)
+        return local
 
     async def on_received(self, event: InboundReceived, d: Delivery) -> Retry | None:
         try:

@@ -80,8 +80,10 @@ class LlmClassifier:
     async def close(self) -> None:
         await self.client.close()
 
-    async def classify(self, text: str) -> Classification:
-        local = self.local.classify(text)
+    async def classify(self, text: str, local: Classification | None = None) -> Classification:
+        """``local``: the local answer when the caller computed it already (off the event loop)."""
+        if local is None:
+            local = self.local.classify(text)
         model = self.model
         try:
             response = await self._request(text)

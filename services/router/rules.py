@@ -1,4 +1,4 @@
-"""DESIGN.md routing rules 2-9, in order, as one pure function.
+"""DESIGN.md routing rules 2-12, in order, as one pure function.
 
 Rule 1 (duplicate MessageSid) needs the store and lives in the handler.
 A thread that has opted out is treated like a paused one for any message that
@@ -103,8 +103,17 @@ def route(
         c.language_judged and c.language_confidence < language_threshold
     ):
         return _result("needs_review", "language", "NEEDS_REVIEW")
+    if c.intent == "spam":
+        # Marketing bait and phishing: a person looks, nothing is drafted.
+        return _result("needs_review", "spam", "NEEDS_REVIEW")
+    if c.intent == "complaint":
+        # A problem with past work goes to a person whatever the sentiment score.
+        return _result("needs_review", "complaint", "NEEDS_REVIEW")
     if c.sentiment == "NEGATIVE":
         return _result("needs_review", "negative_sentiment", "NEEDS_REVIEW")
     if c.intent == "unknown":
         return _result("needs_review", "unknown_intent", "NEEDS_REVIEW")
+    if c.intent == "acknowledgement":
+        # "ok thanks": nothing to answer; logged on the thread, no draft, no review.
+        return _result("log_only", "acknowledgement")
     return _result("draft", "draft", "DRAFT_PENDING_APPROVAL")

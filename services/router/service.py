@@ -26,6 +26,7 @@ async def build(ctx: ServiceContext[RouterSettings]) -> Mapping[type[Event], Han
         llm = LlmClassifier(settings, local)
         ctx.stack.push_async_callback(llm.close)
     router = Router(settings, ctx.bus, ctx.pool, local, llm)
+    ctx.stack.callback(router.executor.shutdown, wait=False, cancel_futures=True)
     ctx.log.info(
         "router_configured",
         intents=local.intents.names,
