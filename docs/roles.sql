@@ -55,11 +55,11 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON routing_decisions, thread_controls TO re
 GRANT USAGE ON SEQUENCE routing_decisions_id_seq TO replyline_router;
 
 -- drafter: drafts (every version), approvals, AI traces, the manual queue,
--- thread refs and human replies (takeover).
+-- thread refs and human replies (takeover), held bursts, after-hours acknowledgements.
 GRANT SELECT, INSERT, UPDATE, DELETE ON drafts, approvals, ai_traces, manual_queue,
-    thread_refs, human_replies, after_hours_acks TO replyline_drafter;
+    thread_refs, human_replies, bursts, burst_messages, after_hours_acks TO replyline_drafter;
 GRANT USAGE ON SEQUENCE drafts_id_seq, approvals_id_seq, ai_traces_id_seq, manual_queue_id_seq,
-    draft_ref_seq TO replyline_drafter;
+    burst_messages_id_seq, draft_ref_seq TO replyline_drafter;
 
 -- sender: the outbox, delivery events, its consent projection, time zones.
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbound_messages, delivery_events, consent,
