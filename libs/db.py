@@ -160,6 +160,44 @@ def load_queries(path: Path) -> Queries:
 
 QUERIES = load_queries(Path(__file__).parent / "queries.sql")
 
+# A ``:name`` placeholder; quoted text, quoted identifiers and ``--`` comments are
+# matched first so that a colon inside them is left alone, and ``::type`` casts are not names.
+_NAMED_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|(?<!:):([a-z_][a-z0-9_]*)\b")
+
+
+class Named:
+    """A statement written with ``:name`` placeholders, turned into asyncpg's ``$n`` once.
+
+    Long parameter lists bind by name, so a call site cannot shift an argument:
+    ``conn.execute(q.sql, *q.args(id=..., status=...))``. Every name must be given
+    exactly once (a missing or unknown name raises ``TypeError``).
+    """
+
+    def __init__(self, sql: str) -> None:
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name is None:
+                return match.group(0)
+            if name not in names:
+                names.append(name)
+            return f"${names.index(name) + 1}"
+
+        self.sql = _NAMED_TOKEN.sub(number, sql)
+        self.names = tuple(names)
+
+    def args(self, **values: Any) -> list[Any]:
+        if values.keys() != set(self.names):
+            missing = sorted(set(self.names) - values.keys())
+            unknown = sorted(values.keys() - set(self.names))
+            raise TypeError(f"query parameters: missing {missing}, unknown {unknown}")
+        return [values[name] for name in self.names]
+
+
+def named(sql: str) -> Named:
+    return Named(sql)
+
 
 async def audit(
     conn: asyncpg.Connection | asyncpg.Pool,

@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from libs.db import audit
+from libs.db import audit, named
 from libs.events import ContactOptout
 
 from .engine import SERVICE, Engine
@@ -37,6 +37,7 @@ log = structlog.get_logger("scheduler.contact_import")
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 MAX_BATCH = 5000
+_STAGE = named(Q.import_stage)
 
 
 class StagedRow(msgspec.Struct, frozen=True):
@@ -89,17 +90,19 @@ async def stage(engine: Engine, request: StageRequest) -> dict[str, Any]:
         if current["status"] != "staging":
             return {"error": f"import is {current['status']}"}
         await conn.execute(
-            Q.import_stage,
-            request.import_id,
-            [r.line for r in rows],
-            [r.phone[1:] for r in rows],
-            [r.phone for r in rows],
-            [r.first_name for r in rows],
-            [r.last_name for r in rows],
-            [r.email for r in rows],
-            [json.dumps(r.tags) for r in rows],
-            [r.fields for r in rows],
-            [r.opted_out for r in rows],
+            _STAGE.sql,
+            *_STAGE.args(
+                import_id=request.import_id,
+                lines=[r.line for r in rows],
+                threads=[r.phone[1:] for r in rows],
+                phones=[r.phone for r in rows],
+                first_names=[r.first_name for r in rows],
+                last_names=[r.last_name for r in rows],
+                emails=[r.email for r in rows],
+                tags=[json.dumps(r.tags) for r in rows],
+                fields=[r.fields for r in rows],
+                opted_out=[r.opted_out for r in rows],
+            ),
         )
     return {"staged": len(rows)}
 

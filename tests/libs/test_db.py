@@ -89,3 +89,28 @@ def test_named_queries(tmp_path: Path) -> None:
     path.write_text("-- name: one\nSELECT 1;\n-- name: one\nSELECT 2;\n")
     with pytest.raises(ValueError, match="defined twice"):
         load_queries(path)
+
+
+def test_named_parameters_bind_in_order_and_leave_casts_quotes_and_comments_alone() -> None:
+    from libs.db import named
+
+    query = named(
+        "-- the row's status: keep :not_a_name\n"
+        "UPDATE t SET a = :alpha, b = :beta::jsonb, c = ':quoted', d = :alpha WHERE id = :id"
+    )
+    assert query.names == ("alpha", "beta", "id")
+    assert query.sql.endswith("a = $1, b = $2::jsonb, c = ':quoted', d = $1 WHERE id = $3")
+    assert query.sql.startswith("-- the row's status: keep :not_a_name\n")
+    assert query.args(id=7, beta={"x": 1}, alpha="a") == ["a", {"x": 1}, 7]
+    with pytest.raises(TypeError, match="missing \\['id'\\]"):
+        query.args(alpha=1, beta=2)
+    with pytest.raises(TypeError, match="unknown \\['gamma'\\]"):
+        query.args(alpha=1, beta=2, id=3, gamma=4)
+
+
+async def test_named_query_runs_against_postgres(pool: asyncpg.Pool) -> None:
+    from libs.db import named
+
+    query = named("SELECT :b::int - :a::int AS diff, :label::text AS label")
+    row = await pool.fetchrow(query.sql, *query.args(a=2, b=5, label="x"))
+    assert (row["diff"], row["label"]) == (3, "x")
