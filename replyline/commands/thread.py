@@ -13,9 +13,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from libs.bus import Bus
+from libs.conversation import explained
 from libs.events import thread_of
 from libs.settings import CommonSettings, SettingsError, load
-from libs.twilio_errors import describe
 
 T = TypeVar("T")
 
@@ -93,7 +93,7 @@ async def stream_history(settings: CommonSettings, thread: str) -> list[dict[str
             for msg in msgs:
                 data = json.loads(msg.data)
                 fields = {k: data[k] for k in SUMMARY_FIELDS if data.get(k) not in (None, "", [])}
-                summary = _explained(fields)
+                summary = explained(fields)
                 rows.append({
                     "at": msg.metadata.timestamp, "source": "stream", "seq": msg.metadata.sequence.stream,
                     "what": data.get("type", bus.unprefixed(msg.subject)), "summary": summary,
@@ -140,7 +140,7 @@ async def audit_history(conn: asyncpg.Connection, thread: str) -> list[dict[str,
     )  # fmt: skip
     return [
         {"at": r["at"], "source": "audit", "what": f"{r['service']}.{r['action']}",
-         "summary": _explained({"actor": r["actor"], **json.loads(r["details"])})}
+         "summary": explained({"actor": r["actor"], **json.loads(r["details"])})}
         for r in records
     ]  # fmt: skip
 
@@ -189,7 +189,7 @@ async def human_reply_history(conn: asyncpg.Connection, thread: str) -> list[dic
         }  # fmt: skip
         summary = {k: v for k, v in summary.items() if v not in (None, "")}
         rows.append(
-            {"at": r["created_at"], "source": "human", "what": "human_reply", "summary": _explained(summary)}
+            {"at": r["created_at"], "source": "human", "what": "human_reply", "summary": explained(summary)}
         )
     return rows
 
@@ -200,9 +200,3 @@ def _state_line(state: dict[str, Any]) -> str:
         f"HUMAN_TAKEOVER since {state['since']:%Y-%m-%d %H:%M:%S} by {by}; "
         f"the AI resumes at {state['until']:%Y-%m-%d %H:%M:%S} unless a person replies again"
     )
-
-
-def _explained(summary: dict[str, Any]) -> dict[str, Any]:
-    """A delivery error code gets its plain-language explanation (libs/data/twilio_errors.yaml)."""
-    help_text = describe(summary.get("error_code"))
-    return {**summary, "error_help": help_text} if help_text else summary

@@ -14,6 +14,7 @@ __all__ = [
     "HELP",
     "already_decided",
     "approval_prompt",
+    "burst_prompt",
     "changed_since",
     "confirm_bare",
     "draft_expired",
@@ -24,6 +25,7 @@ __all__ = [
     "not_shown",
     "not_understood",
     "paused",
+    "replaced",
     "resumed",
     "send_refused_opted_out",
     "send_result",
@@ -187,3 +189,53 @@ def waiting_list(lines: Sequence[tuple[str, str, str, str]], total: int) -> str:
     if total > len(lines):
         out.append(f"...and {total - len(lines)} more on the dashboard.")
     return "\n".join(out)
+#: Per-message quote lengths tried, longest first, until a burst prompt fits one SMS.
+_BURST_QUOTE_LIMITS = (200, 120, 80, 50, 30)
+
+
+def _lead_quote(body: str, limit: int) -> str:
+    # The lead's words are untrusted: flattened, cut, and with their double quotes
+    # turned into single ones, so nothing they write can pass for the quoted draft.
+    return '"' + preview(body, limit).replace('"', "'") + '"'
+
+
+def burst_prompt(
+    ref: str, lead: str, body: str, messages: Sequence[str], replaces: Sequence[str]
+) -> str | None:
+    """The approval prompt of a draft answering several lead messages or replacing drafts.
+
+    The DESIGN.md prompt with, before the colon, the refs it replaces and what the lead
+    wrote (each message quoted, shortened until the whole SMS fits; the draft itself is
+    never cut). None when even the shortest form does not fit one SMS. A draft answering
+    one message and replacing nothing gets exactly the plain prompt.
+    """
+    plain = approval_prompt(ref, lead, body)
+    if len(messages) <= 1 and not replaces:
+        return plain if len(plain) <= SMS_MAX_CHARS else None
+    head = f"Draft #{ref} for {lead}:"
+    assert plain.startswith(head)
+    tail = plain[len(head) :]
+    replacing = "replaces " + ", ".join(f"#{r}" for r in replaces) if replaces else ""
+    count = f"they wrote {len(messages)} messages" if len(messages) > 1 else "they wrote"
+    for limit in _BURST_QUOTE_LIMITS:
+        quotes = " / ".join(_lead_quote(m, limit) for m in messages)
+        context = "; ".join(p for p in (replacing, f"{count}: {quotes}") if p)
+        text = f"Draft #{ref} for {lead} ({context}):{tail}"
+        if len(text) <= SMS_MAX_CHARS:
+            return text
+    context = "; ".join(p for p in (replacing, f"{count}, see the dashboard") if p)
+    text = f"Draft #{ref} for {lead} ({context}):{tail}"
+    return text if len(text) <= SMS_MAX_CHARS else None
+
+
+def replaced(ref: str, new_ref: str, new_status: str = "DRAFT_PENDING_APPROVAL") -> str:
+    """A decision naming a draft the lead's newer message superseded: nothing is done.
+
+    ``new_ref``/``new_status``: the current version of the replacing draft.
+    """
+    done = f"draft #{ref} was replaced by #{new_ref} because the lead wrote again; nothing was sent."
+    done = done[0].upper() + done[1:]
+    if new_status != "DRAFT_PENDING_APPROVAL":
+        word = {"APPROVED_TO_SEND": "approved", "REJECTED": "rejected"}.get(new_status, "decided")
+        return f"{done} #{new_ref} was already {word}."
+    return f"{done} Reply YES {new_ref}, NO {new_ref}, or EDIT {new_ref} <new text> to decide it."

@@ -21,6 +21,7 @@ from services.ingest.contacts_api import SchedulerContactsApi
 from services.ingest.dashboard.sessions import SessionStore
 from services.ingest.dashboard.views import DashboardDeps, add_dashboard_routes
 from services.ingest.drafter_rpc import NatsDrafterApi
+from services.ingest.export_api import add_export_routes
 from services.ingest.http_common import IngestDeps
 from services.ingest.recorder import SERVICE, PgInboundRecorder
 from services.ingest.scheduler_rpc import NatsSchedulerApi
@@ -100,6 +101,7 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
         )
         await sessions.purge_expired()
         add_dashboard_routes(app, DashboardDeps(pool=ctx.pool, queries=QUERIES, sessions=sessions))
+        add_export_routes(app, ctx.pool)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         # Pushed after the bus: on shutdown the listener closes before the bus drains.

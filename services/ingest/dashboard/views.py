@@ -23,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from libs import twilio_errors
+from libs.conversation import FORMATS, Filters
 from libs.db import Queries
 from services.ingest.api import (
     DraftNotFound,
@@ -42,6 +43,7 @@ from services.ingest.dashboard.sessions import (
     SessionStore,
 )
 from services.ingest.drafter_rpc import PENDING, QUEUE, DrafterError, DrafterUnavailable
+from services.ingest.export_api import stream_export
 from services.ingest.http_common import DEPS_KEY, LOOKUP_ERRORS, SETTINGS_KEY, Unavailable
 from services.ingest.system_health import SYSTEM_HEALTH_KEY
 from services.ingest.twilio_payload import PayloadError
@@ -293,6 +295,20 @@ async def thread(request: web.Request, session: Session) -> web.Response:
 
 
 @logged_in
+async def thread_export(request: web.Request, session: Session) -> web.StreamResponse:
+    """The thread page's download link: the same export as GET /api/export, one thread."""
+    try:
+        _, thread_id = number_and_thread(request.match_info["thread"])
+    except PayloadError:
+        raise web.HTTPNotFound(text="not a phone number") from None
+    fmt = request.query.get("format", "csv")
+    if fmt not in FORMATS:
+        raise web.HTTPBadRequest(text="format must be csv or jsonl")
+    pool = request.app[DASHBOARD_KEY].pool
+    return await stream_export(request, pool, Filters(thread=thread_id), fmt, who=session.principal)
+
+
+@logged_in
 async def health(request: web.Request, session: Session) -> web.Response:
     report = await request.app[SYSTEM_HEALTH_KEY].report()
     return render("health.html", page="health", session=session, notice=None, health=report)
@@ -406,6 +422,7 @@ def add_dashboard_routes(app: web.Application, deps: DashboardDeps) -> None:
     app.router.add_post("/dashboard/logout", logout)
     app.router.add_get("/dashboard/threads", threads)
     app.router.add_get("/dashboard/threads/{thread}", thread)
+    app.router.add_get("/dashboard/threads/{thread}/export", thread_export)
     app.router.add_get("/dashboard/health", health)
     app.router.add_get("/dashboard/style.css", style)
     for action in ("approve", "reject", "edit"):
