@@ -325,3 +325,44 @@ async def test_dashboard_compose_takes_over_and_hands_back_in_chromium(
             await page.click("button[name=resume]")
         (ended,) = await collector.wait_for(ContactTakeover, lambda e: not e.active)
         assert ended.reason == "resume"
+
+
+async def test_readme_takeover_walkthrough_matches_the_code(
+    stack: TakeoverStack, collector: EventCollector
+) -> None:
+    """README's "Taking over a conversation" commands, run as written, give the texts it shows."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("### Taking over a conversation", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = re.findall(r'^replyline sms --from (\+\d+) "([^"]+)"$', block, re.M)
+    shown = " ".join(line.lstrip("# ").strip() for line in block.splitlines() if line.startswith("#"))
+    readme_ref = re.search(r"SEND (\d+) <your text>", shown)
+    assert readme_ref and len(commands) == 4, block
+    assert [n for n, _ in commands] == [LEAD, OWNER, LEAD, OWNER]
+
+    def as_run(text: str, ref: str) -> str:
+        return text.replace(readme_ref.group(1), ref)  # type: ignore[union-attr]
+
+    (lead, first), (owner, send), (_, second), (_, resume) = commands
+    await stack.sms(lead, first)
+    (alert,) = await stack.texts_to(OWNER, 1)
+    ref = ref_in(alert)
+    reason = re.search(r"Needs review \((\w+)\)", shown)
+    assert reason and alert.startswith(f"#{ref} Needs review ({reason.group(1)}): {LEAD} wrote "), alert
+    assert alert.endswith(f"No reply was drafted. Answer from the business number: SEND {ref} <your text>.")
+
+    await stack.sms(owner, as_run(send, ref))
+    sent_text = as_run(send, ref).split(" ", 2)[2]
+    assert await stack.texts_to(LEAD, 1) == [sent_text]
+    assert (await stack.texts_to(OWNER, 2))[1] == f'Sent to {LEAD} (#{ref}): "{sent_text}"'
+    assert f"'Sent to {LEAD} (#{readme_ref.group(1)}): \"...\"'" in shown
+
+    await stack.sms(lead, second)
+    forwarded = (await stack.texts_to(OWNER, 3))[2]
+    readme_forward = re.search(r"\('(#\d+ \+\d+ wrote \"[^\"]*\" You are answering)", shown)
+    assert readme_forward and forwarded.startswith(as_run(readme_forward.group(1), ref)), forwarded
+
+    await stack.sms(owner, as_run(resume, ref))
+    await collector.wait_for(ContactTakeover, lambda e: not e.active)
+    resumed = (await stack.texts_to(OWNER, 4))[3]
+    readme_resumed = re.search(r"'(Resumed #[^']+)'", shown)
+    assert readme_resumed and resumed == as_run(readme_resumed.group(1), ref)
