@@ -44,9 +44,9 @@ from libs.events import (
     thread_of,
     utcnow,
 )
+from libs.llm import LLM, LLMFailure
 from libs.owner_protocol import fits_sms
 from services.drafter import owner_texts
-from services.drafter.llm import LLM, Attempt, LLMFailure
 from services.drafter.profile import Profile
 from services.drafter.prompt import (
     HistoryItem,
@@ -134,14 +134,12 @@ class Drafter:
         try:
             completion = await self.llm.complete(
                 messages,
-                max_tokens=self.settings.llm_max_tokens,
-                temperature=self.settings.llm_temperature,
+                max_tokens=self.settings.drafter_llm.max_tokens,
+                temperature=self.settings.drafter_llm.temperature,
             )
         except LLMFailure as failure:
-            count_llm(failure.attempts)
             await self._llm_failed(event, failure, prompt_text)
             return None
-        count_llm(completion.attempts)
         # Bounded so the owner's prompt shows all of it (the model is told the profile's
         # limit, but nothing guarantees it obeys; a prompt-injected lead may try not to).
         cleaned = clean_reply(completion.text) or completion.text
@@ -853,22 +851,7 @@ class Decision:
         self._outcomes.append(outcome)
 
 
-def count_llm(attempts: tuple[Attempt, ...]) -> None:
-    """Every provider call, counted when it returns rather than when its ai_traces rows
-    commit: the call was made (and paid for) even if the transaction rolls back and the
-    redelivery calls again."""
-    for a in attempts:
-        metrics.LLM_REQUESTS.labels(SERVICE, a.provider, a.model, "ok" if a.ok else "error").inc()
-        if a.usage is not None:
-            metrics.LLM_TOKENS.labels(SERVICE, a.provider, a.model, "prompt").inc(a.usage.prompt_tokens)
-            metrics.LLM_TOKENS.labels(SERVICE, a.provider, a.model, "completion").inc(
-                a.usage.completion_tokens
-            )
-        if a.cost_usd is not None:
-            metrics.LLM_COST.labels(SERVICE, a.provider, a.model).inc(a.cost_usd)
-
-
-__all__ = ["Decision", "Drafter", "count_llm", "derived_id", "expiry_timer_id"]
+__all__ = ["Decision", "Drafter", "derived_id", "expiry_timer_id"]
 
 
 async def _queue_for_review(

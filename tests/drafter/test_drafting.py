@@ -204,7 +204,7 @@ async def test_primary_timeout_falls_back(
 ) -> None:
     primary.delay(5.0, then="too late")
     fallback.reply("On time from the fallback.")
-    await start_drafter(**llm_settings, llm_timeout_s=0.5)
+    await start_drafter(**llm_settings, drafter_llm_timeout_s=0.5)
     await bus.publish(routed("SM105"))
     (created,) = await collector.wait_for(DraftCreated)
     assert created.body == "On time from the fallback."
