@@ -308,11 +308,13 @@ class LLM:
             )
         raise LLMFailure(attempts)
 
-    async def reachability(self, timeout: float) -> dict[str, Any]:
+    async def reachability(
+        self, timeout: float, *, off_detail: str = "no LLM endpoint configured"
+    ) -> dict[str, Any]:
         """List each provider's models (no tokens spent), all at once, within ``timeout``."""
         if not self.providers:
-            # The feature is off (the drafter drafts from templates): nothing is unreachable.
-            return {"configured": False, "ok": True, "detail": "no LLM endpoint configured"}
+            # The feature is off (e.g. the drafter drafts from templates): nothing is unreachable.
+            return {"configured": False, "ok": True, "detail": off_detail}
         found = await asyncio.gather(
             *(
                 _list_models(provider, client, timeout)

@@ -55,7 +55,7 @@ def llm_probe(
         async with lock:
             if cached and time.monotonic() - cached[0][0] < cache_s:
                 return cached[0][1]
-            result = await llm.reachability(timeout)
+            result = await llm.reachability(timeout, off_detail="no LLM endpoint: drafts use templates")
             cached[:] = [(time.monotonic(), result)]
             return result
 
