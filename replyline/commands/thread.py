@@ -12,9 +12,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from libs.bus import Bus
+from libs.conversation import explained
 from libs.events import thread_of
 from libs.settings import CommonSettings, SettingsError, load
-from libs.twilio_errors import describe
 
 SUMMARY_FIELDS = (
     "body",
@@ -84,7 +84,7 @@ async def stream_history(settings: CommonSettings, thread: str) -> list[dict[str
             for msg in msgs:
                 data = json.loads(msg.data)
                 fields = {k: data[k] for k in SUMMARY_FIELDS if data.get(k) not in (None, "", [])}
-                summary = _explained(fields)
+                summary = explained(fields)
                 rows.append({
                     "at": msg.metadata.timestamp, "source": "stream", "seq": msg.metadata.sequence.stream,
                     "what": data.get("type", bus.unprefixed(msg.subject)), "summary": summary,
@@ -115,12 +115,7 @@ async def audit_history(settings: CommonSettings, thread: str) -> list[dict[str,
         await conn.close()
     return [
         {"at": r["at"], "source": "audit", "what": f"{r['service']}.{r['action']}",
-         "summary": _explained({"actor": r["actor"], **json.loads(r["details"])})}
+         "summary": explained({"actor": r["actor"], **json.loads(r["details"])})}
         for r in records
     ]  # fmt: skip
 
-
-def _explained(summary: dict[str, Any]) -> dict[str, Any]:
-    """A delivery error code gets its plain-language explanation (libs/data/twilio_errors.yaml)."""
-    help_text = describe(summary.get("error_code"))
-    return {**summary, "error_help": help_text} if help_text else summary

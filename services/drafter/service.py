@@ -15,6 +15,8 @@ from libs.events import (
     DraftRequested,
     Event,
     InboundRouted,
+    OutboundFailed,
+    OutboundSent,
     TimerFired,
 )
 from libs.llm import LLM
@@ -83,4 +85,6 @@ async def build(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Ha
         DraftRequested: drafter.on_requested,
         TimerFired: drafter.on_timer,
         ContactPaused: drafter.on_paused,
+        OutboundSent: drafter.on_outbound,
+        OutboundFailed: drafter.on_outbound,
     }

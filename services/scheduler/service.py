@@ -17,6 +17,7 @@ from libs.events import (
     ContactOptout,
     ContactPaused,
     ContactTagged,
+    ContactTakeover,
     ContactUpdated,
     DraftApproved,
     DraftRejected,
@@ -82,6 +83,7 @@ class Scheduler:
             ContactOptout: self.on_optout,
             ContactOptin: self.on_optin,
             ContactPaused: self.on_paused,
+            ContactTakeover: self.on_takeover,
             ContactTagged: self.on_tagged,
             ContactUpdated: self.on_updated,
             OutboundSent: self.on_sent,
@@ -238,6 +240,17 @@ class Scheduler:
     async def on_paused(self, event: ContactPaused, d: Delivery) -> None:
         await self.engine.paused(
             event.thread, event.number, paused=event.paused, actor=event.actor, event_id=event.id
+        )
+
+    async def on_takeover(self, event: ContactTakeover, d: Delivery) -> None:
+        """HUMAN_TAKEOVER holds the thread's workflow sends like a pause (docs/scheduler.md):
+        a person is talking to the lead; the enrollments go on when the AI takes over again."""
+        await self.engine.paused(
+            event.thread,
+            event.number,
+            paused=event.active,
+            actor=event.actor or "human_takeover",
+            event_id=event.id,
         )
 
     async def on_tagged(self, event: ContactTagged, d: Delivery) -> None:

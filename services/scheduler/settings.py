@@ -18,6 +18,10 @@ DEFAULT_OVERDUE_POLICY: dict[str, OverduePolicy] = {
     "reply_timeout": "fire_late",
     "quiet_hours": "fire_late",
     "no_response": "escalate",
+    # Handing a thread back to the AI late is harmless; never handing it back is not.
+    "takeover_quiet": "fire_late",
+    # A lead's burst still needs its one draft, however late (the drafter was waiting).
+    "burst_debounce": "fire_late",
 }
 
 
