@@ -57,7 +57,7 @@ GRANT USAGE ON SEQUENCE routing_decisions_id_seq TO replyline_router;
 -- drafter: drafts (every version), approvals, AI traces, the manual queue,
 -- thread refs and human replies (takeover).
 GRANT SELECT, INSERT, UPDATE, DELETE ON drafts, approvals, ai_traces, manual_queue,
-    thread_refs, human_replies TO replyline_drafter;
+    thread_refs, human_replies, after_hours_acks TO replyline_drafter;
 GRANT USAGE ON SEQUENCE drafts_id_seq, approvals_id_seq, ai_traces_id_seq, manual_queue_id_seq,
     draft_ref_seq TO replyline_drafter;
 
@@ -68,8 +68,8 @@ GRANT USAGE ON SEQUENCE delivery_events_id_seq TO replyline_sender;
 
 -- scheduler: contacts and workflows.
 GRANT SELECT, INSERT, UPDATE, DELETE ON contacts, workflow_definitions, workflow_enrollments,
-    workflow_executions, conversation_outcomes, workflow_switches, contact_imports
-    TO replyline_scheduler;
+    workflow_executions, conversation_outcomes, workflow_switches, contact_imports,
+    trigger_windows TO replyline_scheduler;
 GRANT USAGE ON SEQUENCE workflow_executions_id_seq, conversation_outcomes_id_seq
     TO replyline_scheduler;
 

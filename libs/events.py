@@ -209,8 +209,10 @@ class DraftRejected(Event, frozen=True, kw_only=True, tag="draft.rejected"):
 # --- outbound --------------------------------------------------------------
 
 OutboundKind = Literal[
-    "owner_prompt", "owner_alert", "workflow", "reply", "system", "human_reply"
+    "owner_prompt", "owner_alert", "workflow", "reply", "system", "human_reply", "after_hours"
 ]
+#: ``after_hours``: the profile's fixed acknowledgement to a lead who texts while the
+#: business is closed (drafter; lead-facing: consent gate and quiet hours apply).
 HumanChannel = Literal["sms", "api", "dashboard"]
 
 
@@ -360,6 +362,26 @@ class LeadCreated(Event, frozen=True, kw_only=True, tag="lead.created"):
     dedup_fields: ClassVar[tuple[str, ...]] = ("lead_id",)
 
 
+# --- calls -----------------------------------------------------------------
+
+#: Why a call counts as missed: Twilio's DialCallStatus of the forwarded leg
+#: (no-answer, busy, failed, canceled), or ``no_forward`` when no forward number is set.
+MissedReason = Literal["no-answer", "busy", "failed", "canceled", "no_forward"]
+
+
+class CallMissed(Event, frozen=True, kw_only=True, tag="call.missed"):
+    """A voice call to the business number that nobody answered (ingest, from Twilio's
+    dial-status callback). The scheduler's ``call_missed`` trigger texts the caller back."""
+
+    call_sid: str
+    from_number: str
+    to_number: str = ""
+    reason: MissedReason = "no-answer"
+    #: When ingest received the callback (the text-back window is measured on it).
+    received_at: datetime = msgspec.field(default_factory=utcnow)
+    dedup_fields: ClassVar[tuple[str, ...]] = ("call_sid",)
+
+
 # --- timers ----------------------------------------------------------------
 
 TimerKind = Literal[
@@ -418,6 +440,7 @@ AnyEvent = (
     | ContactTagged
     | ContactUpdated
     | LeadCreated
+    | CallMissed
     | TimerSet
     | TimerCancel
     | TimerFired

@@ -21,7 +21,7 @@ SERVICE_READY = Gauge("replyline_service_ready", "1 when the service reports rea
 # ingest
 WEBHOOKS_RECEIVED = Counter(
     "replyline_webhooks_received_total",
-    "Webhooks accepted by ingest, by kind (sms, status, lead) and result (recorded, duplicate).",
+    "Webhooks accepted by ingest, by kind (sms, status, lead, voice) and result (recorded, duplicate).",
     ["kind", "result"],
 )
 

@@ -247,7 +247,7 @@ async def test_a_burst_with_a_message_that_needs_review_is_not_drafted(
     assert [r.decision for r in routed] == ["draft", "needs_review"]
     await collector.wait_for(TimerSet, lambda e: e.kind == "burst_debounce", count=2, timeout=15)
     (alert,) = await stack.texts_to(OWNER, 1)
-    assert alert.startswith("Needs review (") and NEGATIVE in alert
+    assert "Needs review (" in alert and NEGATIVE in alert and alert.startswith("#"), alert
 
     stack.advance(25)
     await collector.assert_none(DraftCreated, within=2.0)

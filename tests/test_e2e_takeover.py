@@ -118,7 +118,7 @@ def ref_in(text: str) -> str:
 async def needs_review_ref(stack: TakeoverStack) -> str:
     await stack.sms(LEAD, NEGATIVE)
     (alert,) = await stack.texts_to(OWNER, 1)
-    assert "Needs review (negative_sentiment)" in alert and "SEND " in alert, alert
+    assert "Needs review (complaint)" in alert and "SEND " in alert, alert
     return ref_in(alert)
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -50,6 +50,7 @@ from libs.events import (
 from libs.llm import LLM
 from libs.owner_protocol import fits_sms
 from services.drafter import owner_texts
+from services.drafter.after_hours import acknowledge_if_closed
 from services.drafter.bursts import DROPS_BURST, Bursts
 from services.drafter.profile import Profile
 from services.drafter.replying import Replier, message_of
@@ -85,6 +86,8 @@ class Drafter:
     pool: asyncpg.Pool
     llm: LLM
     profile: Profile
+    #: Tests pass a manual clock (business hours decide the after-hours acknowledgement).
+    clock: Callable[[], datetime] = field(default=utcnow)
     replier: Replier = field(init=False)
     bursts: Bursts = field(init=False)
 
@@ -106,6 +109,10 @@ class Drafter:
         if event.decision in DROPS_BURST:
             await self.bursts.drop(event.thread, f"{event.decision}:{event.rule}")
             return None
+        # Before the draft: the lead hears "we're closed" first, the reply follows.
+        await acknowledge_if_closed(
+            event, profile=self.profile, pool=self.pool, bus=self.bus, clock=self.clock
+        )
         if event.decision == "needs_review":
             await self._needs_review(event)
             if self.bursts.on:

@@ -205,3 +205,9 @@ SELECT * FROM burst_messages WHERE burst_id = $1 ORDER BY seq, id;
 
 -- name: current_version_unlocked
 SELECT * FROM drafts WHERE draft_id = $1 ORDER BY version DESC LIMIT 1;
+
+-- name: claim_after_hours_ack
+INSERT INTO after_hours_acks (thread, next_open, message_sid, request_id)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (thread, next_open) DO NOTHING
+RETURNING request_id;

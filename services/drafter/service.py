@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from libs.events import (
     OutboundFailed,
     OutboundSent,
     TimerFired,
+    utcnow,
 )
 from libs.llm import LLM
 from libs.service import ServiceContext
@@ -64,13 +66,28 @@ def llm_probe(
     return probe
 
 
-async def build(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Handler]:
+def make_build(
+    clock: Callable[[], datetime] | None = None,
+) -> Callable[[ServiceContext[DrafterSettings]], Awaitable[Mapping[type[Event], Handler]]]:
+    """The service's ``build``; tests pass a manual clock (business hours)."""
+
+    async def build_with_clock(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Handler]:
+        return await _build(ctx, clock or utcnow)
+
+    return build_with_clock
+
+
+async def _build(
+    ctx: ServiceContext[DrafterSettings], clock: Callable[[], datetime]
+) -> Mapping[type[Event], Handler]:
     settings = ctx.settings
     profile = profile_from(settings)  # a broken profile stops start-up with a ProfileError
     llm = LLM.from_settings(settings.drafter_llm, service=NAME)
     ctx.stack.push_async_callback(llm.aclose)
     ctx.probes["llm"] = llm_probe(llm)
-    drafter = Drafter(settings=settings, bus=ctx.bus, pool=ctx.pool, llm=llm, profile=profile)
+    drafter = Drafter(
+        settings=settings, bus=ctx.bus, pool=ctx.pool, llm=llm, profile=profile, clock=clock
+    )
     for sub in await serve_rpc(ctx.bus, ctx.pool):
         ctx.stack.push_async_callback(sub.unsubscribe)
     ctx.log.info(
@@ -88,3 +105,6 @@ async def build(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Ha
         OutboundSent: drafter.on_outbound,
         OutboundFailed: drafter.on_outbound,
     }
+
+
+build = make_build()
