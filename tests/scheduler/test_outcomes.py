@@ -116,7 +116,7 @@ steps:
     async with FakeOpenAI() as fake:
         verdict = json.dumps({"outcome": "qualified", "reason": "booked"})
         fake.delay(2.0, then=verdict, times=2)
-        await schedulers.start(llm_base_url=fake.base_url, llm_model="judge-1", llm_timeout_s=10.0)
+        await schedulers.start(outcome_llm_base_url=fake.base_url, outcome_llm_model="judge-1")
         await bus.publish(lead())
         await fake.wait_for_requests(1)
         book = await pool.fetchval("SELECT id FROM workflow_enrollments WHERE workflow_key = 'book'")
