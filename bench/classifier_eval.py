@@ -203,6 +203,31 @@ def f1_table(title: str, gold: list[str], pred: list[str]) -> tuple[str, dict[st
     return "\n".join(lines), {"scores": scores, "macro_f1": round(macro, 3)}
 
 
+OWN_PER_TWEET_CLASS = 150
+
+
+def tweet_report(report: dict[str, object], out: list[str]) -> None:
+    """Sentiment of held-out tweet-like texts (no intent): NEGATIVE P/R and accuracy per language."""
+    from services.router.corpus.generate import TEST_SEED
+    from services.router.corpus.tweets import generate_tweets
+
+    rows = generate_tweets("test", per_class=OWN_PER_TWEET_CLASS, seed=TEST_SEED)
+    results, _ = run_classify([t for t, _, _ in rows])
+    for lang in ("en", "es"):
+        pick = [(s, str(r["sentiment"])) for (_, lg, s), r in zip(rows, results, strict=True) if lg == lang]
+        gold, pred = [g for g, _ in pick], [p for _, p in pick]
+        scores = prf(gold, pred, ["NEGATIVE", "NEUTRAL", "POSITIVE"])
+        accuracy = sum(1 for g, p in pick if g == p) / len(pick)
+        neg = scores["NEGATIVE"]
+        out.append(
+            f"Tweet-style sentiment, {lang.upper()} (n={len(pick)}): NEGATIVE precision "
+            f"{neg['precision']:.3f}, recall {neg['recall']:.3f}; POSITIVE precision "
+            f"{scores['POSITIVE']['precision']:.3f}, recall {scores['POSITIVE']['recall']:.3f}; "
+            f"accuracy {accuracy:.3f}\n"
+        )
+        report[f"tweets_{lang}"] = {"scores": scores, "accuracy": round(accuracy, 3)}
+
+
 def own_report(report: dict[str, object], out: list[str]) -> None:
     rows = own_test_set()
     results, elapsed = run_classify([t for t, *_ in rows])
@@ -224,6 +249,7 @@ def own_report(report: dict[str, object], out: list[str]) -> None:
         lang_ok = sum(1 for row, r in pick if r["language"] == lang) / len(pick)
         out.append(f"Language {lang.upper()} accuracy: {lang_ok:.3f}\n")
         report[f"own_{lang}"] = {**fig, "negative": neg, "language_accuracy": round(lang_ok, 3)}
+    tweet_report(report, out)
     spam = [r for row, r in zip(rows, results, strict=True) if row[2] == "spam"]
     drafted = sum(1 for r in spam if r["decision"] == "draft") / len(spam)
     out.append(f"Spam drafted: {drafted:.1%} of {len(spam)}\n")

@@ -17,6 +17,7 @@ import numpy as np
 
 from services.router.corpus.generate import TRAIN_SEED, Example, generate
 from services.router.corpus.templates import DEFAULT_SENTIMENT
+from services.router.corpus.tweets import generate_tweets
 from services.router.features import features
 from services.router.intents import DEFAULT_INTENTS, IntentClassifier
 from services.router.model import DIMENSIONS, bucket
@@ -25,6 +26,8 @@ DATA = Path(__file__).parent / "data"
 INTENT_MODEL = DATA / "intent_model.npz"
 SENTIMENT_MODEL = DATA / "sentiment_model.npz"
 PER_INTENT = 500
+#: Tweet-like texts per sentiment and language (sentiment model only).
+PER_TWEET_CLASS = 400
 #: Inverse regularisation strength, chosen on a validation split of the training side.
 C_INTENT = 3.0
 C_SENTIMENT = 2.0
@@ -81,10 +84,18 @@ def main(argv: list[str]) -> int:
     examples = training_examples()
     texts = [e.text for e in examples]
     fit(texts, [e.intent for e in examples], C_INTENT, INTENT_MODEL)
-    fit(texts, [e.sentiment for e in examples], C_SENTIMENT, SENTIMENT_MODEL)
+    # Sentiment also learns from public-post style texts, which have no intent.
+    tweets = generate_tweets("train", per_class=PER_TWEET_CLASS, seed=TRAIN_SEED)
+    fit(
+        texts + [t for t, _, _ in tweets],
+        [e.sentiment for e in examples] + [s for _, _, s in tweets],
+        C_SENTIMENT,
+        SENTIMENT_MODEL,
+    )
     took = time.perf_counter() - started
     print(
-        f"trained on {len(examples)} examples in {took:.1f}s -> {INTENT_MODEL.name}, {SENTIMENT_MODEL.name}"
+        f"trained on {len(examples)} examples (+{len(tweets)} for sentiment) in {took:.1f}s"
+        f" -> {INTENT_MODEL.name}, {SENTIMENT_MODEL.name}"
     )
     return 0
 
