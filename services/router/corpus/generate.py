@@ -15,7 +15,9 @@ from typing import Literal, NamedTuple
 
 from services.router.corpus.templates import DEFAULT_SENTIMENT, INTENTS, SLOTS, T
 
-Side = Literal["train", "test", "all"]
+#: "fit" and "val" split the training side again (validation for choosing settings;
+#: the test side is never used for that).
+Side = Literal["train", "test", "all", "fit", "val"]
 #: Share of templates held out for the test side.
 TEST_SHARE = 0.2
 TRAIN_SEED = 1
@@ -34,6 +36,17 @@ class Example(NamedTuple):
 def template_side(template: str) -> Literal["train", "test"]:
     bucket = zlib.crc32(template.encode("utf-8")) % 1000
     return "test" if bucket < TEST_SHARE * 1000 else "train"
+
+
+def on_side(template: str, side: Side) -> bool:
+    if side == "all":
+        return True
+    if side in ("fit", "val"):
+        if template_side(template) != "train":
+            return False
+        val = zlib.crc32(("val:" + template).encode("utf-8")) % 5 == 0
+        return val == (side == "val")
+    return template_side(template) == side
 
 
 MOOD = {
@@ -146,7 +159,7 @@ def _sentiment_of(template: str, intent: str) -> tuple[str, str]:
 def _moods(sentiment: str, language: str, side: Side) -> list[str]:
     """Mood phrases split by the same hash as templates (all of them if a side would be empty)."""
     phrases = MOOD[sentiment][language]
-    picked = [p for p in phrases if side == "all" or template_side(p) == side]
+    picked = [p for p in phrases if on_side(p, side)]
     return picked or phrases
 
 
@@ -156,7 +169,7 @@ def generate(side: Side = "train", *, per_intent: int = 400, seed: int = TRAIN_S
     out: list[Example] = []
     for intent in INTENTS:
         for language in ("en", "es"):
-            templates = [t for t in T[intent][language] if side == "all" or template_side(t) == side]
+            templates = [t for t in T[intent][language] if on_side(t, side)]
             if not templates:
                 continue
             for _ in range(per_intent):

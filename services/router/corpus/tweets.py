@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import re
 
-from services.router.corpus.generate import Side, noise, template_side
+from services.router.corpus.generate import Side, noise, on_side
 
 TWEET_SLOTS: dict[str, dict[str, list[str]]] = {
     "en": {
@@ -233,7 +233,7 @@ def generate_tweets(side: Side, *, per_class: int, seed: int) -> list[tuple[str,
     out: list[tuple[str, str, str]] = []
     for sentiment in ("NEGATIVE", "NEUTRAL", "POSITIVE"):
         for language in ("en", "es"):
-            templates = [t for t in TWEETS[sentiment][language] if side == "all" or template_side(t) == side]
+            templates = [t for t in TWEETS[sentiment][language] if on_side(t, side)]
             slots = TWEET_SLOTS[language]
 
             def fill(m: re.Match[str], slots: dict[str, list[str]] = slots) -> str:
