@@ -45,19 +45,21 @@ GRANT USAGE ON SEQUENCE audit_log_id_seq TO replyline_ingest, replyline_router,
 GRANT SELECT, INSERT, UPDATE, DELETE ON inbound_messages, api_tokens, dashboard_sessions
     TO replyline_ingest;
 GRANT USAGE ON SEQUENCE inbound_messages_id_seq, api_tokens_id_seq TO replyline_ingest;
--- The dashboard only reads the other slices (it changes them through events).
-GRANT SELECT ON audit_log, routing_decisions, thread_controls, drafts, outbound_messages
-    TO replyline_ingest;
+-- The dashboard and the conversation export (GET /api/export) only read the other
+-- slices (ingest changes them through events).
+GRANT SELECT ON audit_log, routing_decisions, thread_controls, drafts, outbound_messages,
+    approvals, delivery_events, conversation_outcomes TO replyline_ingest;
 
 -- router: routing decisions and pause / opt-out state.
 GRANT SELECT, INSERT, UPDATE, DELETE ON routing_decisions, thread_controls TO replyline_router;
 GRANT USAGE ON SEQUENCE routing_decisions_id_seq TO replyline_router;
 
--- drafter: drafts (every version), approvals, AI traces, the manual queue.
-GRANT SELECT, INSERT, UPDATE, DELETE ON drafts, approvals, ai_traces, manual_queue
-    TO replyline_drafter;
+-- drafter: drafts (every version), approvals, AI traces, the manual queue,
+-- thread refs and human replies (takeover), held bursts, after-hours acknowledgements.
+GRANT SELECT, INSERT, UPDATE, DELETE ON drafts, approvals, ai_traces, manual_queue,
+    thread_refs, human_replies, bursts, burst_messages, after_hours_acks TO replyline_drafter;
 GRANT USAGE ON SEQUENCE drafts_id_seq, approvals_id_seq, ai_traces_id_seq, manual_queue_id_seq,
-    draft_ref_seq TO replyline_drafter;
+    burst_messages_id_seq, draft_ref_seq TO replyline_drafter;
 
 -- sender: the outbox, delivery events, its consent projection, time zones.
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbound_messages, delivery_events, consent,
@@ -66,7 +68,8 @@ GRANT USAGE ON SEQUENCE delivery_events_id_seq TO replyline_sender;
 
 -- scheduler: contacts and workflows.
 GRANT SELECT, INSERT, UPDATE, DELETE ON contacts, workflow_definitions, workflow_enrollments,
-    workflow_executions, conversation_outcomes TO replyline_scheduler;
+    workflow_executions, conversation_outcomes, workflow_switches, contact_imports,
+    trigger_windows TO replyline_scheduler;
 GRANT USAGE ON SEQUENCE workflow_executions_id_seq, conversation_outcomes_id_seq
     TO replyline_scheduler;
 

@@ -30,7 +30,7 @@ from libs.tracing import outgoing_traceparent
 
 log = structlog.get_logger("bus")
 
-DOMAINS = ("inbound", "draft", "outbound", "contact", "lead", "timer", "replay")
+DOMAINS = ("inbound", "draft", "outbound", "contact", "lead", "call", "timer", "replay")
 DAY_S = 86400.0
 
 # Headers the DLQ copy adds to the original ones.

@@ -25,8 +25,11 @@ from typing import Literal
 import msgspec
 
 #: What a command does. The router forwards it as ``DraftDecided.action``.
-Kind = Literal["approve", "reject", "edit"]
-Action = Literal["approve", "reject", "edit", "unclear"]
+#: approve/reject/edit decide a draft; the rest is the owner console (human takeover).
+Kind = Literal["approve", "reject", "edit", "send", "pause", "resume", "list", "help"]
+Action = Literal[
+    "approve", "reject", "edit", "send", "pause", "resume", "list", "help", "unclear"
+]
 
 
 class Spec(msgspec.Struct, frozen=True):
@@ -45,9 +48,18 @@ class Spec(msgspec.Struct, frozen=True):
 _APPROVE = Spec("approve")
 _REJECT = Spec("reject")
 _EDIT = Spec("edit", text="required")
+#: "SEND <ref> <text>": free text to the lead of a thread or draft ref. The ref is
+#: required (never "the only pending one": a free text sent to the wrong lead cannot
+#: be taken back), and a second token that starts like a number but is not a clean
+#: ref ("SEND #10o6 hi", "SEND 1,006 hi") is unclear, never read as text.
+_SEND = Spec("send", ref="required", text="required")
+_PAUSE = Spec("pause", ref="required")
+_RESUME = Spec("resume", ref="required")
+_LIST = Spec("list", ref="none", text="none")
+_HELP = Spec("help", ref="none", text="notes")
 
 #: The whole grammar. Keys are upper-case ASCII (accents are dropped: "Sí" -> "SI").
-#: "SEND" is deliberately absent: it is reserved for "SEND <ref> <text>".
+#: A lone "?" is LIST (see :func:`parse_owner_command`).
 KEYWORDS: dict[str, Spec] = {
     "YES": _APPROVE,
     "Y": _APPROVE,
@@ -63,6 +75,13 @@ KEYWORDS: dict[str, Spec] = {
     "DISCARD": _REJECT,
     "EDIT": _EDIT,
     "EDITAR": _EDIT,
+    "SEND": _SEND,
+    "REPLY": _SEND,
+    "PAUSE": _PAUSE,
+    "RESUME": _RESUME,
+    "LIST": _LIST,
+    "HELP": _HELP,
+    "COMMANDS": _HELP,
 }
 
 # Refs come from draft_ref_seq (1000..999999): 4 to 6 ASCII digits, an optional
@@ -78,7 +97,7 @@ SMS_MAX_CHARS = 1600
 class Command(msgspec.Struct, frozen=True, kw_only=True):
     kind: Kind
     ref: str | None = None  # None: a bare reply, valid only when exactly one draft is pending
-    text: str | None = None  # the new text of an edit
+    text: str | None = None  # the new text of an edit, the message of a SEND
     notes: str = ""
 
 
@@ -113,6 +132,8 @@ def parse_owner_command(text: str) -> Parsed:
     tokens = list(_TOKEN.finditer(raw))
     if not tokens:
         return Unclear(reason="empty message", text=raw)
+    if raw == "?":
+        return Command(kind="list")
     first = tokens[0].group()
     word = _keyword(first)
     ref_first = None
@@ -120,7 +141,7 @@ def parse_owner_command(text: str) -> Parsed:
         # "1000 YES" is a common slip: a clean ref, then an approve/reject keyword.
         word = _keyword(tokens[1].group())
         spec = KEYWORDS.get(word or "")
-        if spec is None or spec.text != "notes":
+        if spec is None or spec.text != "notes" or spec.ref == "none":
             return Unclear(reason="a number where a command word was expected", text=raw)
         return _finish(raw, spec, ref_first, raw[tokens[1].end() :])
     if word is None:
@@ -139,7 +160,7 @@ def parse_owner_command(text: str) -> Parsed:
         elif _looks_like_ref(tokens[1].group(), spec):
             return Unclear(reason="a number that is not a draft ref", text=raw)
     if ref is None and spec.ref == "required":
-        return Unclear(reason="the command needs a draft ref", text=raw)
+        return Unclear(reason=f"{word} needs a ref (the #number in my messages)", text=raw)
     return _finish(raw, spec, ref, rest)
 
 

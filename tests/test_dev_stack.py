@@ -66,6 +66,8 @@ def test_dev_runs_the_whole_loop_and_stops_cleanly(tmp_path: Path) -> None:
         # The loop must finish now, whatever the time of day in New York.
         "REPLYLINE_QUIET_HOURS_START": "00:00",
         "REPLYLINE_QUIET_HOURS_END": "00:00",
+        # The draft at once, not after the burst debounce (20 s by default).
+        "REPLYLINE_BURST_DEBOUNCE_S": "0",
     }
     data = tmp_path / "data"
     proc = subprocess.Popen(

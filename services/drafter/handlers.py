@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -37,7 +38,9 @@ from libs.events import (
     DraftRejected,
     DraftRequested,
     InboundRouted,
+    OutboundFailed,
     OutboundRequested,
+    OutboundSent,
     TimerCancel,
     TimerFired,
     TimerSet,
@@ -46,17 +49,11 @@ from libs.events import (
 )
 from libs.owner_protocol import fits_sms
 from services.drafter import owner_texts
-from services.drafter.llm import LLM, Attempt, LLMFailure
+from services.drafter.after_hours import acknowledge_if_closed
+from services.drafter.bursts import DROPS_BURST, Bursts
+from services.drafter.llm import LLM, Attempt
 from services.drafter.profile import Profile
-from services.drafter.prompt import (
-    HistoryItem,
-    build_messages,
-    clean_reply,
-    fit_draft,
-    language_of,
-    render_prompt,
-    template_draft,
-)
+from services.drafter.replying import Replier, message_of
 from services.drafter.settings import DrafterSettings
 from services.drafter.store import (
     APPROVED,
@@ -67,8 +64,8 @@ from services.drafter.store import (
     draft_of,
     enqueue_manual,
     insert_draft,
-    insert_traces,
 )
+from services.drafter.takeover import CONSOLE_ACTIONS, Console, thread_ref
 
 SERVICE = "drafter"
 log = structlog.get_logger("drafter")
@@ -89,69 +86,49 @@ class Drafter:
     pool: asyncpg.Pool
     llm: LLM
     profile: Profile
+    #: Tests pass a manual clock (business hours decide the after-hours acknowledgement).
+    clock: Callable[[], datetime] = field(default=utcnow)
+    replier: Replier = field(init=False)
+    bursts: Bursts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.console = Console(self.settings, self.bus, self.pool, self._tell_owner)
+        self.replier = Replier(self)
+        self.bursts = Bursts(self)
 
     # --- inbound.routed ----------------------------------------------------
 
-    async def on_routed(self, event: InboundRouted, d: Delivery) -> Drop | None:
+    async def on_routed(self, event: InboundRouted, d: Delivery) -> Drop | Retry | None:
+        """Routing applies per message; drafting is services/drafter/replying.py, and with
+        bursts on (burst_debounce_s > 0) waits for the burst (services/drafter/bursts.py)."""
+        if event.decision == "forward":
+            # HUMAN_TAKEOVER: a person answers this thread; nothing of it is drafted.
+            await self.bursts.drop(event.thread, f"{event.decision}:{event.rule}")
+            await self.console.forward(event)
+            return None
+        if event.decision in DROPS_BURST:
+            await self.bursts.drop(event.thread, f"{event.decision}:{event.rule}")
+            return None
+        # Before the draft: the lead hears "we're closed" first, the reply follows.
+        await acknowledge_if_closed(
+            event, profile=self.profile, pool=self.pool, bus=self.bus, clock=self.clock
+        )
         if event.decision == "needs_review":
             await self._needs_review(event)
+            if self.bursts.on:
+                await self.bursts.review(event)
             return None
         if event.decision != "draft":
-            return None  # opt-outs, paused threads, owner commands: not ours
+            return None  # owner commands, help, duplicates: not ours
+        if self.bursts.on:
+            await self.bursts.collect(event)
+            return None
         async with self.pool.acquire() as conn:
             existing = draft_of(await conn.fetchrow(Q.draft_for_inbound, event.message_sid))
-        if existing is not None:
-            # Redelivered after the commit: the events are in the stream already;
-            # publishing them again is deduplicated and covers a lost ack.
-            await self._announce(existing)
-            return None
-
-        async with self.pool.acquire() as conn:
-            if await self._stale(conn, event):
+            if existing is None and await self._stale(conn, event):
                 await self._skip_stale(event)
                 return None
-
-        language = language_of(event.language)
-        if not self.llm.configured:
-            body = fit_draft(
-                template_draft(self.profile, intent=event.intent, language=language),
-                self.settings.max_draft_chars,
-            )
-            await self._create_first_version(event, body, "template", language)
-            return None
-
-        async with self.pool.acquire() as conn:
-            history = await self._history(conn, event)
-        messages = build_messages(
-            self.profile,
-            language=language,
-            intent=event.intent,
-            lead_message=event.body,
-            history=history,
-        )
-        prompt_text = render_prompt(messages) if self.settings.record_prompts else None
-        await d.in_progress()  # the call may outlast ack_wait; the consumer keeps beating too
-        try:
-            completion = await self.llm.complete(
-                messages,
-                max_tokens=self.settings.llm_max_tokens,
-                temperature=self.settings.llm_temperature,
-            )
-        except LLMFailure as failure:
-            count_llm(failure.attempts)
-            await self._llm_failed(event, failure, prompt_text)
-            return None
-        count_llm(completion.attempts)
-        # Bounded so the owner's prompt shows all of it (the model is told the profile's
-        # limit, but nothing guarantees it obeys; a prompt-injected lead may try not to).
-        cleaned = clean_reply(completion.text) or completion.text
-        body = fit_draft(cleaned, self.settings.max_draft_chars)
-        if body != cleaned:
-            log.info("draft_truncated", message_sid=event.message_sid, chars=len(cleaned), kept=len(body))
-        await self._create_first_version(
-            event, body, "llm", language, traces=completion.attempts, prompt_text=prompt_text
-        )
-        return None
+        return await self.replier.draft(event.thread, event.from_number, [message_of(event)], d)
 
     async def _stale(self, conn: asyncpg.Connection, event: InboundRouted) -> bool:
         """A newer message of the thread was drafted already (replicas, replays).
@@ -177,84 +154,34 @@ class Drafter:
                 details={"message_sid": event.message_sid, "stream_seq": event.stream_seq},
             )
 
-    async def _history(self, conn: asyncpg.Connection, event: InboundRouted) -> list[HistoryItem]:
-        rows = await conn.fetch(
-            Q.thread_history, event.thread, event.message_sid, self.settings.history_messages
-        )
-        items: list[HistoryItem] = []
-        for row in reversed(rows):  # the query returns newest first
-            if row["inbound_body"]:
-                items.append(HistoryItem(author="lead", body=row["inbound_body"]))
-            if row["approved_body"]:
-                items.append(HistoryItem(author="business", body=row["approved_body"]))
-        return items
-
-    async def _create_first_version(
+    def promptable(
         self,
-        event: InboundRouted,
+        ref: str,
+        to_number: str,
         body: str,
-        source: str,
-        language: str,
-        *,
-        traces: tuple[Any, ...] = (),
-        prompt_text: str | None = None,
-    ) -> None:
-        draft_id = str(uuid.uuid4())
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(Q.lock_thread, event.thread)
-            if await self._stale(conn, event):  # another replica drafted a newer message
-                await self._skip_stale(event, conn)
-                return
-            ref = await conn.fetchval(Q.next_ref)
-            draft = await insert_draft(
-                conn,
-                draft_id=draft_id,
-                version=1,
-                ref=ref,
-                thread=event.thread,
-                to_number=event.from_number,
-                body=body,
-                source=source,
-                in_reply_to=event.message_sid,
-                inbound_body=event.body,
-                intent=event.intent,
-                language=language,
-                created_by="SYSTEM",
-                expires_at=utcnow() + timedelta(seconds=self.settings.draft_expiry_s),
-                inbound_seq=event.stream_seq,
-                sms_prompted=self.promptable(ref, event.from_number, body),
-            )
-            await insert_traces(
-                conn,
-                traces,
-                draft_id=draft_id,
-                thread=event.thread,
-                in_reply_to=event.message_sid,
-                prompt=prompt_text,
-            )
-            await audit(
-                conn,
-                service=SERVICE,
-                action="draft_created",
-                thread=event.thread,
-                details={
-                    "draft_id": draft_id,
-                    "ref": ref,
-                    "version": 1,
-                    "source": source,
-                    "in_reply_to": event.message_sid,
-                },
-            )
-            await self._announce(draft)
-        metrics.DRAFTS_CREATED.labels(source).inc()  # committed (the stale branch returned above)
-        log.info("draft_created", draft_id=draft_id, ref=ref, source=source)
-
-    def promptable(self, ref: str, to_number: str, body: str) -> bool:
+        messages: Sequence[str] = (),
+        replaces: Sequence[str] = (),
+    ) -> bool:
         """Whether the whole text fits the draft limit and one owner prompt SMS."""
-        return len(body) <= self.settings.max_draft_chars and fits_sms(ref, to_number, body)
+        if len(body) > self.settings.max_draft_chars:
+            return False
+        if len(messages) > 1 or replaces:
+            return owner_texts.burst_prompt(ref, to_number, body, messages, replaces) is not None
+        return fits_sms(ref, to_number, body)
 
     def prompt_text(self, draft: Draft) -> str:
-        """The owner prompt for a version, or, when it cannot be shown whole, why not."""
+        """The owner prompt for a version, or, when it cannot be shown whole, why not.
+
+        A first version answering several lead messages (a burst) or replacing pending
+        drafts says so and quotes what the lead wrote; an edit is the owner's own text.
+        """
+        several = len(draft.lead_messages) > 1 or bool(draft.replaces_refs)
+        if draft.sms_prompted and draft.version == 1 and several:
+            text = owner_texts.burst_prompt(
+                draft.ref, draft.to_number, draft.body, draft.lead_messages, draft.replaces_refs
+            )
+            if text is not None:
+                return text
         if draft.sms_prompted:
             return owner_texts.approval_prompt(draft.ref, draft.to_number, draft.body)
         return owner_texts.too_long(
@@ -318,39 +245,6 @@ class Drafter:
         for owner in self.settings.owner_numbers:
             await self._tell_owner(owner, body, request_key)
 
-    async def _llm_failed(self, event: InboundRouted, failure: LLMFailure, prompt_text: str | None) -> None:
-        log.warning("llm_failed", error=str(failure))
-        async with self.pool.acquire() as conn, conn.transaction():
-            await insert_traces(
-                conn,
-                failure.attempts,
-                draft_id=None,
-                thread=event.thread,
-                in_reply_to=event.message_sid,
-                prompt=prompt_text,
-            )
-            await enqueue_manual(
-                conn,
-                key=f"llm_failed:{event.message_sid}",
-                thread=event.thread,
-                number=event.from_number,
-                reason="llm_failed",
-                detail=str(failure),
-                message_sid=event.message_sid,
-                body=event.body,
-            )
-            await audit(
-                conn,
-                service=SERVICE,
-                action="needs_review",
-                thread=event.thread,
-                details={"reason": "llm_failed", "message_sid": event.message_sid, "error": str(failure)},
-            )
-            await self._tell_owners(
-                owner_texts.llm_failed(event.from_number, event.body),
-                f"llm_failed:{event.message_sid}",
-            )
-
     async def _needs_review(self, event: InboundRouted) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await _queue_for_review(
@@ -361,8 +255,9 @@ class Drafter:
                 details={"rule": event.rule, "message_sid": event.message_sid},
             )
             if self.settings.alert_on_needs_review:
+                ref = await thread_ref(conn, event.thread, event.from_number)
                 await self._tell_owners(
-                    owner_texts.needs_review(event.from_number, event.body, event.rule),
+                    owner_texts.needs_review(event.from_number, event.body, event.rule, ref),
                     f"needs_review:{event.message_sid}",
                 )
 
@@ -433,6 +328,9 @@ class Drafter:
     # --- draft.decided -------------------------------------------------------
 
     async def on_decided(self, event: DraftDecided, d: Delivery) -> Retry | None:
+        if event.action in CONSOLE_ACTIONS:
+            await self._console(event)
+            return None
         if d.num_delivered <= UNKNOWN_DRAFT_RETRIES and not await self._names_known_draft(event):
             # draft.created and the owner prompt are published before the creating
             # transaction commits, so a fast decision can arrive first: wait, don't refuse.
@@ -444,6 +342,18 @@ class Drafter:
             await decision.apply()
         decision.count()  # committed: a rolled-back attempt is redelivered and counts then
         return None
+
+    async def _console(self, event: DraftDecided) -> None:
+        """SEND / PAUSE / RESUME / LIST / HELP (services/drafter/takeover.py)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(Q.decision_seen, event.id):
+                return
+            outcome = await self.console.apply(conn, event)
+        metrics.DRAFT_DECISIONS.labels(event.action, event.source, outcome).inc()
+
+    async def on_outbound(self, event: OutboundSent | OutboundFailed, d: Delivery) -> None:
+        """The delivery result of a human reply, for the owner who sent it by SMS."""
+        await self.console.on_outcome(event)
 
     async def _names_known_draft(self, event: DraftDecided) -> bool:
         """False only when the decision names a draft id or ref that no row has (yet)."""
@@ -459,7 +369,9 @@ class Drafter:
 
     # --- timer.fired ---------------------------------------------------------
 
-    async def on_timer(self, event: TimerFired, d: Delivery) -> Drop | None:
+    async def on_timer(self, event: TimerFired, d: Delivery) -> Drop | Retry | None:
+        if event.kind == "burst_debounce":
+            return await self.bursts.on_timer(event, d)
         if event.kind != "draft_expiry":
             return None
         draft_id = event.payload.get("draft_id")
@@ -513,8 +425,10 @@ class Drafter:
     # --- contact.paused ------------------------------------------------------
 
     async def on_paused(self, event: ContactPaused, d: Delivery) -> None:
-        """A resumed thread leaves the manual-intervention queue (someone handled it)."""
+        """A resumed thread leaves the manual-intervention queue (someone handled it); a
+        paused one drafts nothing more, so its open burst is dropped."""
         if event.paused:
+            await self.bursts.drop(thread_of(event.number), "paused")
             return None
         async with self.pool.acquire() as conn, conn.transaction():
             result = await conn.execute(
@@ -583,6 +497,9 @@ class Decision:
         draft = await self._target()
         if draft is None:
             return
+        if not draft.pending and draft.replaced_by:
+            await self._replaced(draft)
+            return
         if not draft.pending:
             await self._reply(owner_texts.already_decided(draft.ref, draft.status))
             await self._record(draft, "refused", f"draft is {draft.status}")
@@ -598,6 +515,21 @@ class Decision:
             await self._reject(draft)
         else:
             await self._edit(draft)
+
+    async def _replaced(self, draft: Draft) -> None:
+        """The lead wrote again and a new draft replaced this one: nothing is decided; the
+        owner is told which draft to decide instead (following later replacements)."""
+        named = (self.event.ref or "").lstrip("#") or draft.ref
+        newest = draft
+        for _ in range(50):  # a chain of replacements, each by a newer lead message
+            if newest.replaced_by is None:
+                break
+            found = draft_of(await self.conn.fetchrow(Q.current_version_unlocked, _uuid(newest.replaced_by)))
+            if found is None:
+                break
+            newest = found
+        await self._reply(owner_texts.replaced(named, newest.ref, newest.status))
+        await self._record(draft, "refused", f"replaced by #{newest.ref} after the lead wrote again")
 
     async def _current(self, draft_id: str) -> Draft | None:
         """The newest version of a draft, locked until the decision commits."""

@@ -75,15 +75,20 @@ def build_messages(
     *,
     language: Language,
     intent: str | None,
-    lead_message: str,
+    lead_message: str | Sequence[str],
     history: Sequence[HistoryItem] = (),
 ) -> list[dict[str, str]]:
-    """Chat messages for the completion call: system, history turns, the new message."""
+    """Chat messages for the completion call: system, history turns, the new message(s).
+
+    A burst (several lead messages answered by one reply) is one user turn per message,
+    oldest first, as the lead sent them.
+    """
     messages = [{"role": "system", "content": system_prompt(profile, language, intent)}]
     for item in history:
         role = "user" if item.author == "lead" else "assistant"
         messages.append({"role": role, "content": item.body})
-    messages.append({"role": "user", "content": lead_message})
+    news = [lead_message] if isinstance(lead_message, str) else list(lead_message)
+    messages.extend({"role": "user", "content": body} for body in news)
     return messages
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,10 @@ from libs.events import (
     DraftRequested,
     Event,
     InboundRouted,
+    OutboundFailed,
+    OutboundSent,
     TimerFired,
+    utcnow,
 )
 from libs.service import ServiceContext
 from services.drafter.handlers import Drafter
@@ -59,13 +63,28 @@ def llm_probe(
     return probe
 
 
-async def build(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Handler]:
+def make_build(
+    clock: Callable[[], datetime] | None = None,
+) -> Callable[[ServiceContext[DrafterSettings]], Awaitable[Mapping[type[Event], Handler]]]:
+    """The service's ``build``; tests pass a manual clock (business hours)."""
+
+    async def build_with_clock(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Handler]:
+        return await _build(ctx, clock or utcnow)
+
+    return build_with_clock
+
+
+async def _build(
+    ctx: ServiceContext[DrafterSettings], clock: Callable[[], datetime]
+) -> Mapping[type[Event], Handler]:
     settings = ctx.settings
     profile = profile_from(settings)  # a broken profile stops start-up with a ProfileError
     llm = LLM(settings.providers(), settings.prices())
     ctx.stack.push_async_callback(llm.aclose)
     ctx.probes["llm"] = llm_probe(llm)
-    drafter = Drafter(settings=settings, bus=ctx.bus, pool=ctx.pool, llm=llm, profile=profile)
+    drafter = Drafter(
+        settings=settings, bus=ctx.bus, pool=ctx.pool, llm=llm, profile=profile, clock=clock
+    )
     for sub in await serve_rpc(ctx.bus, ctx.pool):
         ctx.stack.push_async_callback(sub.unsubscribe)
     ctx.log.info(
@@ -80,4 +99,9 @@ async def build(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Ha
         DraftRequested: drafter.on_requested,
         TimerFired: drafter.on_timer,
         ContactPaused: drafter.on_paused,
+        OutboundSent: drafter.on_outbound,
+        OutboundFailed: drafter.on_outbound,
     }
+
+
+build = make_build()

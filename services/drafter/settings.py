@@ -50,6 +50,13 @@ class DrafterSettings(CommonSettings, frozen=True, kw_only=True):
     #: that version was prompted at least this long before the owner's SMS arrived;
     #: otherwise the owner is shown it and asked again (they cannot have read it yet).
     bare_reply_grace_s: float = 30.0
+    #: One draft per burst: a lead's draftable message waits this long for the next
+    #: one (counted from the last message) before a single reply to all of them is
+    #: drafted. 0 drafts every message at once (tests and the benchmarks use 0).
+    burst_debounce_s: float = 20.0
+    #: ... but a burst is drafted at most this long after its first message, however
+    #: often the lead keeps writing.
+    burst_max_wait_s: float = 120.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -64,6 +71,10 @@ class DrafterSettings(CommonSettings, frozen=True, kw_only=True):
             raise ValueError("max_draft_chars must be between 40 and 1400")
         if self.bare_reply_grace_s < 0:
             raise ValueError("bare_reply_grace_s must not be negative")
+        if self.burst_debounce_s < 0:
+            raise ValueError("burst_debounce_s must not be negative (0 turns bursts off)")
+        if self.burst_debounce_s and self.burst_max_wait_s < self.burst_debounce_s:
+            raise ValueError("burst_max_wait_s must be at least burst_debounce_s")
 
     def providers(self) -> list[ProviderConfig]:
         """The primary then the fallback provider; empty when no endpoint is configured."""

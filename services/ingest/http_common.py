@@ -32,6 +32,9 @@ class IngestDeps:
     drafter: DrafterApi
     audit: AuditFn
     scheduler: SchedulerApi | None = None
+    #: Whether a number has opted out, as the stream says now (libs/consent_state.py);
+    #: None: not known here, the drafter and the sender still refuse.
+    opted_out: Callable[[str], Awaitable[bool]] | None = None
     #: rpc.scheduler.contacts.* (contact imports, services/ingest/contacts_api.py).
     contacts: SchedulerApi | None = None
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from libs import consent_state
 from libs.consumer import Handler
 from libs.db import audit, load_queries
 from libs.events import Event
@@ -19,6 +21,7 @@ from services.ingest.contacts_api import SchedulerContactsApi
 from services.ingest.dashboard.sessions import SessionStore
 from services.ingest.dashboard.views import DashboardDeps, add_dashboard_routes
 from services.ingest.drafter_rpc import NatsDrafterApi
+from services.ingest.export_api import add_export_routes
 from services.ingest.http_common import IngestDeps
 from services.ingest.recorder import SERVICE, PgInboundRecorder
 from services.ingest.scheduler_rpc import NatsSchedulerApi
@@ -77,6 +80,7 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
             tokens=DbTokenVerifier(ctx.pool, QUERIES, settings.api_token),
             drafter=NatsDrafterApi(ctx.bus.nc, ctx.bus.prefix, settings.drafter_rpc_timeout_s),
             audit=audit_row,
+            opted_out=functools.partial(consent_state.opted_out, ctx.bus),
             scheduler=NatsSchedulerApi(
                 ctx.bus.nc, ctx.bus.prefix, settings.scheduler_rpc_timeout_s
             ),
@@ -97,6 +101,7 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
         )
         await sessions.purge_expired()
         add_dashboard_routes(app, DashboardDeps(pool=ctx.pool, queries=QUERIES, sessions=sessions))
+        add_export_routes(app, ctx.pool)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         # Pushed after the bus: on shutdown the listener closes before the bus drains.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urlsplit
 
 from libs.settings import DEV_TWILIO_AUTH_TOKEN, CommonSettings
@@ -44,6 +45,14 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
     llm_probe_timeout_s: float = 5.0
     #: Dashboard login sessions last this long (an admin token is asked again after).
     dashboard_session_ttl_s: float = 12 * 3600.0
+    #: Calls to the business number ring this phone (E.164, the owner's mobile); empty =
+    #: no forwarding: the caller hears ``call_missed_message`` and gets the text-back.
+    call_forward_number: str = ""
+    #: Seconds the forwarded call rings before it counts as missed (Twilio's <Dial timeout>).
+    call_ring_timeout_s: int = 20
+    #: What a caller hears when nobody answers (or there is no forward number), before
+    #: Replyline hangs up and texts them back. Empty = hang up without a message.
+    call_missed_message: str = "Sorry, we can't take your call right now. We'll text you shortly."
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,6 +77,13 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
             raise ValueError("max_body_bytes must be at least 1024")
         if self.dashboard_session_ttl_s <= 0:
             raise ValueError("dashboard_session_ttl_s must be positive")
+        if self.call_forward_number and not re.fullmatch(r"\+[1-9]\d{6,14}", self.call_forward_number):
+            raise ValueError(
+                f"call_forward_number {self.call_forward_number!r} is not E.164 (+15551234567)"
+            )
+        # Twilio accepts 5..600 seconds for <Dial timeout>.
+        if not 5 <= self.call_ring_timeout_s <= 600:
+            raise ValueError("call_ring_timeout_s must be between 5 and 600")
 
     @property
     def webhook_auth_token(self) -> str:

@@ -28,7 +28,9 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MESSAGE_SID_PATTERN = r"^(SM|MM)[0-9a-fA-F]{32}$"
 ACCOUNT_SID_PATTERN = r"^AC[0-9a-fA-F]{32}$"
 MESSAGING_SERVICE_SID_PATTERN = r"^MG[0-9a-fA-F]{32}$"
+CALL_SID_PATTERN = r"^CA[0-9a-fA-F]{32}$"
 MessageSid = Annotated[str, msgspec.Meta(pattern=MESSAGE_SID_PATTERN)]
+CallSid = Annotated[str, msgspec.Meta(pattern=CALL_SID_PATTERN)]
 AccountSid = Annotated[str, msgspec.Meta(pattern=ACCOUNT_SID_PATTERN)]
 MessagingServiceSid = Annotated[str, msgspec.Meta(pattern=MESSAGING_SERVICE_SID_PATTERN)]
 #: Twilio's message status enum (message_enum_status in the same spec).
@@ -78,6 +80,36 @@ class StatusCallback(msgspec.Struct, frozen=True, kw_only=True):
     account_sid: AccountSid = msgspec.field(default="", name="AccountSid")
     # Absent on success; Twilio sends the numeric code (e.g. "30007") on failure.
     error_code: int | None = msgspec.field(default=None, name="ErrorCode")
+
+
+#: Twilio's DialCallStatus values (the outcome of a <Dial>'s forwarded leg).
+DialCallStatus = Literal["completed", "answered", "busy", "no-answer", "failed", "canceled"]
+#: Fields that name a call or the account: each may appear once.
+_CALL_SID_FIELDS = ("CallSid", "AccountSid", "DialCallSid", "ParentCallSid")
+
+
+class VoiceCall(msgspec.Struct, frozen=True, kw_only=True):
+    """The fields of Twilio's incoming-call webhook (the number's voice URL) Replyline uses."""
+
+    call_sid: CallSid = msgspec.field(name="CallSid")
+    account_sid: AccountSid = msgspec.field(default="", name="AccountSid")
+    # Anonymous callers arrive as "Anonymous", "+266696687" or empty: only an E.164
+    # caller gets a text-back (services/ingest/voice.py decides).
+    from_number: str = msgspec.field(default="", name="From")
+    to_number: str = msgspec.field(default="", name="To")
+    call_status: str = msgspec.field(default="", name="CallStatus")
+    direction: str = msgspec.field(default="", name="Direction")
+
+
+class DialStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The callback Twilio posts to a <Dial action> URL once the forwarded leg ends."""
+
+    call_sid: CallSid = msgspec.field(name="CallSid")
+    dial_call_status: DialCallStatus = msgspec.field(name="DialCallStatus")
+    account_sid: AccountSid = msgspec.field(default="", name="AccountSid")
+    from_number: str = msgspec.field(default="", name="From")
+    to_number: str = msgspec.field(default="", name="To")
+    dial_call_sid: CallSid = msgspec.field(default="", name="DialCallSid")
 
 
 def parse_form(body: bytes) -> MultiDictProxy[str]:
@@ -160,5 +192,30 @@ def parse_status(form: MultiDictProxy[str]) -> StatusCallback:
         del fields["ErrorCode"]
     try:
         return msgspec.convert(fields, StatusCallback, strict=False)
+    except msgspec.ValidationError as exc:
+        raise PayloadError(str(exc)) from exc
+
+
+def _check_call_sid_fields(form: MultiDictProxy[str]) -> None:
+    # Same reason as for messages: a SID field repeated is a re-split form, not Twilio's.
+    for name in _CALL_SID_FIELDS:
+        if len(form.getall(name, ())) > 1:
+            raise PayloadError(f"{name} appears more than once")
+
+
+def parse_voice(form: MultiDictProxy[str]) -> VoiceCall:
+    """Validate Twilio's incoming-call webhook."""
+    _check_call_sid_fields(form)
+    return _convert(form, VoiceCall)
+
+
+def parse_dial_status(form: MultiDictProxy[str]) -> DialStatus:
+    """Validate the <Dial action> callback (DialCallStatus tells whether it was answered)."""
+    _check_call_sid_fields(form)
+    fields = _first_values(form)
+    if fields.get("DialCallSid", None) == "":
+        del fields["DialCallSid"]  # no forwarded leg was created (e.g. failed at once)
+    try:
+        return msgspec.convert(fields, DialStatus, strict=False)
     except msgspec.ValidationError as exc:
         raise PayloadError(str(exc)) from exc

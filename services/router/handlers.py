@@ -22,8 +22,10 @@ from libs.events import (
     ContactPaused,
     DraftDecided,
     Event,
+    HumanReply,
     InboundReceived,
     InboundRouted,
+    TimerFired,
     thread_of,
 )
 from libs.owner_protocol import decision_of, parse_owner_command
@@ -32,6 +34,7 @@ from services.router.keywords import match_keyword
 from services.router.llm import LlmClassifier
 from services.router.rules import RouteInput, RouteResult, route
 from services.router.settings import RouterSettings
+from services.router.takeover import Takeover
 
 Q = load_queries(Path(__file__).parent / "queries.sql")
 log = structlog.get_logger(__name__)
@@ -63,6 +66,7 @@ class Router:
         # Classification is CPU work: it runs here, not on the event loop, so one
         # costly message cannot stall other threads' events (a STOP behind it).
         self.executor = ThreadPoolExecutor(settings.classify_workers, thread_name_prefix="classify")
+        self.takeover = Takeover(settings, bus, pool)
 
     def _needs_classification(self, event: InboundReceived) -> bool:
         return (
@@ -113,6 +117,7 @@ class Router:
                 paused=state["paused"],
                 opted_out=state["opted_out"],
                 stale=d.seq < state["last_seq"],
+                takeover=state["takeover_since"] is not None,
             )
             result = route(inp, classification, language_threshold=self.settings.language_threshold)
             await self._store(conn, event, d, thread, result, classification)
@@ -270,13 +275,31 @@ class Router:
         )
         return out
 
+    async def on_human(self, event: HumanReply, d: Delivery) -> Retry | None:
+        try:
+            await self.takeover.human_replied(event)
+        except _TRANSIENT as exc:
+            return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
+        return None
+
+    async def on_timer(self, event: TimerFired, d: Delivery) -> Retry | None:
+        try:
+            await self.takeover.quiet_period_over(event)
+        except _TRANSIENT as exc:
+            return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
+        return None
+
     async def on_paused(self, event: ContactPaused, d: Delivery) -> Retry | None:
         thread = thread_of(event.number) if event.number else event.thread
+        ended = None
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     Q.set_paused, thread, event.number, event.paused, event.actor, event.reason
                 )
+                if not event.paused:
+                    # RESUME (SMS, dashboard, API) hands a HUMAN_TAKEOVER thread back at once.
+                    ended = await self.takeover.end(conn, thread, event, reason="resume")
                 await audit(
                     conn,
                     service=NAME,
@@ -285,6 +308,8 @@ class Router:
                     thread=thread,
                     details={"actor": event.actor, "reason": event.reason},
                 )
+            if ended is not None:
+                await self.bus.publish(ended)
         except _TRANSIENT as exc:
             return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
         log.info("thread_pause_set", thread=thread, paused=event.paused)

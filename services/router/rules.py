@@ -10,6 +10,9 @@ to review, never to a draft (libs/consent_keywords.py says what counts).
 
 ``stale`` marks a message older (by stream sequence) than one the thread has
 already acted on (DESIGN.md, per-thread order): it is logged, not acted on.
+
+``takeover`` (HUMAN_TAKEOVER: a person replied from the business number) comes
+right after the pause: the message is forwarded to the owners, never drafted.
 Owner commands, STOP and HELP are exempt: the drafter checks a late owner
 command against the draft's state, and a late STOP is honoured. A late START
 is not (it might undo a newer STOP): consent errs towards "opted out".
@@ -26,7 +29,7 @@ from libs.owner_protocol import Parsed, parse_owner_command
 from services.router.classification import Classification
 from services.router.keywords import match_keyword
 
-Status = Literal["RECEIVED", "NEEDS_REVIEW", "DRAFT_PENDING_APPROVAL"]
+Status = Literal["RECEIVED", "NEEDS_REVIEW", "DRAFT_PENDING_APPROVAL", "HUMAN_TAKEOVER"]
 ANSWERED_LANGUAGES = ("en", "es")
 
 
@@ -39,6 +42,7 @@ class RouteInput(msgspec.Struct, frozen=True, kw_only=True):
     paused: bool = False
     opted_out: bool = False
     stale: bool = False
+    takeover: bool = False  # a person is answering this thread (HUMAN_TAKEOVER)
 
 
 class RouteResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +87,10 @@ def route_before_classification(inp: RouteInput) -> RouteResult | None:
         return _result("log_only", "stale")
     if inp.paused:
         return _result("log_only", "paused")
+    if inp.takeover:
+        # A person is answering: the message goes to them as it is (media, negative,
+        # unknown intent alike), never to the AI.
+        return _result("forward", "human_takeover", "HUMAN_TAKEOVER")
     if inp.num_media > 0:
         return _result("needs_review", "media", "NEEDS_REVIEW")
     if not inp.body.strip():

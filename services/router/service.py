@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from libs.consumer import Handler
-from libs.events import ContactPaused, Event, InboundReceived
+from libs.events import ContactPaused, Event, HumanReply, InboundReceived, TimerFired
 from libs.service import ServiceContext
 from services.router.classification import LocalClassifier
 from services.router.handlers import NAME, Router
@@ -34,4 +34,9 @@ async def build(ctx: ServiceContext[RouterSettings]) -> Mapping[type[Event], Han
         llm=bool(llm),
         owners=len(settings.owner_numbers),
     )
-    return {InboundReceived: router.on_received, ContactPaused: router.on_paused}
+    return {
+        InboundReceived: router.on_received,
+        ContactPaused: router.on_paused,
+        HumanReply: router.on_human,
+        TimerFired: router.on_timer,
+    }

@@ -34,6 +34,8 @@ class RouterSettings(CommonSettings, frozen=True, kw_only=True):
     llm_api_key: str = ""
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = 10.0
+    #: HUMAN_TAKEOVER ends (the AI drafts again) after this long without a human reply.
+    takeover_quiet_s: float = 86400.0
     #: Durable consumer name (replicas share it).
     durable: str = "router"
 
@@ -52,5 +54,7 @@ class RouterSettings(CommonSettings, frozen=True, kw_only=True):
         unknown = [c for c in self.language_neighbours if not hasattr(IsoCode639_1, c.upper())]
         if unknown:
             raise ValueError(f"language_neighbours: unknown ISO 639-1 code(s) {unknown}")
+        if self.takeover_quiet_s <= 0:
+            raise ValueError("takeover_quiet_s must be positive")
         if self.short_text_letters < 0 or self.foreign_ratio <= 0:
             raise ValueError("short_text_letters must be >= 0 and foreign_ratio > 0")

@@ -66,6 +66,7 @@ from .workflow.model import (
     TagConfig,
     UpdateFieldConfig,
     WaitForReplyConfig,
+    sms_text,
 )
 from .workflow.template import render, render_url, render_value
 from .workflow.timeline import ab_variant
@@ -424,7 +425,7 @@ class Engine:
                 return StepResult(None, "paused", pause_reason="thread_paused", executed=False)
             if enrollment["replied"] and definition.workflow.on_reply == "pause":
                 return StepResult(None, "paused", pause_reason="lead_replied", executed=False)
-            body = render(config.body, view)
+            body = render(sms_text(config.body, view.get("language")), view)
             if config.approval == "required":
                 # The drafter owns the owner's approval loop; the draft it creates
                 # carries this request id back in draft.approved / draft.rejected.

@@ -255,3 +255,12 @@ SELECT count(*) FROM import_merged;
 
 -- name: import_abort
 UPDATE contact_imports SET status = 'aborted' WHERE import_id = $1 AND status = 'staging';
+
+-- name: claim_trigger_window
+-- $5 is the window (interval). Returns a row when this event may fire the trigger.
+INSERT INTO trigger_windows AS w (thread, trigger_type, event_id, fired_at)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (thread, trigger_type) DO UPDATE
+    SET event_id = EXCLUDED.event_id, fired_at = EXCLUDED.fired_at
+    WHERE w.event_id = EXCLUDED.event_id OR w.fired_at <= EXCLUDED.fired_at - $5::interval
+RETURNING event_id;

@@ -17,6 +17,10 @@ DEFAULT_OVERDUE_POLICY: dict[str, OverduePolicy] = {
     "reply_timeout": "fire_late",
     "quiet_hours": "fire_late",
     "no_response": "escalate",
+    # Handing a thread back to the AI late is harmless; never handing it back is not.
+    "takeover_quiet": "fire_late",
+    # A lead's burst still needs its one draft, however late (the drafter was waiting).
+    "burst_debounce": "fire_late",
 }
 
 
@@ -44,6 +48,9 @@ class SchedulerSettings(CommonSettings, frozen=True, kw_only=True):
     smtp_use_tls: bool = False
     smtp_from: str = "Replyline <noreply@localhost>"
     smtp_timeout_s: float = 30.0
+    #: A caller who rings again within this window after a missed call that fired the
+    #: ``call_missed`` trigger is not texted back again (docs/missed-calls.md).
+    call_textback_window_s: float = 1800.0
     #: Days without a lead reply after our last message before the outcome is no_response.
     no_response_days: float = 7.0
     #: Tags that settle a conversation's outcome when added.

@@ -253,7 +253,9 @@ class Outbox:
         """When the message may go, if not now (quiet hours, requested not_before)."""
         now = self.clock()
         earliest = max(row["not_before"] or now, now)
-        if row["lead_facing"]:
+        if row["lead_facing"] and (
+            row["kind"] != "human_reply" or self.settings.human_reply_quiet_hours
+        ):
             known = await conn.fetchval(Q.contact_time_zone, row["to_number"])
             zones = contact_zones(row["to_number"], known, self.settings.quiet_hours_default_tz)
             earliest = next_allowed(earliest, zones, self.window, self.settings.quiet_hours_default_tz)

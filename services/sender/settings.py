@@ -31,6 +31,10 @@ class SenderSettings(CommonSettings, frozen=True, kw_only=True):
     #: Lead-facing messages go out only inside this local window [start, end).
     quiet_hours_start: str = "08:00"
     quiet_hours_end: str = "21:00"
+    #: Whether a person's reply to a lead (outbound.human) waits for the quiet-hours
+    #: window too. Default false: someone answering a lead who just wrote is a reply,
+    #: not a campaign message, and goes at once (docs/sender.md, "Quiet hours").
+    human_reply_quiet_hours: bool = False
     #: Zone used when neither the contact nor the number tells one.
     quiet_hours_default_tz: str = "America/New_York"
     #: Reconciliation looks for provider messages created this long before the attempt.

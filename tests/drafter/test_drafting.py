@@ -229,9 +229,11 @@ async def test_both_providers_failing_sends_the_message_for_review_with_an_owner
 
     (alert,) = await collector.wait_for(OutboundRequested)
     assert alert.kind == "owner_alert" and alert.to_number == OWNER
+    ref = alert.body.split()[0].lstrip("#")
     assert alert.body == (
-        'Could not draft a reply for +15551234567 (AI unavailable). They wrote: "Can someone '
-        'come today?" It is in the manual-intervention queue; please answer them yourself.'
+        f'#{ref} Could not draft a reply for +15551234567 (AI unavailable). They wrote: "Can someone '
+        'come today?" It is in the manual-intervention queue. Answer from the business number: '
+        f"SEND {ref} <your text>."
     )
     await collector.assert_none(DraftCreated, within=0.5)
     traces = await settled(pool, "SELECT * FROM ai_traces ORDER BY id", count=2)
@@ -257,9 +259,10 @@ async def test_needs_review_goes_to_the_manual_queue_with_an_alert(
     )
     (alert,) = await collector.wait_for(OutboundRequested)
     assert alert.kind == "owner_alert"
+    ref = alert.body.split()[0].lstrip("#")
     assert alert.body == (
-        'Needs review (7_negative_sentiment): +15551234567 wrote "This is the worst service '
-        'ever" No reply was drafted; please answer them yourself.'
+        f'#{ref} Needs review (7_negative_sentiment): +15551234567 wrote "This is the worst service '
+        f'ever" No reply was drafted. Answer from the business number: SEND {ref} <your text>.'
     )
     await collector.assert_none(DraftCreated, within=0.3)
     (item,) = await settled(pool, "SELECT * FROM manual_queue")

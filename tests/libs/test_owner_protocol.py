@@ -76,12 +76,21 @@ UNCLEAR = [
     "1000",
     "#1000",
     "1000 EDIT new text",
-    # Reserved for later commands: not an approval today.
-    "SEND 1000 hi",
+    # The console commands: a ref where one is needed, clean, never guessed.
     "SEND",
-    "LIST",
-    "HELP",
-    "PAUSE 1000",
+    "SEND 1000",  # no text
+    "SEND hello there",  # no ref: never "the only pending one"
+    "SEND 1,000 hello",
+    "SEND #10o0 hello",
+    "SEND1000 hello",
+    "1000 SEND hello",
+    "PAUSE",
+    "RESUME please",
+    "RESUME 1000 1001",
+    "LIST 1000",
+    "1000 LIST",
+    "HELP 1000",
+    "? 1000",
     "what?",
     "",
     "   ",
@@ -105,9 +114,30 @@ def test_anything_else_is_unclear_never_a_bare_reply(reply: str) -> None:
     assert text == parsed.text
 
 
+CONSOLE = [
+    ("SEND 1000 Sorry, I can come at 3pm", ("send", "1000", "Sorry, I can come at 3pm", "")),
+    ("  send   #1000:   on my way  ", ("send", "1000", "on my way", "")),
+    ("Reply 1000 $129 flat, 2 hours", ("send", "1000", "$129 flat, 2 hours", "")),
+    ("SEND 1000 YES", ("send", "1000", "YES", "")),  # the text is the lead's, never a command
+    ("pause 1000", ("pause", "1000", None, "")),
+    ("RESUME #1000.", ("resume", "1000", None, "")),
+    ("LIST", ("list", None, None, "")),
+    ("list.", ("list", None, None, "")),
+    ("?", ("list", None, None, "")),
+    (" ? ", ("list", None, None, "")),
+    ("help", ("help", None, None, "")),
+]
+
+
+@pytest.mark.parametrize(("reply", "expected"), CONSOLE)
+def test_console_commands_are_read(reply: str, expected: tuple[str, str | None, str | None, str]) -> None:
+    parsed = parse_owner_command(reply)
+    assert isinstance(parsed, Command), parsed
+    assert (parsed.kind, parsed.ref, parsed.text, parsed.notes) == expected
+
+
 def test_send_is_not_an_approve_word() -> None:
-    # SEND <ref> <text> is reserved; one table entry will add it.
-    assert "SEND" not in KEYWORDS
+    assert KEYWORDS["SEND"].kind == "send" and KEYWORDS["SEND"].ref == "required"
 
 
 def test_prompt_carries_the_whole_draft_verbatim() -> None:

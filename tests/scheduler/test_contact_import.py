@@ -14,7 +14,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from libs import contact_csv
 from libs.bus import Bus
+from libs.contact_import_client import import_contacts
 from libs.events import ContactOptout, OutboundRequested
 from replyline.cli import main
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
@@ -219,3 +221,37 @@ async def test_ten_thousand_rows(
     assert await pool.fetchval("SELECT count(*) FROM contacts") == 10_000
     print(f"\n10,000 rows imported in {elapsed:.1f}s, peak RSS {peak_rss_mb():.0f} MB")
     assert elapsed < 60
+
+
+async def test_each_row_is_parsed_once_and_the_file_read_once(
+    schedulers: Schedulers, bus: Bus, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pass 1 validates and spools the normalised rows; pass 2 sends the spool (docs/contacts.md)."""
+    await schedulers.start()
+    parsed: list[str] = []
+    real = contact_csv.normalise_phone
+
+    def counting(raw: str, region: str) -> str:
+        parsed.append(raw)
+        return real(raw, region)
+
+    monkeypatch.setattr(contact_csv, "normalise_phone", counting)
+    opened = 0
+
+    def open_lines() -> list[str]:
+        nonlocal opened
+        opened += 1
+        return GOOD.splitlines(keepends=True)
+
+    async def call(method: str, payload: dict[str, Any]) -> dict[str, Any]:
+        reply = await bus.nc.request(
+            f"{bus.prefix}rpc.scheduler.contacts.{method}", json.dumps(payload).encode(), timeout=30
+        )
+        answer: dict[str, Any] = json.loads(reply.data)
+        return answer
+
+    report = await import_contacts(open_lines, call, region="US", source="test")
+    assert report.ok and report.result["contacts"] == 3, report
+    assert opened == 1
+    assert len(parsed) == 4  # one parse per data row, not two
+    assert len(await contacts(pool)) == 3

@@ -27,7 +27,8 @@ FROM outbound_messages WHERE lead_facing AND to_number = ANY($1::text[])
 ORDER BY to_number, updated_at DESC;
 
 -- name: controls_for
-SELECT thread, number, paused, paused_by, paused_reason, opted_out, consent_keyword, updated_at
+SELECT thread, number, paused, paused_by, paused_reason, opted_out, consent_keyword, updated_at,
+       takeover_since, takeover_until, takeover_by
 FROM thread_controls WHERE thread = ANY($1::text[]);
 
 -- name: paused_threads
@@ -54,11 +55,16 @@ FROM routing_decisions WHERE thread = $1
 ORDER BY decided_at, id;
 
 -- name: drafts_for_thread
-SELECT ref, version, status, source, body, created_by, created_at, decided_at, decided_by
+SELECT draft_id::text AS draft_id, ref, version, status, source, body, created_by, created_at,
+       decided_at, decided_by
 FROM drafts WHERE thread = $1
 ORDER BY created_at, version;
 
 -- name: outbound_for_thread
-SELECT kind, body, status, provider_status, error_code, failure_reason, created_at, sent_at
+SELECT kind, body, status, provider_status, error_code, failure_reason, created_at, sent_at,
+       request_id
 FROM outbound_messages WHERE to_number = '+' || $1
 ORDER BY created_at;
+
+-- name: human_replies_for_thread
+SELECT request_id, author, channel, created_at FROM human_replies WHERE thread = $1;
