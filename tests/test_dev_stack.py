@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from libs.embedded import free_port
+from services import SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +84,7 @@ def test_dev_runs_the_whole_loop_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         out.wait_for("Ctrl-C stops everything", timeout=90)
         out.wait_for("dashboard:", "/dashboard", timeout=5)
-        for name in ("ingest", "router", "drafter", "sender", "scheduler"):
+        for name in SERVICES:
             out.wait_for("service_ready", f"service={name}", timeout=60)
         sms = subprocess.run(
             [sys.executable, "-m", "replyline", "sms", "--url", f"http://127.0.0.1:{http_port}",
@@ -100,7 +101,7 @@ def test_dev_runs_the_whole_loop_and_stops_cleanly(tmp_path: Path) -> None:
         code = proc.wait(timeout=60)
     assert code == 0
     out.wait_for("dev       | stopped", timeout=5)
-    for name in ("ingest", "router", "drafter", "sender", "scheduler"):
+    for name in SERVICES:
         out.wait_for("service_stopped", f"service={name}", timeout=5)
     # Nothing outlives the launcher: not a service, not nats-server, not Postgres.
     leftovers = [
@@ -158,7 +159,7 @@ def _start_dev(tmp_path: Path) -> tuple[subprocess.Popen[str], Output, Path]:
     )  # fmt: skip
     out = Output(proc)
     out.wait_for("Ctrl-C stops everything", timeout=90)
-    for name in ("ingest", "router", "drafter", "sender", "scheduler"):
+    for name in SERVICES:
         out.wait_for("service_ready", f"service={name}", timeout=60)
     return proc, out, data
 

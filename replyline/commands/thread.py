@@ -16,6 +16,7 @@ from libs.bus import Bus
 from libs.conversation import explained
 from libs.events import thread_of
 from libs.settings import CommonSettings, SettingsError, load
+from replyline.services import SERVICES
 
 T = TypeVar("T")
 
@@ -51,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = load(CommonSettings)
+        settings = load(CommonSettings, sections=SERVICES)
     except SettingsError as exc:
         print(f"configuration error: {exc}")
         return 2
