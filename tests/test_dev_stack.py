@@ -176,9 +176,13 @@ def test_kill_9_of_the_launcher_leaves_no_process_behind(tmp_path: Path) -> None
         proc.kill()  # SIGKILL: no clean-up code of the launcher runs
         proc.wait(timeout=10)
     # The five services and nats-server die with it (PR_SET_PDEATHSIG, then the reaper).
-    assert _wait_gone(children, timeout=5) == []
-    # Postgres (daemonized by pg_ctl) is stopped by the reaper.
+    # The reaper itself is a child too: it lives until it has stopped Postgres.
+    reaper = [c for c in children if "replyline.commands.reaper" in " ".join(c.cmdline())]
+    assert len(reaper) == 1, names
+    assert _wait_gone([c for c in children if c not in reaper], timeout=5) == []
+    # Postgres (daemonized by pg_ctl) is stopped by the reaper, which then exits.
     assert _wait_gone(postgres, timeout=15) == []
+    assert _wait_gone(reaper, timeout=5) == []
 
 
 def test_a_closed_stdout_still_stops_everything(tmp_path: Path) -> None:
