@@ -28,6 +28,12 @@ TIME_ZONE_FIELDS = frozenset({"timezone", "time_zone", "tz"})
 
 
 def build_handlers(outbox: Outbox) -> Mapping[type[Event], Handler]:
+    return {**_intake_handlers(outbox), **_projection_handlers(outbox)}
+
+
+def _intake_handlers(outbox: Outbox) -> dict[type[Event], Handler]:
+    """Events that make or wake an outbox row, then drive it."""
+
     async def on_draft_approved(event: DraftApproved, _: Delivery) -> Decision:
         outbox_id = await outbox.accept(
             NewMessage(
@@ -81,6 +87,17 @@ def build_handlers(outbox: Outbox) -> Mapping[type[Event], Handler]:
             return None
         return await outbox.drive(outbox_id)
 
+    return {
+        DraftApproved: on_draft_approved,
+        OutboundRequested: on_outbound_requested,
+        HumanReply: on_human_reply,
+        TimerFired: on_timer_fired,
+    }
+
+
+def _projection_handlers(outbox: Outbox) -> dict[type[Event], Handler]:
+    """Events the sender keeps projections of: delivery status, consent, time zones."""
+
     async def on_status(event: OutboundStatus, _: Delivery) -> Decision:
         return await outbox.record_status(event)
 
@@ -99,10 +116,6 @@ def build_handlers(outbox: Outbox) -> Mapping[type[Event], Handler]:
         return None
 
     return {
-        DraftApproved: on_draft_approved,
-        OutboundRequested: on_outbound_requested,
-        HumanReply: on_human_reply,
-        TimerFired: on_timer_fired,
         OutboundStatus: on_status,
         ContactOptout: on_consent,
         ContactOptin: on_consent,
