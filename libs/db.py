@@ -160,6 +160,49 @@ def load_queries(path: Path) -> Queries:
 
 QUERIES = load_queries(Path(__file__).parent / "queries.sql")
 
+# A ``:name`` placeholder, skipping string literals, ``--`` comments and ``::type`` casts.
+_NAMED_TOKEN = re.compile(r"'(?:[^']|'')*'|--[^\n]*|::|(?<![\w$]):([a-z_][a-z0-9_]*)")
+
+
+class NamedQuery:
+    """SQL with ``:name`` placeholders, rewritten once (at load) into asyncpg's ``$n``.
+
+    ``sql`` is what asyncpg runs; ``bind(values)`` turns a mapping or an object
+    with those attributes (a msgspec Struct) into the positional arguments. A name
+    used twice is one ``$n``. Long parameter lists bind by name so that no caller
+    has to count to ``$13``.
+    """
+
+    __slots__ = ("names", "sql")
+
+    def __init__(self, text: str) -> None:
+        if re.search(r"\$\d", text):
+            raise ValueError("a named query may not also use $n placeholders")
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name is None:
+                return match.group(0)
+            if name not in names:
+                names.append(name)
+            return f"${names.index(name) + 1}"
+
+        self.sql = _NAMED_TOKEN.sub(number, text)
+        self.names = tuple(names)
+
+    def bind(self, values: Mapping[str, Any] | object) -> tuple[Any, ...]:
+        if isinstance(values, Mapping):
+            extra = set(values) - set(self.names)
+            if extra:
+                raise KeyError(f"no placeholder for {sorted(extra)}")
+            return tuple(values[name] for name in self.names)
+        return tuple(getattr(values, name) for name in self.names)
+
+
+def named(text: str) -> NamedQuery:
+    return NamedQuery(text)
+
 
 async def audit(
     conn: asyncpg.Connection | asyncpg.Pool,

@@ -1,9 +1,10 @@
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 
-from libs.db import MigrationError, audit, load_queries, migrate, slice_version
+from libs.db import MigrationError, audit, load_queries, migrate, named, slice_version
 from libs.tracing import current_traceparent, new_traceparent, trace_id_of
 
 
@@ -89,3 +90,38 @@ def test_named_queries(tmp_path: Path) -> None:
     path.write_text("-- name: one\nSELECT 1;\n-- name: one\nSELECT 2;\n")
     with pytest.raises(ValueError, match="defined twice"):
         load_queries(path)
+
+
+def test_named_query_numbers_each_name_once() -> None:
+    q = named(
+        "-- note: :not_a_param\n"
+        "UPDATE t SET a = :a, b = ':literal', c = :c::text WHERE id = :id AND a <> :a"
+    )
+    assert q.sql == (
+        "-- note: :not_a_param\n"
+        "UPDATE t SET a = $1, b = ':literal', c = $2::text WHERE id = $3 AND a <> $1"
+    )
+    assert q.names == ("a", "c", "id")
+    assert q.bind({"id": 7, "c": "x", "a": 1}) == (1, "x", 7)
+
+
+def test_named_query_binds_a_struct_and_refuses_mistakes() -> None:
+    class Row(msgspec.Struct):
+        id: int
+        a: int
+        c: str
+        unused: bool = False
+
+    q = named("SELECT :a, :c, :id")
+    assert q.bind(Row(id=7, a=1, c="x")) == (1, "x", 7)
+    with pytest.raises(KeyError, match="idd"):
+        q.bind({"idd": 7, "a": 1, "c": "x"})  # a typo is not silently ignored
+    with pytest.raises(KeyError):
+        q.bind({"a": 1, "c": "x"})
+    with pytest.raises(ValueError, match=r"\$n"):
+        named("SELECT :a, $2")
+
+
+async def test_named_query_runs_on_postgres(pool: asyncpg.Pool) -> None:
+    q = named("SELECT :greeting || ' ' || :name::text || ' ' || :greeting")
+    assert await pool.fetchval(q.sql, *q.bind({"name": "Ada", "greeting": "hi"})) == "hi Ada hi"
