@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from libs.events import (
     ContactTakeover,
@@ -163,17 +164,56 @@ async def test_owner_answers_by_sms_takes_over_and_ai_resumes_after_quiet_period
     await collector.wait_for(DraftCreated, timeout=15)
 
 
+async def takeover_metrics(stack: TakeoverStack) -> dict[str, float]:
+    """The takeover metrics from ingest's /metrics (the services share the process registry)."""
+    async with stack.http.get(
+        f"{stack.ingest_url}/metrics", headers={"Authorization": f"Bearer {API_TOKEN}"}
+    ) as resp:
+        assert resp.status == 200
+        families = {f.name: f for f in text_string_to_metric_families(await resp.text())}
+
+    def value(family: str, name: str, **labels: str) -> float:
+        return sum(
+            s.value for s in families[family].samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )  # fmt: skip
+
+    return {
+        "started_sms": value("replyline_takeovers", "replyline_takeovers_total", event="started", reason="sms"),
+        "ended_resume": value("replyline_takeovers", "replyline_takeovers_total", event="ended", reason="resume"),
+        "human_sms_accepted": value(
+            "replyline_human_replies", "replyline_human_replies_total", channel="sms", outcome="accepted"
+        ),
+        "first_reply_count": value(
+            "replyline_time_to_first_human_reply_seconds", "replyline_time_to_first_human_reply_seconds_count"
+        ),
+    }
+
+
 async def test_resume_by_sms_hands_the_thread_back_at_once(
-    stack: TakeoverStack, collector: EventCollector
+    stack: TakeoverStack, collector: EventCollector, pool: asyncpg.Pool
 ) -> None:
+    before = await takeover_metrics(stack)
     ref = await needs_review_ref(stack)
     await stack.sms(OWNER, f"SEND {ref} {SORRY}")
     await collector.wait_for(ContactTakeover, lambda e: e.active)
+    await stack.sms(OWNER, f"SEND {ref} One more thing: bring the invoice")
+    await stack.texts_to(LEAD, 2)
     await stack.sms(OWNER, f"resume {ref}")
     (ended,) = await collector.wait_for(ContactTakeover, lambda e: not e.active)
     assert ended.reason == "resume"
-    texts = await stack.texts_to(OWNER, 3)
-    assert texts[2].startswith(f"Resumed #{ref} ({LEAD})")
+    # One takeover (the second reply extends it), two human replies, one time to the
+    # first human reply (the needs-review item it resolved), one hand-back by RESUME.
+    after = await takeover_metrics(stack)
+    actions = await pool.fetch("SELECT action FROM audit_log WHERE action LIKE 'human_takeover_%' ORDER BY id")
+    assert [r["action"] for r in actions] == [
+        "human_takeover_started", "human_takeover_extended", "human_takeover_ended",
+    ]  # fmt: skip
+    assert {k: after[k] - before[k] for k in before} == {
+        "started_sms": 1, "ended_resume": 1, "human_sms_accepted": 2, "first_reply_count": 1,
+    }  # fmt: skip
+    texts = await stack.texts_to(OWNER, 4)
+    assert texts[3].startswith(f"Resumed #{ref} ({LEAD})")
     await stack.sms(LEAD, "How much for a leaking pipe under the kitchen sink?")
     await collector.wait_for(DraftCreated, timeout=15)
 
@@ -285,3 +325,44 @@ async def test_dashboard_compose_takes_over_and_hands_back_in_chromium(
             await page.click("button[name=resume]")
         (ended,) = await collector.wait_for(ContactTakeover, lambda e: not e.active)
         assert ended.reason == "resume"
+
+
+async def test_readme_takeover_walkthrough_matches_the_code(
+    stack: TakeoverStack, collector: EventCollector
+) -> None:
+    """README's "Taking over a conversation" commands, run as written, give the texts it shows."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("### Taking over a conversation", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = re.findall(r'^replyline sms --from (\+\d+) "([^"]+)"$', block, re.M)
+    shown = " ".join(line.lstrip("# ").strip() for line in block.splitlines() if line.startswith("#"))
+    readme_ref = re.search(r"SEND (\d+) <your text>", shown)
+    assert readme_ref and len(commands) == 4, block
+    assert [n for n, _ in commands] == [LEAD, OWNER, LEAD, OWNER]
+
+    def as_run(text: str, ref: str) -> str:
+        return text.replace(readme_ref.group(1), ref)  # type: ignore[union-attr]
+
+    (lead, first), (owner, send), (_, second), (_, resume) = commands
+    await stack.sms(lead, first)
+    (alert,) = await stack.texts_to(OWNER, 1)
+    ref = ref_in(alert)
+    reason = re.search(r"Needs review \((\w+)\)", shown)
+    assert reason and alert.startswith(f"#{ref} Needs review ({reason.group(1)}): {LEAD} wrote "), alert
+    assert alert.endswith(f"No reply was drafted. Answer from the business number: SEND {ref} <your text>.")
+
+    await stack.sms(owner, as_run(send, ref))
+    sent_text = as_run(send, ref).split(" ", 2)[2]
+    assert await stack.texts_to(LEAD, 1) == [sent_text]
+    assert (await stack.texts_to(OWNER, 2))[1] == f'Sent to {LEAD} (#{ref}): "{sent_text}"'
+    assert f"'Sent to {LEAD} (#{readme_ref.group(1)}): \"...\"'" in shown
+
+    await stack.sms(lead, second)
+    forwarded = (await stack.texts_to(OWNER, 3))[2]
+    readme_forward = re.search(r"\('(#\d+ \+\d+ wrote \"[^\"]*\" You are answering)", shown)
+    assert readme_forward and forwarded.startswith(as_run(readme_forward.group(1), ref)), forwarded
+
+    await stack.sms(owner, as_run(resume, ref))
+    await collector.wait_for(ContactTakeover, lambda e: not e.active)
+    resumed = (await stack.texts_to(OWNER, 4))[3]
+    readme_resumed = re.search(r"'(Resumed #[^']+)'", shown)
+    assert readme_resumed and resumed == as_run(readme_resumed.group(1), ref)

@@ -73,3 +73,58 @@ async def test_messages_view_follows_the_lifecycle(database_url: str, pool: asyn
         pass
     else:
         raise AssertionError("the messages view must be read-only")
+
+
+async def test_messages_view_shows_human_takeover(database_url: str, pool: asyncpg.Pool) -> None:
+    """Lead messages forwarded during a takeover, and a person's replies, in the lifecycle."""
+    await migrate_all(database_url)
+    lead, thread = "+15551234567", "15551234567"
+    await pool.execute(
+        "INSERT INTO inbound_messages (message_sid, from_number, to_number, thread, body, raw, event_id,"
+        " received_at) VALUES ('SM1', $1, '+15550000000', $2, 'pipe burst', '{}', 'e1',"
+        " now() - interval '10 minutes'),"
+        " ('SM2', $1, '+15550000000', $2, 'thanks, 3pm is fine', '{}', 'e2', now() + interval '1 minute')",
+        lead, thread,
+    )  # fmt: skip
+    await pool.execute(
+        "INSERT INTO routing_decisions (message_sid, thread, stream_seq, from_number, decision, rule, status)"
+        " VALUES ('SM1', $2, 1, $1, 'needs_review', 'negative', 'NEEDS_REVIEW'),"
+        " ('SM2', $2, 2, $1, 'forward', 'human_takeover', 'HUMAN_TAKEOVER')",
+        lead, thread,
+    )  # fmt: skip
+    # The drafter accepted the owner's SEND; the sender has not picked it up yet.
+    await pool.execute(
+        "INSERT INTO human_replies (request_id, thread, number, body, author, channel, ref)"
+        " VALUES ('human-1', $2, $1, 'Sorry, I can come at 3pm', '+13125550100', 'sms', '1006')",
+        lead, thread,
+    )  # fmt: skip
+
+    async def lifecycle() -> list[tuple[object, ...]]:
+        rows = await pool.fetch(
+            "SELECT id, type, status, sender, receiver, body, in_reply_to_id FROM messages"
+            " WHERE thread_id = $1 ORDER BY timestamp",
+            thread,
+        )
+        return [tuple(r) for r in rows]
+
+    human = ("human:human-1", "human_reply", "APPROVED_TO_SEND", "+13125550100", lead,
+             "Sorry, I can come at 3pm", "inbound:SM1")  # fmt: skip
+    assert await lifecycle() == [
+        ("inbound:SM1", "inbound", "NEEDS_REVIEW", lead, "+15550000000", "pipe burst", None),
+        human,
+        ("inbound:SM2", "inbound", "HUMAN_TAKEOVER", lead, "+15550000000", "thanks, 3pm is fine", None),
+    ]
+    # The sender's outbox row is the same message (once), with its delivery status.
+    await pool.execute(
+        "INSERT INTO outbound_messages (id, dedup_key, kind, to_number, body, lead_facing, request_id,"
+        " status) VALUES (gen_random_uuid(), 'outbound.human:human-1', 'human_reply', $1,"
+        " 'Sorry, I can come at 3pm', true, 'human-1', 'SENT')",
+        lead,
+    )  # fmt: skip
+    assert (await lifecycle())[1] == (*human[:2], "SENT", *human[3:])
+    await pool.execute("UPDATE outbound_messages SET status = 'FAILED_SEND' WHERE request_id = 'human-1'")
+    assert (await lifecycle())[1] == (*human[:2], "FAILED_SEND", *human[3:])
+    # Refused by the consent gate: never sent.
+    await pool.execute("UPDATE outbound_messages SET status = 'REFUSED' WHERE request_id = 'human-1'")
+    await pool.execute("UPDATE human_replies SET status = 'refused' WHERE request_id = 'human-1'")
+    assert (await lifecycle())[1] == (*human[:2], "FAILED_SEND", *human[3:])

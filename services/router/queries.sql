@@ -43,9 +43,10 @@ SET paused = EXCLUDED.paused, paused_by = EXCLUDED.paused_by,
 SELECT * FROM routing_decisions WHERE message_sid = $1;
 
 -- name: start_takeover
--- A person replied: the thread is (or stays) in HUMAN_TAKEOVER until $4. Returns the
--- previous takeover_since (NULL: this reply started the takeover).
-WITH prev AS (SELECT takeover_since FROM thread_controls WHERE thread = $1 FOR UPDATE)
+-- A person replied: the thread is (or stays) in HUMAN_TAKEOVER until $4. The caller
+-- locks the row first (ensure_thread + lock_thread) to learn whether this reply starts
+-- the takeover: a FOR UPDATE CTE read only by RETURNING runs after the upsert and
+-- skips the row this very statement updated, so it always answered NULL ("started").
 INSERT INTO thread_controls (thread, number, takeover_since, takeover_until, last_human_reply_at,
                              takeover_by)
 VALUES ($1, $2, $3, $4, $3, $5)
@@ -57,7 +58,7 @@ SET takeover_since = coalesce(thread_controls.takeover_since, EXCLUDED.takeover_
                                             EXCLUDED.last_human_reply_at),
                                    EXCLUDED.last_human_reply_at),
     takeover_by = EXCLUDED.takeover_by, updated_at = now()
-RETURNING (SELECT takeover_since FROM prev) AS previous, takeover_since, takeover_until;
+RETURNING takeover_since, takeover_until;
 
 -- name: end_takeover
 -- Hand the thread back to the AI. With $2 (a quiet-period timer's fire_at) only when

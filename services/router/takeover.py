@@ -52,8 +52,10 @@ class Takeover:
         at = event.occurred_at
         until = at + timedelta(seconds=self.settings.takeover_quiet_s)
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.ensure_thread, thread, event.to_number)
+            prior = await conn.fetchrow(Q.lock_thread, thread)
+            started = prior is None or prior["takeover_since"] is None
             row = await conn.fetchrow(Q.start_takeover, thread, event.to_number, at, until, event.author)
-            started = row["previous"] is None
             await audit(
                 conn,
                 service=NAME,

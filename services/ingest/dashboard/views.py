@@ -327,6 +327,7 @@ def decide(action: Literal["approve", "reject", "edit"]) -> Handler:
         key = request.match_info["draft"]
         form = await request.post()
         ref = _field(form, "ref") or key
+        back = _decision_return(form)
         try:
             await decide_draft(
                 request,
@@ -339,14 +340,28 @@ def decide(action: Literal["approve", "reject", "edit"]) -> Handler:
                 source="dashboard",
             )
         except DraftNotFound:
-            raise _redirect("/dashboard", notice="not_found", ref=ref) from None
+            raise _redirect(back, notice="not_found", ref=ref) from None
         except PayloadError:
-            raise _redirect("/dashboard", notice="empty_edit", ref=ref) from None
+            raise _redirect(back, notice="empty_edit", ref=ref) from None
         except Unavailable:
-            raise _redirect("/dashboard", notice="unavailable", ref=ref) from None
-        raise _redirect("/dashboard", notice=action, ref=ref)
+            raise _redirect(back, notice="unavailable", ref=ref) from None
+        raise _redirect(back, notice=action, ref=ref)
 
     return handler
+
+
+def _decision_return(form: Any) -> str:
+    """Where a decision returns: the thread page it was made on (``back=thread``), else the inbox.
+
+    Built from the thread's digits only, never from a URL in the form (no open redirect).
+    """
+    if _field(form, "back") == "thread":
+        try:
+            _, thread_id = number_and_thread(_field(form, "thread") or "")
+        except PayloadError:
+            return "/dashboard"
+        return f"/dashboard/threads/{quote(thread_id)}"
+    return "/dashboard"
 
 
 def pause(paused: bool) -> Handler:
