@@ -88,6 +88,11 @@ class BurstStack(Stack):
     def advance(self, seconds: float) -> None:
         self.clock.advance(timedelta(seconds=seconds))
 
+    def rewind(self) -> None:
+        """Back to real time, so a timer set from now on (the drafter's real clock + 20 s)
+        waits for the next advance instead of being due at once."""
+        self.clock.offset = timedelta()
+
 
 @pytest.fixture
 async def llm() -> AsyncIterator[FakeOpenAI]:
@@ -310,6 +315,7 @@ async def _pending_draft(stack: BurstStack, collector: EventCollector, body: str
     stack.advance(25)
     (created,) = await collector.wait_for(DraftCreated, timeout=15)
     await stack.texts_to(OWNER, 1)
+    stack.rewind()
     return created
 
 
