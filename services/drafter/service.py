@@ -10,6 +10,7 @@ from typing import Any
 
 from libs.consumer import Handler
 from libs.events import (
+    ContactOptout,
     ContactPaused,
     DraftDecided,
     DraftRequested,
@@ -25,6 +26,7 @@ from services.drafter.handlers import Drafter
 from services.drafter.profile import Profile, load_profile
 from services.drafter.rpc import serve_rpc
 from services.drafter.settings import DrafterSettings
+from services.drafter.withdrawal import OptOuts
 
 NAME = "drafter"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -88,6 +90,7 @@ async def build(ctx: ServiceContext[DrafterSettings], clock: Clock) -> Built:
         DraftRequested: drafter.on_requested,
         TimerFired: drafter.on_timer,
         ContactPaused: drafter.on_paused,
+        ContactOptout: OptOuts(ctx.bus, ctx.pool).on_optout,
         OutboundSent: drafter.on_outbound,
         OutboundFailed: drafter.on_outbound,
     }
