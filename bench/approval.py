@@ -35,6 +35,7 @@ from bench.stats import say, summary_ms, verdict, write_result
 from bench.webhooks import SignedRequest, inbound_form, new_sid, sign, signed_inbound
 from libs.embedded import free_port
 from libs.events import DraftApproved, DraftCreated, DraftDecided
+from services import SERVICES
 from tests.fakes.twilio_server import FakeTwilio
 
 TARGET_P99_MS = 100.0
@@ -87,7 +88,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     twilio.on_create = on_create
     port = free_port()
-    stack = Stack(infra, ["ingest", "router", "drafter", "sender", "scheduler"],
+    stack = Stack(infra, list(SERVICES),
                   per_service=stack_env(port, twilio.base_url))  # fmt: skip
     tap: EventTap | None = None
     result: dict[str, Any] = {"work_dir": str(work)}

@@ -203,6 +203,49 @@ def f1_table(title: str, gold: list[str], pred: list[str]) -> tuple[str, dict[st
     return "\n".join(lines), {"scores": scores, "macro_f1": round(macro, 3)}
 
 
+OWN_PER_TWEET_CLASS = 150
+
+
+def tweet_report(report: dict[str, object], out: list[str]) -> None:
+    """Sentiment of held-out tweet-like texts (no intent): NEGATIVE P/R and accuracy per language."""
+    from services.router.corpus.generate import TEST_SEED
+    from services.router.corpus.tweets import generate_tweets
+
+    rows = generate_tweets("test", per_class=OWN_PER_TWEET_CLASS, seed=TEST_SEED)
+    results, _ = run_classify([t for t, _, _ in rows])
+    for lang in ("en", "es"):
+        pick = [(s, str(r["sentiment"])) for (_, lg, s), r in zip(rows, results, strict=True) if lg == lang]
+        gold, pred = [g for g, _ in pick], [p for _, p in pick]
+        scores = prf(gold, pred, ["NEGATIVE", "NEUTRAL", "POSITIVE"])
+        accuracy = sum(1 for g, p in pick if g == p) / len(pick)
+        neg = scores["NEGATIVE"]
+        out.append(
+            f"Tweet-style sentiment, {lang.upper()} (n={len(pick)}): NEGATIVE precision "
+            f"{neg['precision']:.3f}, recall {neg['recall']:.3f}; POSITIVE precision "
+            f"{scores['POSITIVE']['precision']:.3f}, recall {scores['POSITIVE']['recall']:.3f}; "
+            f"accuracy {accuracy:.3f}\n"
+        )
+        report[f"tweets_{lang}"] = {"scores": scores, "accuracy": round(accuracy, 3)}
+
+
+def optout_report(texts: list[str], report: dict[str, object], out: list[str]) -> None:
+    """Opt-out rule (libs/consent_keywords.py): every listed keyword alone, upper and lower case, must
+    opt out; no message of the own test set (none of them is an opt-out) may."""
+    from libs.consent_keywords import STRONG_OPT_OUT, WEAK_OPT_OUT, match_keyword
+
+    words = sorted(STRONG_OPT_OUT | WEAK_OPT_OUT)
+    hits = sum(1 for w in words for v in (w, w.upper()) if (match_keyword(v) or ("", ""))[0] == "opt_out")
+    kinds = Counter((match_keyword(t) or ("none", ""))[0] for t in texts)
+    alarms = kinds["opt_out"] + kinds["optout_maybe"]
+    out.append(
+        f"Opt-out keywords alone: {hits}/{2 * len(words)} opt out. False alarms on the own test set "
+        f"(n={len(texts)}, no opt-outs in it): opt_out {kinds['opt_out']}, optout_maybe {kinds['optout_maybe']} "
+        f"({alarms / len(texts):.2%})\n"
+    )
+    report["optout"] = {"keywords": [hits, 2 * len(words)], "false_opt_out": kinds["opt_out"],
+                        "false_optout_maybe": kinds["optout_maybe"], "n": len(texts)}  # fmt: skip
+
+
 def own_report(report: dict[str, object], out: list[str]) -> None:
     rows = own_test_set()
     results, elapsed = run_classify([t for t, *_ in rows])
@@ -224,6 +267,8 @@ def own_report(report: dict[str, object], out: list[str]) -> None:
         lang_ok = sum(1 for row, r in pick if r["language"] == lang) / len(pick)
         out.append(f"Language {lang.upper()} accuracy: {lang_ok:.3f}\n")
         report[f"own_{lang}"] = {**fig, "negative": neg, "language_accuracy": round(lang_ok, 3)}
+    tweet_report(report, out)
+    optout_report([t for t, *_ in rows], report, out)
     spam = [r for row, r in zip(rows, results, strict=True) if row[2] == "spam"]
     drafted = sum(1 for r in spam if r["decision"] == "draft") / len(spam)
     out.append(f"Spam drafted: {drafted:.1%} of {len(spam)}\n")

@@ -37,6 +37,7 @@ from bench.stats import RESULTS_DIR, say, summary_ms, verdict, write_result
 from bench.webhooks import SignedRequest, signed_inbound
 from libs.embedded import free_port
 from libs.events import DraftCreated, InboundRouted
+from services import SERVICES
 
 TARGET_RATE = 500.0
 
@@ -159,7 +160,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     say("starting nats-server and Postgres")
     await infra.start()
     port = free_port()
-    stack = Stack(infra, ["ingest", "router", "drafter", "sender", "scheduler"],
+    stack = Stack(infra, list(SERVICES),
                   per_service=pipeline_env(port))  # fmt: skip
     result: dict[str, Any] = {"work_dir": str(work)}
     ok = False

@@ -25,11 +25,11 @@ import aiohttp
 import asyncpg
 
 from libs.embedded import EmbeddedNats, EmbeddedPostgres, free_port, with_database
+from services import SERVICES
 
 REPO = Path(__file__).resolve().parent.parent
-SERVICES = ("ingest", "router", "drafter", "sender", "scheduler")
-#: Start order: consumers before the front door, so nothing waits on a missing durable.
-START_ORDER = ("router", "drafter", "sender", "scheduler", "ingest")
+#: Start order: consumers before the front door (ingest), so nothing waits on a missing durable.
+START_ORDER = (*(s for s in SERVICES if s != "ingest"), "ingest")
 
 OWNER = "+15550000001"
 BUSINESS = "+15550000000"

@@ -160,20 +160,24 @@ def load_queries(path: Path) -> Queries:
 
 QUERIES = load_queries(Path(__file__).parent / "queries.sql")
 
-# A ``:name`` placeholder; quoted text, quoted identifiers and ``--`` comments are
-# matched first so that a colon inside them is left alone, and ``::type`` casts are not names.
-_NAMED_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|(?<!:):([a-z_][a-z0-9_]*)\b")
+# A ``:name`` placeholder, skipping string literals, ``--`` comments and ``::type`` casts.
+_NAMED_TOKEN = re.compile(r"'(?:[^']|'')*'|--[^\n]*|::|(?<![\w$]):([a-z_][a-z0-9_]*)")
 
 
-class Named:
-    """A statement written with ``:name`` placeholders, turned into asyncpg's ``$n`` once.
+class NamedQuery:
+    """SQL with ``:name`` placeholders, rewritten once (at load) into asyncpg's ``$n``.
 
-    Long parameter lists bind by name, so a call site cannot shift an argument:
-    ``conn.execute(q.sql, *q.args(id=..., status=...))``. Every name must be given
-    exactly once (a missing or unknown name raises ``TypeError``).
+    ``sql`` is what asyncpg runs; ``bind(values)`` turns a mapping or an object
+    with those attributes (a msgspec Struct) into the positional arguments. A name
+    used twice is one ``$n``. Long parameter lists bind by name so that no caller
+    has to count to ``$13``.
     """
 
-    def __init__(self, sql: str) -> None:
+    __slots__ = ("names", "sql")
+
+    def __init__(self, text: str) -> None:
+        if re.search(r"\$\d", text):
+            raise ValueError("a named query may not also use $n placeholders")
         names: list[str] = []
 
         def number(match: re.Match[str]) -> str:
@@ -184,19 +188,20 @@ class Named:
                 names.append(name)
             return f"${names.index(name) + 1}"
 
-        self.sql = _NAMED_TOKEN.sub(number, sql)
+        self.sql = _NAMED_TOKEN.sub(number, text)
         self.names = tuple(names)
 
-    def args(self, **values: Any) -> list[Any]:
-        if values.keys() != set(self.names):
-            missing = sorted(set(self.names) - values.keys())
-            unknown = sorted(values.keys() - set(self.names))
-            raise TypeError(f"query parameters: missing {missing}, unknown {unknown}")
-        return [values[name] for name in self.names]
+    def bind(self, values: Mapping[str, Any] | object) -> tuple[Any, ...]:
+        if isinstance(values, Mapping):
+            extra = set(values) - set(self.names)
+            if extra:
+                raise KeyError(f"no placeholder for {sorted(extra)}")
+            return tuple(values[name] for name in self.names)
+        return tuple(getattr(values, name) for name in self.names)
 
 
-def named(sql: str) -> Named:
-    return Named(sql)
+def named(text: str) -> NamedQuery:
+    return NamedQuery(text)
 
 
 async def audit(

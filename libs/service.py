@@ -1,8 +1,12 @@
 """The service runner: settings in, resources in an AsyncExitStack, drain on exit.
 
-A service provides ``build(ctx)``, which sets up its own resources on
-``ctx.stack`` and returns its handlers (``{EventClass: handler}``, possibly
-empty). The runner owns everything else: logging, signals, the pool and
+Every service exports one :class:`ServiceSpec` (``SPEC`` in
+``services/<name>/service.py``): its name, settings class, migrations folder,
+default clock and ``build(ctx, clock)``, which sets up its own resources on
+``ctx.stack`` and returns a :class:`Built` (its handlers, ``{EventClass:
+handler}``, possibly empty, plus the named parts it made, which tests read from
+``ctx.parts``). ``python -m services.<name>`` is ``run_service(SPEC, ...)``.
+The runner owns everything else: logging, signals, the pool and
 migrations, the bus and its streams, the consumer, the DLQ forwarder, the
 health/metrics endpoint and the ordered shutdown:
 
@@ -17,9 +21,10 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -33,13 +38,15 @@ from libs.bus import Bus
 from libs.consumer import Consumer, Handler
 from libs.db import create_pool, expected_version, migrate, slice_version
 from libs.dlq import forward_advisories
-from libs.events import Event
+from libs.events import Event, utcnow
 from libs.health import beat_forever, consumer_lag, register_micro
 from libs.logging import configure
 from libs.settings import CommonSettings, SettingsError, load
 
 S = TypeVar("S", bound=CommonSettings)
 Check = Callable[[], Awaitable[bool]]
+#: The one clock style: "what time is it now" (UTC-aware). Tests pass their own.
+Clock = Callable[[], datetime]
 
 
 @dataclass
@@ -61,6 +68,9 @@ class ServiceContext(Generic[S]):
     #: internal-only endpoints such as ingest's GET /health/system.
     internal_routes: list[web.RouteDef] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    #: What build made, by name (the scheduler's engine, ingest's base URL): for tests
+    #: and tools that drive a running instance; the runner itself never reads it.
+    parts: Mapping[str, Any] = field(default_factory=dict)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     failure: BaseException | None = None
 
@@ -154,7 +164,40 @@ class ServiceContext(Generic[S]):
         }
 
 
-Build = Callable[[ServiceContext[S]], Awaitable[Mapping[type[Event], Handler]]]
+Handlers = Mapping[type[Event], Handler]
+#: What the runner calls: a build with its clock already chosen.
+Build = Callable[[ServiceContext[S]], Awaitable[Handlers]]
+
+
+@dataclass(frozen=True)
+class Built:
+    """What a service's build returns: its handlers and the named parts it made."""
+
+    handlers: Handlers
+    parts: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServiceSpec(Generic[S]):
+    """One service's shape: everything `__main__`, the CLI, the dev launcher, system
+    health and the tests need to run it. Each service exports one as ``SPEC``."""
+
+    name: str
+    settings: type[S]
+    build: Callable[[ServiceContext[S], Clock], Awaitable[Built]]
+    migrations: Path | None
+    clock: Clock = utcnow
+
+    def bind(self, clock: Clock | None = None) -> Build[S]:
+        """The runner's build: ``self.build`` with ``clock`` (the spec's default if None)."""
+        chosen = clock or self.clock
+
+        async def build(ctx: ServiceContext[S]) -> Handlers:
+            built = await self.build(ctx, chosen)
+            ctx.parts = built.parts
+            return built.handlers
+
+        return build
 
 
 async def prometheus(_: web.Request) -> web.Response:
@@ -262,10 +305,14 @@ async def serve(
         raise RuntimeError(f"{name}: a background task failed") from ctx.failure
 
 
-def run_service(settings_cls: type[S], *, name: str, build: Build[S], migrations: Path | None) -> None:
-    """Entry point for ``python -m services.<name>``: load settings, run until SIGINT/SIGTERM."""
+def run_service(spec: ServiceSpec[S], *, fleet: Iterable[str]) -> None:
+    """Entry point for ``python -m services.<name>``: load settings, run until SIGINT/SIGTERM.
+
+    ``fleet`` names every service (the registry, services.SERVICES): the config file's
+    other services' sections are not this one's settings."""
+    name = spec.name
     try:
-        settings = load(settings_cls, section=name)
+        settings = load(spec.settings, section=name, sections=fleet)
     except SettingsError as exc:
         print(f"{name}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -276,7 +323,7 @@ def run_service(settings_cls: type[S], *, name: str, build: Build[S], migrations
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, name=name, build=build, migrations=migrations, stop=stop)
+        await serve(settings, name=name, build=spec.bind(), migrations=spec.migrations, stop=stop)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -236,14 +236,11 @@ def _from_file(path: Path) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in data.items()}
 
 
-#: Top-level keys of the config file that hold one service's own settings.
-SERVICE_SECTIONS = frozenset({"ingest", "router", "drafter", "sender", "scheduler"})
-
-
 def load(
     cls: type[S],
     *,
     section: str | None = None,
+    sections: Iterable[str] = (),
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> S:
@@ -251,7 +248,9 @@ def load(
 
     One YAML file serves the whole deployment: shared settings at the top level,
     each service's own under its name (``drafter: {profile_path: ...}``); a
-    service reads the top level plus its ``section``.
+    service reads the top level plus its ``section``. ``sections`` names every
+    service (the caller's registry, services.SERVICES; libs/ does not know the
+    list): those top-level keys are services' own sections, not shared settings.
     """
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
@@ -261,7 +260,8 @@ def load(
         own = data.get(section) if section else None
         if own is not None and not isinstance(own, dict):
             raise SettingsError(f"{config_path}: '{section}' must be a mapping of setting: value")
-        data = _fold_sections(cls, {k: v for k, v in data.items() if k not in SERVICE_SECTIONS})
+        skip = {*sections, *([section] if section else [])}
+        data = _fold_sections(cls, {k: v for k, v in data.items() if k not in skip})
         _overlay(cls, data, _fold_sections(cls, {str(k).lower(): v for k, v in (own or {}).items()}))
     known = {f.name for f in msgspec.structs.fields(cls)}
     unknown = sorted(set(data) - known)

@@ -1,11 +1,27 @@
-"""Where the five services live, by module name only (the CLI never imports a service's code)."""
+"""Where the services live: the registry (services.SERVICES, by module name) and
+:func:`load_spec`, which imports one service's spec only when a command needs it."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-SERVICES = ("ingest", "router", "drafter", "sender", "scheduler")
+from services import SERVICES
+
+if TYPE_CHECKING:
+    from libs.service import ServiceSpec
+
+__all__ = ["SERVICES", "VIEWS_DIR", "VIEWS_SLICE", "load_spec", "migrations_dir", "service_dir"]
+
+
+def load_spec(name: str) -> ServiceSpec[Any]:
+    """``services.<name>.service.SPEC``, imported now (lazily: most commands need none)."""
+    if name not in SERVICES:
+        raise LookupError(f"no service named {name!r} (known: {', '.join(SERVICES)})")
+    spec: ServiceSpec[Any] = importlib.import_module(f"services.{name}.service").SPEC
+    return spec
 
 
 def service_dir(name: str) -> Path:

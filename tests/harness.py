@@ -13,7 +13,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from libs.bus import Bus
 from libs.events import Event, decode
-from libs.service import Build, ServiceContext, serve
+from libs.service import Build, Clock, ServiceContext, ServiceSpec, serve
 from libs.settings import CommonSettings
 
 E = TypeVar("E", bound=Event)
@@ -98,13 +98,22 @@ class RunningService:
 
 async def start_service(
     settings: CommonSettings,
+    spec: ServiceSpec[Any] | None = None,
     *,
-    name: str,
-    build: Build[Any],
-    migrations: Path | None,
+    clock: Clock | None = None,
+    name: str = "",
+    build: Build[Any] | None = None,
+    migrations: Path | None = None,
     timeout: float = 30.0,
 ) -> RunningService:
-    """Run a service's ``serve`` in this event loop until ready."""
+    """Run a service's ``serve`` in this event loop until ready.
+
+    A real service runs from its ``spec`` (with the test's ``clock``, else the spec's);
+    what its build made is in ``.ctx.parts``. Tests of the runner itself pass an ad hoc
+    ``name``/``build``/``migrations`` instead."""
+    if spec is not None:
+        name, build, migrations = spec.name, spec.bind(clock), spec.migrations
+    assert build is not None and name, "start_service needs a spec or a name and a build"
     stop, ready = asyncio.Event(), asyncio.Event()
     contexts: list[ServiceContext[Any]] = []
     task = asyncio.create_task(

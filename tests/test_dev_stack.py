@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from libs.embedded import free_port
+from services import SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +84,7 @@ def test_dev_runs_the_whole_loop_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         out.wait_for("Ctrl-C stops everything", timeout=90)
         out.wait_for("dashboard:", "/dashboard", timeout=5)
-        for name in ("ingest", "router", "drafter", "sender", "scheduler"):
+        for name in SERVICES:
             out.wait_for("service_ready", f"service={name}", timeout=60)
         sms = subprocess.run(
             [sys.executable, "-m", "replyline", "sms", "--url", f"http://127.0.0.1:{http_port}",
@@ -100,7 +101,7 @@ def test_dev_runs_the_whole_loop_and_stops_cleanly(tmp_path: Path) -> None:
         code = proc.wait(timeout=60)
     assert code == 0
     out.wait_for("dev       | stopped", timeout=5)
-    for name in ("ingest", "router", "drafter", "sender", "scheduler"):
+    for name in SERVICES:
         out.wait_for("service_stopped", f"service={name}", timeout=5)
     # Nothing outlives the launcher: not a service, not nats-server, not Postgres.
     leftovers = [
@@ -158,7 +159,7 @@ def _start_dev(tmp_path: Path) -> tuple[subprocess.Popen[str], Output, Path]:
     )  # fmt: skip
     out = Output(proc)
     out.wait_for("Ctrl-C stops everything", timeout=90)
-    for name in ("ingest", "router", "drafter", "sender", "scheduler"):
+    for name in SERVICES:
         out.wait_for("service_ready", f"service={name}", timeout=60)
     return proc, out, data
 
@@ -175,9 +176,13 @@ def test_kill_9_of_the_launcher_leaves_no_process_behind(tmp_path: Path) -> None
         proc.kill()  # SIGKILL: no clean-up code of the launcher runs
         proc.wait(timeout=10)
     # The five services and nats-server die with it (PR_SET_PDEATHSIG, then the reaper).
-    assert _wait_gone(children, timeout=5) == []
-    # Postgres (daemonized by pg_ctl) is stopped by the reaper.
+    # The reaper itself is a child too: it lives until it has stopped Postgres.
+    reaper = [c for c in children if "replyline.commands.reaper" in " ".join(c.cmdline())]
+    assert len(reaper) == 1, names
+    assert _wait_gone([c for c in children if c not in reaper], timeout=5) == []
+    # Postgres (daemonized by pg_ctl) is stopped by the reaper, which then exits.
     assert _wait_gone(postgres, timeout=15) == []
+    assert _wait_gone(reaper, timeout=5) == []
 
 
 def test_a_closed_stdout_still_stops_everything(tmp_path: Path) -> None:

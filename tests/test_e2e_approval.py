@@ -32,20 +32,17 @@ from libs.events import (
     OutboundRequested,
 )
 from services.drafter.service import MIGRATIONS as DRAFTER_MIGRATIONS
-from services.drafter.service import build as drafter_build
 from services.drafter.settings import DrafterSettings
 from services.ingest.service import MIGRATIONS as INGEST_MIGRATIONS
-from services.ingest.service import builder as ingest_builder
 from services.ingest.settings import IngestSettings
 from services.router.service import MIGRATIONS as ROUTER_MIGRATIONS
-from services.router.service import build as router_build
 from services.router.settings import RouterSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
-from services.sender.service import make_build as sender_builder
 from services.sender.settings import SenderSettings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, start_service
+from tests.specs import drafter_build, ingest_builder, router_build, sender_builder
 
 OWNER = "+15550000001"
 BUSINESS = "+15550000000"

@@ -9,6 +9,7 @@ timers.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -16,36 +17,37 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import msgspec
 import pytest
 
+from libs.bus import Bus
 from libs.events import (
+    ContactOptout,
     DraftApproved,
     DraftCreated,
     DraftDecided,
+    HumanReply,
     InboundRouted,
+    OutboundFailed,
     TimerCancel,
     TimerSet,
 )
 from services.drafter.handlers import expiry_timer_id
 from services.drafter.service import MIGRATIONS as DRAFTER_MIGRATIONS
-from services.drafter.service import build as drafter_build
 from services.drafter.settings import DrafterSettings
 from services.ingest.service import MIGRATIONS as INGEST_MIGRATIONS
-from services.ingest.service import builder as ingest_builder
 from services.ingest.settings import IngestSettings
 from services.router.service import MIGRATIONS as ROUTER_MIGRATIONS
-from services.router.service import build as router_build
 from services.router.settings import RouterSettings
 from services.scheduler.clock import ManualClock
 from services.scheduler.service import MIGRATIONS as SCHEDULER_MIGRATIONS
-from services.scheduler.service import make_build as scheduler_builder
 from services.scheduler.settings import SchedulerSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
-from services.sender.service import make_build as sender_builder
 from services.sender.settings import SenderSettings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, start_service
+from tests.specs import drafter_build, ingest_builder, router_build, scheduler_builder, sender_builder
 from tests.test_e2e_approval import API_TOKEN, BUSINESS, LEAD, NOON_NY, OWNER, PUBLIC, Stack
 
 #: Three messages the router drafts for (English, not negative, a known intent).
@@ -81,6 +83,11 @@ class BurstStack(Stack):
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(timedelta(seconds=seconds))
+
+    def rewind(self) -> None:
+        """Back to real time, so a timer set from now on (the drafter's real clock + 20 s)
+        waits for the next advance instead of being due at once."""
+        self.clock.offset = timedelta()
 
 
 @pytest.fixture
@@ -292,3 +299,147 @@ async def test_an_opt_out_drops_the_pending_burst(
     await collector.assert_none(DraftCreated, within=2.0)
     assert llm.requests == []
     assert await pool.fetchval("SELECT status FROM bursts") == "dropped"
+
+
+# --- withdrawn drafts (docs/drafter.md, "Withdrawn drafts") -------------------------
+
+
+async def _pending_draft(stack: BurstStack, collector: EventCollector, body: str = BURST[1]) -> DraftCreated:
+    """One lead message, drafted after the debounce; the owner has its prompt."""
+    sid = await stack.sms(LEAD, body)
+    await _held(collector, [sid])
+    stack.advance(25)
+    (created,) = await collector.wait_for(DraftCreated, timeout=15)
+    await stack.texts_to(OWNER, 1)
+    stack.rewind()
+    return created
+
+
+async def test_a_yes_during_the_debounce_sends_nothing_and_the_new_draft_replaces_it(
+    stack: BurstStack, llm: FakeOpenAI, collector: EventCollector, pool: asyncpg.Pool
+) -> None:
+    old = await _pending_draft(stack, collector)
+    second = await stack.sms(LEAD, BURST[2])
+    await collector.wait_for(InboundRouted, lambda e: e.message_sid == second, timeout=15)
+    await collector.wait_for(TimerSet, lambda e: e.kind == "burst_debounce", count=2, timeout=15)
+    # Withdrawn when the message arrived, not when the new draft is written.
+    await collector.wait_for(TimerCancel, lambda e: e.timer_id == expiry_timer_id(old.draft_id))
+
+    await stack.sms(OWNER, f"YES {old.ref}")  # still inside the 20 s debounce
+    texts = await stack.texts_to(OWNER, 2)
+    assert texts[1] == (
+        f"Draft #{old.ref} is out of date: the lead wrote again; a new draft is coming. "
+        "Nothing was sent."
+    )
+    await collector.wait_for(DraftDecided)
+    await collector.assert_none(DraftApproved, within=1.0)
+
+    stack.advance(25)
+    (new,) = await collector.wait_for(DraftCreated, lambda e: e.draft_id != old.draft_id, timeout=15)
+    prompts = await stack.texts_to(OWNER, 3)
+    assert prompts[2] == (
+        f'Draft #{new.ref} for {LEAD} (replaces #{old.ref}; they wrote 2 messages: "{BURST[1]}" / '
+        f'"{BURST[2]}"): "{REPLY}" Reply YES {new.ref}, NO {new.ref}, or EDIT {new.ref} <new text>.'
+    )
+    # The old draft's message is answered once: in the new turns, not in the history too.
+    contents = [m["content"] for m in llm.requests[-1].messages]
+    assert contents[-2:] == [BURST[1], BURST[2]] and contents.count(BURST[1]) == 1
+
+    await stack.sms(OWNER, f"YES {old.ref}")
+    texts = await stack.texts_to(OWNER, 4)
+    assert texts[3].startswith(f"Draft #{old.ref} was replaced by #{new.ref} because the lead wrote again")
+    await collector.assert_none(DraftApproved, within=1.0)
+    assert stack.twilio.messages_to(LEAD) == []
+    rows = await pool.fetch("SELECT ref, status, withdrawn_reason, replaced_by FROM drafts ORDER BY id")
+    assert [(r["ref"], r["status"], r["withdrawn_reason"]) for r in rows] == [
+        (old.ref, "SUPERSEDED", "lead_wrote"),
+        (new.ref, "DRAFT_PENDING_APPROVAL", None),
+    ]
+    assert str(rows[0]["replaced_by"]) == new.draft_id
+
+
+async def test_a_message_that_needs_review_withdraws_the_pending_draft(
+    stack: BurstStack, llm: FakeOpenAI, collector: EventCollector, pool: asyncpg.Pool
+) -> None:
+    old = await _pending_draft(stack, collector)
+    await stack.sms(LEAD, NEGATIVE)
+    alert = (await stack.texts_to(OWNER, 2))[1]
+    assert "Needs review (" in alert, alert
+    thread_ref = alert[1:].split(" ", 1)[0]
+
+    await stack.sms(OWNER, f"YES {old.ref}")
+    texts = await stack.texts_to(OWNER, 3)
+    assert texts[2] == (
+        f"Draft #{old.ref} is out of date: the lead wrote again and it needs you; nothing was sent. "
+        f"It is in the manual-intervention queue. Answer from the business number: SEND {thread_ref} <your text>."
+    )
+    await collector.assert_none(DraftApproved, within=1.0)
+    stack.advance(25)
+    await collector.assert_none(DraftCreated, lambda e: e.draft_id != old.draft_id, within=1.5)
+    assert stack.twilio.messages_to(LEAD) == []
+    keys = {r["key"] for r in await pool.fetch("SELECT key FROM manual_queue WHERE resolved_at IS NULL")}
+    assert f"withdrawn:{old.draft_id}:1" in keys, keys
+    assert await pool.fetchval("SELECT withdrawn_reason FROM drafts") == "review"
+
+
+async def test_a_stop_withdraws_the_pending_draft_and_a_yes_to_it_sends_nothing(
+    stack: BurstStack, llm: FakeOpenAI, collector: EventCollector, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    old = await _pending_draft(stack, collector)
+    await stack.sms(LEAD, "STOP")
+    (optout,) = await collector.wait_for(ContactOptout, timeout=15)
+    await collector.wait_for(TimerCancel, lambda e: e.timer_id == expiry_timer_id(old.draft_id))
+
+    await stack.sms(OWNER, f"YES {old.ref}")
+    texts = await stack.texts_to(OWNER, 2)
+    assert texts[1] == f"Draft #{old.ref} was withdrawn: {LEAD} opted out (STOP); nothing was sent."
+    await collector.wait_for(DraftDecided)
+    await collector.assert_none(DraftApproved, within=1.0)
+    await collector.assert_none(OutboundFailed, within=0.5)  # nothing even reached the sender's gate
+    assert REPLY not in [m["body"] for m in stack.twilio.messages_to(LEAD)]
+
+    # A replayed or duplicated opt-out changes nothing (idempotent).
+    withdrawn = "SELECT count(*) FROM audit_log WHERE action = 'draft_withdrawn'"
+    assert await pool.fetchval(withdrawn) == 1
+    await bus.publish(msgspec.structs.replace(optout, id=str(uuid.uuid4())))
+    await collector.wait_for(ContactOptout, count=2, timeout=15)
+    await collector.assert_none(TimerCancel, lambda e: "withdrawn" in e.id, within=1.0)
+    assert await pool.fetchval(withdrawn) == 1
+    assert await pool.fetchval("SELECT withdrawn_reason FROM drafts") == "opted_out"
+
+
+async def test_a_person_answering_withdraws_the_pending_draft(
+    stack: BurstStack, llm: FakeOpenAI, collector: EventCollector, pool: asyncpg.Pool
+) -> None:
+    old = await _pending_draft(stack, collector)
+    await stack.sms(OWNER, f"SEND {old.ref} {REPLY}")
+    await collector.wait_for(HumanReply, timeout=15)
+    assert await stack.texts_to(LEAD, 1) == [REPLY]
+
+    await stack.sms(OWNER, f"YES {old.ref}")
+    texts = await stack.texts_to(OWNER, 3)
+    assert f"Draft #{old.ref} was withdrawn: you answered them yourself; nothing was sent." in texts
+    await collector.assert_none(DraftApproved, within=1.0)
+    assert await stack.texts_to(LEAD, 1) == [REPLY]  # once: the draft was never sent
+    assert await pool.fetchval("SELECT withdrawn_reason FROM drafts") == "human_reply"
+
+
+async def test_a_burst_held_before_a_person_answers_is_not_drafted(
+    stack: BurstStack, llm: FakeOpenAI, collector: EventCollector, pool: asyncpg.Pool
+) -> None:
+    first = await stack.sms(LEAD, BURST[1])
+    await _held(collector, [first])
+    async with stack.http.post(
+        f"{stack.ingest_url}/api/threads/{LEAD}/messages",
+        json={"text": REPLY},
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+    ) as resp:
+        assert resp.status == 202, await resp.text()
+    await collector.wait_for(HumanReply, timeout=15)
+    await collector.wait_for(TimerCancel, lambda e: e.timer_id.startswith("burst_debounce:"), timeout=15)
+
+    stack.advance(25)  # the debounce timer would have fired now
+    await collector.assert_none(DraftCreated, within=2.0)
+    assert llm.requests == []
+    assert await pool.fetchval("SELECT status FROM bursts") == "dropped"
+    assert await stack.texts_to(LEAD, 1) == [REPLY]

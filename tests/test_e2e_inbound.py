@@ -16,13 +16,12 @@ from prometheus_client import REGISTRY
 
 from libs.events import ContactOptin, ContactOptout, DraftDecided, InboundReceived, InboundRouted
 from services.ingest.service import MIGRATIONS as INGEST_MIGRATIONS
-from services.ingest.service import builder as ingest_builder
 from services.ingest.settings import IngestSettings
 from services.router.service import MIGRATIONS as ROUTER_MIGRATIONS
-from services.router.service import build as router_build
 from services.router.settings import RouterSettings
 from tests.harness import EventCollector, RunningService, start_service
 from tests.ingest.webhooks import ACCOUNT_SID, AUTH_TOKEN, BUSINESS, inbound_form, signed
+from tests.specs import ingest_builder, router_build
 
 OWNER = "+15550000001"
 PUBLIC = "https://sms.example.org"

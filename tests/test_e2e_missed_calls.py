@@ -20,17 +20,15 @@ from twilio.request_validator import RequestValidator
 
 from libs.events import CallMissed, ContactOptout, thread_of
 from services.ingest.service import MIGRATIONS as INGEST_MIGRATIONS
-from services.ingest.service import builder as ingest_builder
 from services.ingest.settings import IngestSettings
 from services.scheduler.service import MIGRATIONS as SCHEDULER_MIGRATIONS
-from services.scheduler.service import make_build as scheduler_builder
 from services.scheduler.settings import SchedulerSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
-from services.sender.service import make_build as sender_builder
 from services.sender.settings import SenderSettings
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, eventually, start_service
 from tests.ops.conftest import REPO_ROOT
+from tests.specs import ingest_builder, scheduler_builder, sender_builder
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -26,23 +26,19 @@ from libs.events import (
     OutboundSent,
 )
 from services.drafter.service import MIGRATIONS as DRAFTER_MIGRATIONS
-from services.drafter.service import build as drafter_build
 from services.drafter.settings import DrafterSettings
 from services.ingest.service import MIGRATIONS as INGEST_MIGRATIONS
-from services.ingest.service import builder as ingest_builder
 from services.ingest.settings import IngestSettings
 from services.router.service import MIGRATIONS as ROUTER_MIGRATIONS
-from services.router.service import build as router_build
 from services.router.settings import RouterSettings
 from services.scheduler.clock import ManualClock
 from services.scheduler.service import MIGRATIONS as SCHEDULER_MIGRATIONS
-from services.scheduler.service import make_build as scheduler_builder
 from services.scheduler.settings import SchedulerSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
-from services.sender.service import make_build as sender_builder
 from services.sender.settings import SenderSettings
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, eventually, start_service
+from tests.specs import drafter_build, ingest_builder, router_build, scheduler_builder, sender_builder
 from tests.test_e2e_approval import API_TOKEN, BUSINESS, LEAD, NOON_NY, OWNER, PUBLIC, Stack
 
 NEGATIVE = "This is terrible, nobody showed up and I am furious"

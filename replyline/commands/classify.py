@@ -22,6 +22,7 @@ from typing import IO, Any
 import msgspec
 
 from libs.settings import SettingsError, load
+from replyline.services import SERVICES
 from services.router.classification import LocalClassifier
 from services.router.intents import IntentsError
 from services.router.rules import RouteInput, route, route_before_classification
@@ -109,7 +110,7 @@ def classify_stream(settings: RouterSettings, source: IO[str], sink: IO[str]) ->
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = load(RouterSettings, section="router")
+        settings = load(RouterSettings, section="router", sections=SERVICES)
         if args.file == "-":
             bad = classify_stream(settings, sys.stdin, sys.stdout)
         else:

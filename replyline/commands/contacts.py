@@ -21,6 +21,7 @@ import msgspec
 from libs.bus import Bus
 from libs.contact_import_client import ImportFailed, import_contacts
 from libs.settings import SettingsError, load
+from replyline.services import SERVICES
 from services.ingest.settings import IngestSettings
 
 
@@ -73,7 +74,7 @@ class _Bar:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = load(IngestSettings, section="ingest")
+        settings = load(IngestSettings, section="ingest", sections=SERVICES)
     except (SettingsError, ValueError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

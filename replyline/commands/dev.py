@@ -80,7 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = load(DevSettings)
+        settings = load(DevSettings, sections=SERVICES)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ from libs.conversation import (
 )
 from libs.events import thread_of
 from libs.settings import CommonSettings, SettingsError, load
+from replyline.services import SERVICES
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,7 +59,7 @@ def filters_from(args: argparse.Namespace) -> Filters:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = load(CommonSettings)
+        settings = load(CommonSettings, sections=SERVICES)
         filters = filters_from(args)
     except (SettingsError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)

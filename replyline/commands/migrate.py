@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = load(CommonSettings)
+        settings = load(CommonSettings, sections=SERVICES)
     except SettingsError as exc:
         print(f"configuration error: {exc}")
         return 2

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print("--subject needs --service (the consumer to re-deliver to)")
         return 2
     try:
-        settings = load(CommonSettings)
+        settings = load(CommonSettings, sections=SERVICES)
         since = parse_since(args.since) if args.since else None
     except (SettingsError, ValueError) as exc:
         print(f"error: {exc}")

@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 from twilio.request_validator import RequestValidator
 
 from libs.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, SettingsError, load
+from replyline.services import SERVICES
 from services.ingest.settings import IngestSettings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -127,7 +128,7 @@ def sign(auth_token: str, url: str, form: dict[str, str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = load(IngestSettings, section="ingest")
+        settings = load(IngestSettings, section="ingest", sections=SERVICES)
     except SettingsError as exc:
         print(f"replyline sms: configuration error: {exc}", file=sys.stderr)
         return 2

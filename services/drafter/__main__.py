@@ -1,13 +1,8 @@
-"""python -m services.drafter: drafts replies and runs the owner approval loop."""
+"""``python -m services.drafter``: every service's entry point is these same lines (see libs/service.py)."""
 
 from libs.service import run_service
-from services.drafter.service import MIGRATIONS, NAME, build
-from services.drafter.settings import DrafterSettings
-
-
-def main() -> None:
-    run_service(DrafterSettings, name=NAME, build=build, migrations=MIGRATIONS)
-
+from services import SERVICES
+from services.drafter.service import SPEC
 
 if __name__ == "__main__":
-    main()
+    run_service(SPEC, fleet=SERVICES)

@@ -24,12 +24,21 @@ import asyncpg
 import structlog
 
 from libs.consumer import Delivery, Drop, Retry
-from libs.db import audit
-from libs.events import InboundRouted, TimerCancel, TimerFired, TimerSet, utcnow
+from libs.events import InboundRouted, TimerFired, TimerSet, utcnow
 from services.drafter import owner_texts
 from services.drafter.replying import BurstToken, LeadMessage, Replier, message_of
 from services.drafter.store import Q, draft_of
 from services.drafter.takeover import thread_ref
+from services.drafter.withdrawal import (
+    DROP_REASONS,
+    LEAD_WROTE,
+    PAUSED,
+    REVIEW,
+    burst_timer_id,
+    drop_open_burst,
+    give_up,
+    withdraw,
+)
 
 if TYPE_CHECKING:
     from services.drafter.handlers import Drafter
@@ -44,10 +53,6 @@ DROPS_BURST = frozenset({"opt_out", "log_only"})
 
 #: The rule shown to the owner for a message that joined a burst in review.
 BURST_RULE = "same burst as a message that needs review"
-
-
-def burst_timer_id(burst_id: str) -> str:
-    return f"burst_debounce:{burst_id}"
 
 
 @dataclass
@@ -131,6 +136,10 @@ class Bursts:
                 await dr._skip_stale(event, conn)
                 return
             row, was_review = await self._join(conn, event)
+            # The thread's pending draft answers a conversation that moved on: withdrawn
+            # now, in the transaction that holds the message, so a YES during the
+            # debounce sends nothing (the burst's draft answers its messages too).
+            await withdraw(conn, dr.bus, event.thread, REVIEW if was_review else LEAD_WROTE)
             if was_review:
                 # The burst has a message that needs a person: so does this one.
                 await dr.replier.to_review(
@@ -174,28 +183,11 @@ class Bursts:
         log.info("burst_review", message_sid=event.message_sid, rule=event.rule)
 
     async def drop(self, thread: str, reason: str) -> None:
-        """Opt-out, paused thread: the open burst is never drafted."""
+        """Opt-out, paused thread, a person answers: the open burst is never drafted, and drafts
+        withdrawn for its messages learn that no replacement is coming."""
         async with self.drafter.pool.acquire() as conn, conn.transaction():
-            await conn.execute(Q.lock_thread, thread)
-            row = await conn.fetchrow(Q.open_burst, thread)
-            if row is None:
-                return
-            await conn.execute(Q.close_burst, row["burst_id"], "dropped", None, reason)
-            await audit(
-                conn,
-                service=SERVICE,
-                action="burst_dropped",
-                thread=thread,
-                details={"burst_id": str(row["burst_id"]), "reason": reason},
-            )
-            await self.drafter.bus.publish(
-                TimerCancel(
-                    thread=thread,
-                    id=str(uuid.uuid5(row["burst_id"], "dropped")),
-                    timer_id=burst_timer_id(str(row["burst_id"])),
-                )
-            )
-        log.info("burst_dropped", thread=thread, reason=reason)
+            await give_up(conn, thread, DROP_REASONS.get(reason.split(":", 1)[0], PAUSED))
+            await drop_open_burst(conn, self.drafter.bus, thread, reason)
 
     # --- timer.fired ---------------------------------------------------------
 

@@ -66,6 +66,7 @@ from services.drafter.store import (
     insert_draft,
 )
 from services.drafter.takeover import CONSOLE_ACTIONS, Console, thread_ref
+from services.drafter.withdrawal import REVIEW, refusal, withdraw
 
 SERVICE = "drafter"
 log = structlog.get_logger("drafter")
@@ -254,6 +255,8 @@ class Drafter:
                 action="needs_review",
                 details={"rule": event.rule, "message_sid": event.message_sid},
             )
+            # The owner must read this message: a pending draft answers what came before.
+            await withdraw(conn, self.bus, event.thread, REVIEW)
             if self.settings.alert_on_needs_review:
                 ref = await thread_ref(conn, event.thread, event.from_number)
                 await self._tell_owners(
@@ -500,6 +503,9 @@ class Decision:
         if not draft.pending and draft.replaced_by:
             await self._replaced(draft)
             return
+        if not draft.pending and draft.withdrawn_reason:
+            await self._withdrawn(draft, draft)
+            return
         if not draft.pending:
             await self._reply(owner_texts.already_decided(draft.ref, draft.status))
             await self._record(draft, "refused", f"draft is {draft.status}")
@@ -528,8 +534,17 @@ class Decision:
             if found is None:
                 break
             newest = found
+        if not newest.pending and newest.withdrawn_reason and newest.replaced_by is None:
+            await self._withdrawn(draft, newest)  # the replacing draft was withdrawn too
+            return
         await self._reply(owner_texts.replaced(named, newest.ref, newest.status))
         await self._record(draft, "refused", f"replaced by #{newest.ref} after the lead wrote again")
+
+    async def _withdrawn(self, draft: Draft, newest: Draft) -> None:
+        """Withdrawn before a decision (services/drafter/withdrawal.py): nothing is sent."""
+        named = (self.event.ref or "").lstrip("#") or draft.ref
+        await self._reply(await refusal(self.conn, named, newest))
+        await self._record(draft, "refused", f"withdrawn: {newest.withdrawn_reason}")
 
     async def _current(self, draft_id: str) -> Draft | None:
         """The newest version of a draft, locked until the decision commits."""

@@ -239,3 +239,19 @@ def replaced(ref: str, new_ref: str, new_status: str = "DRAFT_PENDING_APPROVAL")
         word = {"APPROVED_TO_SEND": "approved", "REJECTED": "rejected"}.get(new_status, "decided")
         return f"{done} #{new_ref} was already {word}."
     return f"{done} Reply YES {new_ref}, NO {new_ref}, or EDIT {new_ref} <new text> to decide it."
+
+
+def withdrawn(ref: str, lead: str, reason: str, thread_ref: str = "") -> str:
+    """A decision naming a draft withdrawn before anyone decided it: nothing is sent."""
+    if reason == "opted_out":
+        return f"Draft #{ref} was withdrawn: {lead} opted out (STOP); nothing was sent."
+    if reason == "human_reply":
+        return f"Draft #{ref} was withdrawn: you answered them yourself; nothing was sent."
+    if reason == "paused":
+        return f"Draft #{ref} was withdrawn: the thread was paused; nothing was sent."
+    if reason == "review":
+        return (
+            f"Draft #{ref} is out of date: the lead wrote again and it needs you; nothing was sent. "
+            f"It is in the manual-intervention queue. {_answer_with(thread_ref or ref)}"
+        )
+    return f"Draft #{ref} is out of date: the lead wrote again; a new draft is coming. Nothing was sent."

@@ -60,7 +60,8 @@ SELECT * FROM drafts WHERE draft_id = $1 ORDER BY version;
 -- The thread's last exchanges, oldest first: what the lead wrote and, when a
 -- draft was approved, what we answered. Drafts still pending (the new draft
 -- supersedes them and answers their messages itself) and drafts replaced after
--- the lead wrote again (their messages are in the replacing draft) are left out,
+-- the lead wrote again (their messages are in the replacing draft, or in the one
+-- being written: withdrawn_reason lead_wrote) are left out,
 -- so no lead message appears twice.
 SELECT inbound_body, approved_body, created_at FROM (
     SELECT DISTINCT ON (d.draft_id)
@@ -72,7 +73,8 @@ SELECT inbound_body, approved_body, created_at FROM (
     WHERE d.thread = $1 AND d.in_reply_to <> $2
       AND NOT EXISTS (SELECT 1 FROM drafts x
                        WHERE x.draft_id = d.draft_id
-                         AND (x.replaced_by IS NOT NULL OR x.status = 'DRAFT_PENDING_APPROVAL'))
+                         AND (x.replaced_by IS NOT NULL OR x.status = 'DRAFT_PENDING_APPROVAL'
+                              OR x.withdrawn_reason = 'lead_wrote'))
     ORDER BY d.draft_id, d.version
 ) h
 ORDER BY created_at DESC LIMIT $3;
@@ -211,3 +213,24 @@ INSERT INTO after_hours_acks (thread, next_open, message_sid, request_id)
 VALUES ($1, $2, $3, $4)
 ON CONFLICT (thread, next_open) DO NOTHING
 RETURNING request_id;
+
+-- name: withdraw_draft
+-- A pending version withdrawn before a decision (docs/drafter.md, "Withdrawn drafts").
+UPDATE drafts SET status = 'SUPERSEDED', decided_at = now(), decided_by = $4, withdrawn_reason = $3
+WHERE draft_id = $1 AND version = $2 AND status = 'DRAFT_PENDING_APPROVAL';
+
+-- name: awaiting_replacement
+-- Versions withdrawn because the lead wrote again, whose replacing draft is not
+-- written yet; locked, oldest first.
+SELECT * FROM drafts
+WHERE thread = $1 AND withdrawn_reason = 'lead_wrote' AND replaced_by IS NULL
+ORDER BY created_at, id FOR UPDATE;
+
+-- name: set_withdrawn_reason
+-- No replacing draft is coming after all (review, opt-out, a person answered, paused).
+UPDATE drafts SET withdrawn_reason = $3
+WHERE draft_id = $1 AND version = $2 AND withdrawn_reason = 'lead_wrote' AND replaced_by IS NULL;
+
+-- name: fill_replaced_by
+UPDATE drafts SET replaced_by = $3
+WHERE draft_id = $1 AND version = $2 AND withdrawn_reason = 'lead_wrote' AND replaced_by IS NULL;

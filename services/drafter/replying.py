@@ -37,6 +37,7 @@ from services.drafter.prompt import (
 )
 from services.drafter.store import Draft, Q, draft_of, enqueue_manual, insert_draft, insert_traces
 from services.drafter.takeover import thread_ref
+from services.drafter.withdrawal import LEAD_WROTE, REVIEW, awaiting, give_up, withdraw
 
 if TYPE_CHECKING:
     from services.drafter.handlers import Drafter
@@ -67,6 +68,10 @@ def message_of(event: InboundRouted) -> LeadMessage:
 
 def drafts_of(records: Sequence[asyncpg.Record]) -> list[Draft]:
     return [draft for r in records if (draft := draft_of(r)) is not None]
+
+
+def _keys(drafts: Sequence[Draft]) -> list[tuple[str, int]]:
+    return [(d.draft_id, d.version) for d in drafts]
 
 
 def answered_by(draft: Draft) -> list[str]:
@@ -107,9 +112,19 @@ class Replier:
                 # covers a lost ack.
                 await dr._announce(existing)
                 return None
+            if burst is None:
+                # Drafted at once (bursts off): the pending draft is withdrawn before the
+                # model writes, so a YES meanwhile sends nothing (bursts.collect does this
+                # when the message is held).
+                async with conn.transaction():
+                    await withdraw(conn, dr.bus, thread, LEAD_WROTE)
             pending = drafts_of(await conn.fetch(Q.pending_replies_of_thread, thread))
+            waiting = await awaiting(conn, thread)
             history = await self._history(conn, thread, newest.sid)
-        earlier = [body for p in pending for body in answered_by(p)]
+        # Withdrawn for a newer message (waiting) or still pending (an older replica,
+        # events from before withdrawal): the new draft answers their messages too.
+        replaced = sorted(pending + waiting, key=lambda p: (p.created_at, p.draft_id))
+        earlier = [body for p in replaced for body in answered_by(p)]
         bodies = earlier + [m.body for m in msgs]
         language = language_of(newest.language)
         intent = newest.intent
@@ -154,6 +169,7 @@ class Replier:
                 await self.to_review(
                     conn, thread, number, msgs, "arrived after a newer message of the thread was drafted"
                 )
+                await give_up(conn, thread, REVIEW)
                 if burst is not None:
                     await conn.execute(Q.close_burst, uuid.UUID(burst.burst_id), "closed", None, "stale")
                 return None
@@ -163,12 +179,13 @@ class Replier:
                     log.info("burst_changed_while_drafting", burst_id=burst.burst_id)
                     return None  # a newer message re-armed its timer (or it was dropped)
             locked = drafts_of(await conn.fetch(Q.pending_replies_of_thread, thread))
-            if [(p.draft_id, p.version) for p in locked] != [(p.draft_id, p.version) for p in pending]:
-                # A pending draft was decided or edited while the model wrote: draft
-                # again from what is pending now.
+            locked_waiting = await awaiting(conn, thread)
+            if _keys(locked) != _keys(pending) or _keys(locked_waiting) != _keys(waiting):
+                # A pending draft was decided, edited or withdrawn while the model wrote:
+                # draft again from what is pending now.
                 return Retry(0.2, "the thread's pending drafts changed while drafting")
             ref = await conn.fetchval(Q.next_ref)
-            replaces = tuple(p.ref for p in pending)
+            replaces = tuple(p.ref for p in replaced)
             draft = await insert_draft(
                 conn,
                 draft_id=draft_id,
@@ -195,6 +212,8 @@ class Replier:
             )
             for old in pending:
                 await self._supersede(conn, old, draft)
+            for old in waiting:
+                await self._supersede(conn, old, draft, withdrawn=True)
             if burst is not None:
                 await conn.execute(
                     Q.close_burst, uuid.UUID(burst.burst_id), "drafted", uuid.UUID(draft_id), ""
@@ -230,12 +249,17 @@ class Replier:
                 items.append(HistoryItem(author="business", body=row["approved_body"]))
         return items
 
-    async def _supersede(self, conn: asyncpg.Connection, old: Draft, new: Draft) -> None:
+    async def _supersede(
+        self, conn: asyncpg.Connection, old: Draft, new: Draft, *, withdrawn: bool = False
+    ) -> None:
         """The lead wrote again: the pending version can no longer be approved; a decision
-        naming it is answered "replaced by #new" (handlers.Decision)."""
+        naming it is answered "replaced by #new" (handlers.Decision). ``withdrawn``: it was
+        withdrawn when the message arrived (services/drafter/withdrawal.py); only
+        ``replaced_by`` is filled, its expiry timer was cancelled then."""
         from services.drafter.handlers import derived_id, expiry_timer_id
 
-        await conn.execute(Q.supersede_by, uuid.UUID(old.draft_id), old.version, uuid.UUID(new.draft_id))
+        query = Q.fill_replaced_by if withdrawn else Q.supersede_by
+        await conn.execute(query, uuid.UUID(old.draft_id), old.version, uuid.UUID(new.draft_id))
         await audit(
             conn,
             service=SERVICE,
@@ -249,6 +273,8 @@ class Replier:
                 "new_ref": new.ref,
             },
         )
+        if withdrawn:
+            return
         await self.drafter.bus.publish(
             TimerCancel(
                 thread=old.thread,
@@ -314,6 +340,7 @@ class Replier:
                 )
             if burst is not None:
                 await conn.execute(Q.close_burst, uuid.UUID(burst.burst_id), "closed", None, "llm_failed")
+            await give_up(conn, thread, REVIEW)  # drafts withdrawn for these messages: no replacement
             await audit(
                 conn,
                 service=SERVICE,

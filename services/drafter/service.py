@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from libs.consumer import Handler
 from libs.events import (
+    ContactOptout,
     ContactPaused,
     DraftDecided,
     DraftRequested,
@@ -19,14 +19,14 @@ from libs.events import (
     OutboundFailed,
     OutboundSent,
     TimerFired,
-    utcnow,
 )
 from libs.llm import LLM
-from libs.service import ServiceContext
+from libs.service import Built, Clock, ServiceContext, ServiceSpec
 from services.drafter.handlers import Drafter
 from services.drafter.profile import Profile, load_profile
 from services.drafter.rpc import serve_rpc
 from services.drafter.settings import DrafterSettings
+from services.drafter.withdrawal import OptOuts
 
 NAME = "drafter"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -66,20 +66,8 @@ def llm_probe(
     return probe
 
 
-def make_build(
-    clock: Callable[[], datetime] | None = None,
-) -> Callable[[ServiceContext[DrafterSettings]], Awaitable[Mapping[type[Event], Handler]]]:
-    """The service's ``build``; tests pass a manual clock (business hours)."""
-
-    async def build_with_clock(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Handler]:
-        return await _build(ctx, clock or utcnow)
-
-    return build_with_clock
-
-
-async def _build(
-    ctx: ServiceContext[DrafterSettings], clock: Callable[[], datetime]
-) -> Mapping[type[Event], Handler]:
+async def build(ctx: ServiceContext[DrafterSettings], clock: Clock) -> Built:
+    """Tests pass their own clock (business hours) through the spec."""
     settings = ctx.settings
     profile = profile_from(settings)  # a broken profile stops start-up with a ProfileError
     llm = LLM.from_settings(settings.drafter_llm, service=NAME)
@@ -96,15 +84,17 @@ async def _build(
         providers=[f"{p.name}:{p.model}" for p in llm.providers] or "templates",
         owners=len(settings.owner_numbers),
     )
-    return {
+    handlers: dict[type[Event], Handler] = {
         InboundRouted: drafter.on_routed,
         DraftDecided: drafter.on_decided,
         DraftRequested: drafter.on_requested,
         TimerFired: drafter.on_timer,
         ContactPaused: drafter.on_paused,
+        ContactOptout: OptOuts(ctx.bus, ctx.pool).on_optout,
         OutboundSent: drafter.on_outbound,
         OutboundFailed: drafter.on_outbound,
     }
+    return Built(handlers, {"drafter": drafter})
 
 
-build = make_build()
+SPEC = ServiceSpec(NAME, DrafterSettings, build, MIGRATIONS)

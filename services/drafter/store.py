@@ -58,6 +58,8 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
     #: Set on a version superseded because the lead wrote again: the replacing draft.
     replaced_by: str | None = None
     burst_id: str | None = None
+    #: Why a version was withdrawn before a decision (services/drafter/withdrawal.py).
+    withdrawn_reason: str | None = None
 
     @property
     def pending(self) -> bool:

@@ -43,6 +43,7 @@ from libs.events import (
 from services.drafter import owner_texts
 from services.drafter.settings import DrafterSettings
 from services.drafter.store import Q, enqueue_manual
+from services.drafter.withdrawal import HUMAN_REPLY, drop_open_burst, withdraw
 
 SERVICE = "drafter"
 log = structlog.get_logger("drafter.takeover")
@@ -165,6 +166,10 @@ class Console:
         await conn.execute(
             Q.insert_human_reply, request_id, thread, number, body, ev.reviewer, ev.source, notify, ref
         )
+        # The person answered instead of the AI: its pending draft is withdrawn and
+        # a burst held before the takeover began is never drafted.
+        withdrawn = await withdraw(conn, self.bus, thread, HUMAN_REPLY, by=ev.reviewer)
+        await drop_open_burst(conn, self.bus, thread, "human_reply")
         oldest = await conn.fetchval(Q.oldest_open_manual, thread)
         resolved = await conn.execute(Q.resolve_manual_for_thread, thread, ev.reviewer)
         await audit(
@@ -180,6 +185,7 @@ class Console:
                 "request_id": request_id,
                 "ref": ref,
                 "manual_items_resolved": int(resolved.split()[-1]),
+                "drafts_withdrawn": [d.ref for d in withdrawn],
             },
         )
         await self.bus.publish(

@@ -1,8 +1,8 @@
-"""``python -m services.ingest``: the HTTP front door (Twilio webhooks, leads, owner API)."""
+"""``python -m services.ingest``: every service's entry point is these same lines (see libs/service.py)."""
 
 from libs.service import run_service
-from services.ingest.service import MIGRATIONS, builder
-from services.ingest.settings import IngestSettings
+from services import SERVICES
+from services.ingest.service import SPEC
 
 if __name__ == "__main__":
-    run_service(IngestSettings, name="ingest", build=builder(), migrations=MIGRATIONS)
+    run_service(SPEC, fleet=SERVICES)

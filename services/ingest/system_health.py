@@ -24,8 +24,9 @@ from aiohttp import web
 
 from libs import metrics
 from libs.bus import Bus
-from libs.health import SERVICES, system_health
+from libs.health import system_health
 from libs.service import prometheus
+from services import SERVICES
 from services.ingest.http_common import authenticate
 
 log = structlog.get_logger("ingest")

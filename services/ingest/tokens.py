@@ -20,6 +20,7 @@ import asyncpg
 
 from libs.db import create_pool, migrate
 from libs.settings import SettingsError, load
+from services import SERVICES
 from services.ingest.auth import SCOPES, create_token
 from services.ingest.service import MIGRATIONS, QUERIES
 from services.ingest.settings import IngestSettings
@@ -75,7 +76,7 @@ async def run(args: argparse.Namespace, settings: IngestSettings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        settings = load(IngestSettings, section="ingest")
+        settings = load(IngestSettings, section="ingest", sections=SERVICES)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

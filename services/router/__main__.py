@@ -1,13 +1,8 @@
-"""python -m services.router: applies the routing rules to every inbound message."""
+"""``python -m services.router``: every service's entry point is these same lines (see libs/service.py)."""
 
 from libs.service import run_service
-from services.router.service import MIGRATIONS, NAME, build
-from services.router.settings import RouterSettings
-
-
-def main() -> None:
-    run_service(RouterSettings, name=NAME, build=build, migrations=MIGRATIONS)
-
+from services import SERVICES
+from services.router.service import SPEC
 
 if __name__ == "__main__":
-    main()
+    run_service(SPEC, fleet=SERVICES)

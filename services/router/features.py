@@ -29,6 +29,18 @@ NEGATORS = frozenset({"not", "no", "never", "dont", "didnt", "doesnt", "isnt", "
 #: Frequent Spanish words that are English lexicon entries with another meaning.
 SPANISH_HOMOGRAPHS = frozenset({"sin", "ha", "alas", "hago", "lame"})
 ES_LEXICON = Path(__file__).parent / "data" / "vader_es_lexicon.json"
+#: Applied last, over both lexicons: emoji (neither lexicon scores them, and SMS and
+#: posts carry mood in them) and SMS Spanish whose lexicon value is missing or
+#: reads the wrong sense ("qué coraje" is anger, "estoy caliente" is anger or heat).
+SMS_VALENCE: dict[str, float] = {
+    "😡": -3.0, "🤬": -3.0, "😤": -2.0, "😠": -2.5, "😒": -1.5, "🙄": -1.5, "👎": -2.0, "💔": -2.0,
+    "😭": -1.5, "😞": -2.0, "😢": -1.5, "😩": -2.0, "😫": -2.0, "🖕": -3.0, "😑": -1.0, "🙃": -0.5,
+    "😊": 2.0, "😍": 2.5, "🥰": 2.5, "🙏": 1.5, "👍": 1.5, "❤": 2.5, "😀": 2.0, "😁": 2.0, "😄": 2.0,
+    "🙌": 2.0, "👏": 2.0, "🎉": 2.0, "💪": 1.5, "😃": 2.0,
+    "coraje": -1.5, "caliente": 0.0, "decepcion": -2.0, "decepcionado": -2.0, "decepcionada": -2.0,
+    "inutiles": -2.0, "inutil": -2.0, "cagada": -2.0, "verguenza": -2.5, "verguenzas": -2.5,
+    "estafa": -3.0, "pesimo": -3.0, "pesima": -3.0, "fml": -2.0,
+}  # fmt: skip
 
 
 def fold(text: str) -> str:
@@ -61,7 +73,9 @@ def lexicon() -> dict[str, float]:
     spanish: dict[str, float] = json.loads(ES_LEXICON.read_text(encoding="utf-8"))
     for word, valence in spanish.items():
         merged[fold(word)] = valence
-    return merged
+    for word, valence in SMS_VALENCE.items():
+        merged[fold(word)] = valence
+    return {w: v for w, v in merged.items() if v}
 
 
 def features(text: str) -> dict[str, float]:

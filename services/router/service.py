@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 from libs.consumer import Handler
 from libs.events import ContactPaused, Event, HumanReply, InboundReceived, TimerFired
-from libs.service import ServiceContext
+from libs.service import Built, Clock, ServiceContext, ServiceSpec
 from services.router.classification import LocalClassifier
 from services.router.handlers import NAME, Router
 from services.router.llm import LlmClassifier
@@ -15,10 +14,11 @@ from services.router.settings import RouterSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-__all__ = ["MIGRATIONS", "NAME", "build"]
+__all__ = ["MIGRATIONS", "NAME", "SPEC", "build"]
 
 
-async def build(ctx: ServiceContext[RouterSettings]) -> Mapping[type[Event], Handler]:
+async def build(ctx: ServiceContext[RouterSettings], clock: Clock) -> Built:
+    """The router keeps no time of its own: ``clock`` is unused."""
     settings = ctx.settings
     local = LocalClassifier(settings)  # a bad intents file stops start-up here
     llm: LlmClassifier | None = None
@@ -34,9 +34,13 @@ async def build(ctx: ServiceContext[RouterSettings]) -> Mapping[type[Event], Han
         llm=[f"{p.name}:{p.model}" for p in llm.llm.providers] if llm else "off",
         owners=len(settings.owner_numbers),
     )
-    return {
+    handlers: dict[type[Event], Handler] = {
         InboundReceived: router.on_received,
         ContactPaused: router.on_paused,
         HumanReply: router.on_human,
         TimerFired: router.on_timer,
     }
+    return Built(handlers, {"router": router})
+
+
+SPEC = ServiceSpec(NAME, RouterSettings, build, MIGRATIONS)

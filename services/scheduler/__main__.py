@@ -1,15 +1,8 @@
-"""``python -m services.scheduler``: durable timers and the workflow engine."""
-
-from __future__ import annotations
+"""``python -m services.scheduler``: every service's entry point is these same lines (see libs/service.py)."""
 
 from libs.service import run_service
-from services.scheduler.service import MIGRATIONS, build
-from services.scheduler.settings import SchedulerSettings
-
-
-def main() -> None:
-    run_service(SchedulerSettings, name="scheduler", build=build, migrations=MIGRATIONS)
-
+from services import SERVICES
+from services.scheduler.service import SPEC
 
 if __name__ == "__main__":
-    main()
+    run_service(SPEC, fleet=SERVICES)

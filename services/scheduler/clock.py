@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+from libs.events import utcnow
 
 
 class Clock:
-    def __init__(self) -> None:
+    """A ``libs.service.Clock`` (call it for the time) that the firing loop can also sleep on."""
+
+    def __init__(self, now: Callable[[], datetime] = utcnow) -> None:
+        self._now = now
         self._wakers: set[asyncio.Event] = set()
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return self._now()
+
+    def __call__(self) -> datetime:
+        return self.now()
 
     async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
         """Sleep up to ``seconds``; return early when ``wake`` is set or the clock jumps."""

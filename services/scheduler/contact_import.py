@@ -91,17 +91,19 @@ async def stage(engine: Engine, request: StageRequest) -> dict[str, Any]:
             return {"error": f"import is {current['status']}"}
         await conn.execute(
             _STAGE.sql,
-            *_STAGE.args(
-                import_id=request.import_id,
-                lines=[r.line for r in rows],
-                threads=[r.phone[1:] for r in rows],
-                phones=[r.phone for r in rows],
-                first_names=[r.first_name for r in rows],
-                last_names=[r.last_name for r in rows],
-                emails=[r.email for r in rows],
-                tags=[json.dumps(r.tags) for r in rows],
-                fields=[r.fields for r in rows],
-                opted_out=[r.opted_out for r in rows],
+            *_STAGE.bind(
+                dict(
+                    import_id=request.import_id,
+                    lines=[r.line for r in rows],
+                    threads=[r.phone[1:] for r in rows],
+                    phones=[r.phone for r in rows],
+                    first_names=[r.first_name for r in rows],
+                    last_names=[r.last_name for r in rows],
+                    emails=[r.email for r in rows],
+                    tags=[json.dumps(r.tags) for r in rows],
+                    fields=[r.fields for r in rows],
+                    opted_out=[r.opted_out for r in rows],
+                )
             ),
         )
     return {"staged": len(rows)}

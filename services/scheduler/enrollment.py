@@ -8,7 +8,6 @@ for and ``save`` it in the same transaction.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -45,8 +44,7 @@ class Enrollment(msgspec.Struct, kw_only=True):
         return f"wf:{self.id}:{self.step_seq if seq is None else seq}"
 
     async def save(self, conn: asyncpg.Connection) -> None:
-        values: dict[str, Any] = {name: getattr(self, name) for name in _SAVE.names}
-        await conn.execute(_SAVE.sql, *_SAVE.args(**values))
+        await conn.execute(_SAVE.sql, *_SAVE.bind(self))
 
 
 async def lock(conn: asyncpg.Connection, enrollment_id: uuid.UUID | str) -> Enrollment | None:

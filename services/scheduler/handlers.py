@@ -200,14 +200,16 @@ class Scheduler:
             fields["source"] = event.source
         await self.pool.execute(
             _UPSERT_LEAD.sql,
-            *_UPSERT_LEAD.args(
-                thread=event.thread,
-                phone=event.phone,
-                first_name=event.first_name,
-                last_name=event.last_name,
-                email=event.email,
-                fields=fields,
-                tags=list(event.tags),
+            *_UPSERT_LEAD.bind(
+                dict(
+                    thread=event.thread,
+                    phone=event.phone,
+                    first_name=event.first_name,
+                    last_name=event.last_name,
+                    email=event.email,
+                    fields=fields,
+                    tags=list(event.tags),
+                )
             ),
         )
         await self.engine.trigger(

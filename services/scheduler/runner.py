@@ -220,17 +220,19 @@ class Runner:
         if result.executed:
             await conn.execute(
                 _INSERT_EXECUTION.sql,
-                *_INSERT_EXECUTION.args(
-                    enrollment_id=enrollment.id,
-                    seq=ctx.seq,
-                    step_id=step.id,
-                    step_type=step.type,
-                    input=result.input,
-                    output=result.output,
-                    error=result.error,
-                    late=False,
-                    started_at=ctx.now,
-                    completed_at=self.clock.now() if result.completed else None,
+                *_INSERT_EXECUTION.bind(
+                    dict(
+                        enrollment_id=enrollment.id,
+                        seq=ctx.seq,
+                        step_id=step.id,
+                        step_type=step.type,
+                        input=result.input,
+                        output=result.output,
+                        error=result.error,
+                        late=False,
+                        started_at=ctx.now,
+                        completed_at=self.clock.now() if result.completed else None,
+                    )
                 ),
             )
         next_step = step.id if result.next_step is None else result.next_step

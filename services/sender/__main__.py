@@ -1,8 +1,8 @@
-"""python -m services.sender"""
+"""``python -m services.sender``: every service's entry point is these same lines (see libs/service.py)."""
 
 from libs.service import run_service
-from services.sender.service import MIGRATIONS, NAME, build
-from services.sender.settings import SenderSettings
+from services import SERVICES
+from services.sender.service import SPEC
 
 if __name__ == "__main__":
-    run_service(SenderSettings, name=NAME, build=build, migrations=MIGRATIONS)
+    run_service(SPEC, fleet=SERVICES)

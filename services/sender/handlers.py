@@ -28,8 +28,17 @@ TIME_ZONE_FIELDS = frozenset({"timezone", "time_zone", "tz"})
 
 
 def build_handlers(outbox: Outbox) -> Mapping[type[Event], Handler]:
+    return {**_intake_handlers(outbox), **_timer_handlers(outbox), **_projection_handlers(outbox)}
+
+
+def _intake_handlers(outbox: Outbox) -> dict[type[Event], Handler]:
+    """Events that make or wake an outbox row, then drive it."""
+
+    async def accept_and_drive(msg: NewMessage) -> Decision:
+        return await outbox.drive(await outbox.accept(msg))
+
     async def on_draft_approved(event: DraftApproved, _: Delivery) -> Decision:
-        outbox_id = await outbox.accept(
+        return await accept_and_drive(
             NewMessage(
                 dedup_key=event.dedup_id(),
                 kind="approved_draft",
@@ -40,10 +49,9 @@ def build_handlers(outbox: Outbox) -> Mapping[type[Event], Handler]:
                 in_reply_to=event.in_reply_to or None,
             )
         )
-        return await outbox.drive(outbox_id)
 
     async def on_outbound_requested(event: OutboundRequested, _: Delivery) -> Decision:
-        outbox_id = await outbox.accept(
+        return await accept_and_drive(
             NewMessage(
                 dedup_key=event.dedup_id(),
                 kind=event.kind,
@@ -55,11 +63,10 @@ def build_handlers(outbox: Outbox) -> Mapping[type[Event], Handler]:
                 not_before=event.not_before,
             )
         )
-        return await outbox.drive(outbox_id)
 
     async def on_human_reply(event: HumanReply, _: Delivery) -> Decision:
         # A person's reply: lead-facing like any other (consent gate, outbox, callbacks).
-        outbox_id = await outbox.accept(
+        return await accept_and_drive(
             NewMessage(
                 dedup_key=event.dedup_id(),
                 kind="human_reply",
@@ -68,7 +75,16 @@ def build_handlers(outbox: Outbox) -> Mapping[type[Event], Handler]:
                 request_id=event.request_id,
             )
         )
-        return await outbox.drive(outbox_id)
+
+    return {
+        DraftApproved: on_draft_approved,
+        OutboundRequested: on_outbound_requested,
+        HumanReply: on_human_reply,
+    }
+
+
+def _timer_handlers(outbox: Outbox) -> dict[type[Event], Handler]:
+    """A quiet-hours timer fired: drive the deferred row again."""
 
     async def on_timer_fired(event: TimerFired, _: Delivery) -> Decision:
         if event.kind != "quiet_hours":
@@ -80,6 +96,12 @@ def build_handlers(outbox: Outbox) -> Mapping[type[Event], Handler]:
             log.warning("timer_without_outbox_id", timer_id=event.timer_id)
             return None
         return await outbox.drive(outbox_id)
+
+    return {TimerFired: on_timer_fired}
+
+
+def _projection_handlers(outbox: Outbox) -> dict[type[Event], Handler]:
+    """Events the sender keeps projections of: delivery status, consent, time zones."""
 
     async def on_status(event: OutboundStatus, _: Delivery) -> Decision:
         return await outbox.record_status(event)
@@ -99,10 +121,6 @@ def build_handlers(outbox: Outbox) -> Mapping[type[Event], Handler]:
         return None
 
     return {
-        DraftApproved: on_draft_approved,
-        OutboundRequested: on_outbound_requested,
-        HumanReply: on_human_reply,
-        TimerFired: on_timer_fired,
         OutboundStatus: on_status,
         ContactOptout: on_consent,
         ContactOptin: on_consent,

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
 from pathlib import Path
 
-from libs.consumer import Handler
-from libs.events import Event, utcnow
-from libs.service import ServiceContext
+from libs.service import Built, Clock, ServiceContext, ServiceSpec
 from services.sender.console import ConsoleTransport
 from services.sender.handlers import build_handlers
 from services.sender.outbox import Outbox
@@ -18,9 +14,6 @@ from services.sender.twilio_transport import TwilioTransport
 
 NAME = "sender"
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-Build = Callable[[ServiceContext[SenderSettings]], Awaitable[Mapping[type[Event], Handler]]]
-
 
 def make_transport(settings: SenderSettings) -> Transport:
     use_twilio = settings.sender_transport == "twilio" or (
@@ -42,20 +35,16 @@ def make_transport(settings: SenderSettings) -> Transport:
     )
 
 
-def make_build(clock: Callable[[], datetime] = utcnow) -> Build:
-    """The service's build function; tests pass a clock to stand in a given hour."""
-
-    async def build(ctx: ServiceContext[SenderSettings]) -> Mapping[type[Event], Handler]:
-        transport = make_transport(ctx.settings)
-        ctx.stack.push_async_callback(transport.close)
-        ctx.log.info("sender_transport", transport=transport.name)
-        outbox = Outbox(
-            settings=ctx.settings, pool=ctx.pool, bus=ctx.bus, transport=transport, clock=clock
-        )
-        ctx.spawn(outbox.sweep_forever(ctx.stop), "sweep")
-        return build_handlers(outbox)
-
-    return build
+async def build(ctx: ServiceContext[SenderSettings], clock: Clock) -> Built:
+    """Tests pass a clock through the spec to stand in a given hour."""
+    transport = make_transport(ctx.settings)
+    ctx.stack.push_async_callback(transport.close)
+    ctx.log.info("sender_transport", transport=transport.name)
+    outbox = Outbox(
+        settings=ctx.settings, pool=ctx.pool, bus=ctx.bus, transport=transport, clock=clock
+    )
+    ctx.spawn(outbox.sweep_forever(ctx.stop), "sweep")
+    return Built(build_handlers(outbox), {"outbox": outbox, "transport": transport})
 
 
-build = make_build()
+SPEC = ServiceSpec(NAME, SenderSettings, build, MIGRATIONS)

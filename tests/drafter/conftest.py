@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from libs.bus import Bus
 from libs.events import DraftDecided, InboundRouted, thread_of
-from services.drafter.service import MIGRATIONS, NAME, build
+from services.drafter.service import SPEC
 from services.drafter.settings import DrafterSettings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import RunningService, eventually, start_service
@@ -59,7 +59,7 @@ async def start_drafter(make_settings: Callable[..., Any]) -> AsyncIterator[Star
         }
         values.update(overrides)
         settings = make_settings(DrafterSettings, **values)
-        service = await start_service(settings, name=NAME, build=build, migrations=MIGRATIONS)
+        service = await start_service(settings, SPEC)
         running.append(service)
         return service
 

@@ -17,14 +17,14 @@ import yaml
 
 from libs.bus import Bus
 from libs.events import ContactOptout, DraftCreated, OutboundFailed, OutboundRequested, OutboundSent
-from services.drafter.service import MIGRATIONS, NAME, make_build
+from services.drafter.service import SPEC
 from services.drafter.settings import DrafterSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
-from services.sender.service import make_build as sender_builder
 from services.sender.settings import SenderSettings
 from tests.drafter.conftest import BUSINESS, LEAD, OWNER, PROFILE, routed
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, eventually, start_service
+from tests.specs import sender_builder
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,7 +68,7 @@ class Stack:
             twilio_from_number=BUSINESS,
         )  # fmt: skip
         self.running.append(
-            await start_service(drafter, name=NAME, build=make_build(lambda: self.now), migrations=MIGRATIONS)
+            await start_service(drafter, SPEC, clock=lambda: self.now)
         )
         self.running.append(
             await start_service(

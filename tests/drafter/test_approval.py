@@ -328,11 +328,11 @@ async def test_expiry_alerts_the_owner_and_never_sends_the_draft(
     assert item["reason"] == "draft_expired"
 
     # A second firing (replayed timer) does not alert twice. The marker is on the
-    # same thread, so once it is handled the replay has been handled. (A needs-review
-    # message: a draftable one would supersede the pending draft.)
+    # same thread, so once it is handled the replay has been handled. (A forwarded
+    # message: a draftable or needs-review one would withdraw the pending draft.)
     await bus.publish(fired, msg_id="replayed-timer")
-    await bus.publish(routed("SM299", decision="needs_review", rule="7_negative"))
-    await collector.wait_for(OutboundRequested, lambda e: e.request_id.startswith("needs_review:SM299"))
+    await bus.publish(routed("SM299", decision="forward", rule="human_takeover"))
+    await collector.wait_for(OutboundRequested, lambda e: e.request_id.startswith("forward:SM299"))
     alerts = [e for e in collector.of_type(OutboundRequested) if e.body.startswith("Draft expired")]
     assert len(alerts) == 1
     await moved("replyline_drafts_expired_total", expired_before, 1)

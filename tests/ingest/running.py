@@ -9,10 +9,11 @@ import aiohttp
 import asyncpg
 
 from libs.bus import Bus
-from services.ingest.service import MIGRATIONS, builder
+from services.ingest.service import SPEC
 from services.ingest.settings import IngestSettings
 from tests.harness import RunningService, start_service
 from tests.ingest.webhooks import AUTH_TOKEN, signed
+from tests.specs import ingest_builder
 
 #: What Twilio is configured to call: a TLS tunnel in front of the plain-HTTP listener.
 PUBLIC = "https://replyline-test.ngrok.app"
@@ -66,7 +67,7 @@ class Ingest:
 async def start_ingest(settings: IngestSettings) -> tuple[RunningService, str]:
     urls: list[str] = []
     service = await start_service(
-        settings, name="ingest", build=builder(urls.append), migrations=MIGRATIONS
+        settings, name="ingest", build=ingest_builder(urls.append), migrations=SPEC.migrations
     )
     return service, urls[0]
 

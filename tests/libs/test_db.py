@@ -1,9 +1,10 @@
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 
-from libs.db import MigrationError, audit, load_queries, migrate, slice_version
+from libs.db import MigrationError, audit, load_queries, migrate, named, slice_version
 from libs.tracing import current_traceparent, new_traceparent, trace_id_of
 
 
@@ -91,26 +92,36 @@ def test_named_queries(tmp_path: Path) -> None:
         load_queries(path)
 
 
-def test_named_parameters_bind_in_order_and_leave_casts_quotes_and_comments_alone() -> None:
-    from libs.db import named
-
-    query = named(
-        "-- the row's status: keep :not_a_name\n"
-        "UPDATE t SET a = :alpha, b = :beta::jsonb, c = ':quoted', d = :alpha WHERE id = :id"
+def test_named_query_numbers_each_name_once() -> None:
+    q = named(
+        "-- note: :not_a_param\n"
+        "UPDATE t SET a = :a, b = ':literal', c = :c::text WHERE id = :id AND a <> :a"
     )
-    assert query.names == ("alpha", "beta", "id")
-    assert query.sql.endswith("a = $1, b = $2::jsonb, c = ':quoted', d = $1 WHERE id = $3")
-    assert query.sql.startswith("-- the row's status: keep :not_a_name\n")
-    assert query.args(id=7, beta={"x": 1}, alpha="a") == ["a", {"x": 1}, 7]
-    with pytest.raises(TypeError, match="missing \\['id'\\]"):
-        query.args(alpha=1, beta=2)
-    with pytest.raises(TypeError, match="unknown \\['gamma'\\]"):
-        query.args(alpha=1, beta=2, id=3, gamma=4)
+    assert q.sql == (
+        "-- note: :not_a_param\n"
+        "UPDATE t SET a = $1, b = ':literal', c = $2::text WHERE id = $3 AND a <> $1"
+    )
+    assert q.names == ("a", "c", "id")
+    assert q.bind({"id": 7, "c": "x", "a": 1}) == (1, "x", 7)
 
 
-async def test_named_query_runs_against_postgres(pool: asyncpg.Pool) -> None:
-    from libs.db import named
+def test_named_query_binds_a_struct_and_refuses_mistakes() -> None:
+    class Row(msgspec.Struct):
+        id: int
+        a: int
+        c: str
+        unused: bool = False
 
-    query = named("SELECT :b::int - :a::int AS diff, :label::text AS label")
-    row = await pool.fetchrow(query.sql, *query.args(a=2, b=5, label="x"))
-    assert (row["diff"], row["label"]) == (3, "x")
+    q = named("SELECT :a, :c, :id")
+    assert q.bind(Row(id=7, a=1, c="x")) == (1, "x", 7)
+    with pytest.raises(KeyError, match="idd"):
+        q.bind({"idd": 7, "a": 1, "c": "x"})  # a typo is not silently ignored
+    with pytest.raises(KeyError):
+        q.bind({"a": 1, "c": "x"})
+    with pytest.raises(ValueError, match=r"\$n"):
+        named("SELECT :a, $2")
+
+
+async def test_named_query_runs_on_postgres(pool: asyncpg.Pool) -> None:
+    q = named("SELECT :greeting || ' ' || :name::text || ' ' || :greeting")
+    assert await pool.fetchval(q.sql, *q.bind({"name": "Ada", "greeting": "hi"})) == "hi Ada hi"

@@ -81,6 +81,10 @@ def test_settings_are_frozen() -> None:
         s.api_key = "other"  # type: ignore[misc]
 
 
+#: The caller's registry (services.SERVICES in production; libs/ knows no list).
+FLEET = ("drafter", "router")
+
+
 def test_one_yaml_file_serves_every_service(tmp_path: Path) -> None:
     config = tmp_path / "replyline.yaml"
     config.write_text(
@@ -89,14 +93,14 @@ def test_one_yaml_file_serves_every_service(tmp_path: Path) -> None:
         "router: {language_threshold: 0.3}\n"
     )
     env = {"REPLYLINE_CONFIG": str(config)}
-    s = load(DemoSettings, section="drafter", env=env)
+    s = load(DemoSettings, section="drafter", sections=FLEET, env=env)
     assert (s.api_key, s.threshold, s.owner_numbers) == ("drafter-key", 0.6, ("+15551230009",))
     # The router section is read only by a service loading section="router".
     with pytest.raises(SettingsError, match=r"unknown setting.*language_threshold"):
-        load(DemoSettings, section="router", env=env)
+        load(DemoSettings, section="router", sections=FLEET, env=env)
     config.write_text("drafter: {api_key: k, tresholdd: 1}\n")
     with pytest.raises(SettingsError, match="tresholdd"):
-        load(DemoSettings, section="drafter", env=env)
+        load(DemoSettings, section="drafter", sections=FLEET, env=env)
 
 
 class DemoSection(msgspec.Struct, frozen=True, kw_only=True):
@@ -149,10 +153,10 @@ def test_sections_merge_file_env_and_overrides_value_by_value(tmp_path: Path) ->
         "  second_llm_base_url: 'http://flat/v1'\n"
     )
     env = {"REPLYLINE_CONFIG": str(config), "REPLYLINE_FIRST_LLM_MODEL": "env-model"}
-    s = load(SectionSettings, section="drafter", env=env, overrides={"second_llm_model": "o"})
+    s = load(SectionSettings, section="drafter", sections=FLEET, env=env, overrides={"second_llm_model": "o"})
     assert s.first_llm == DemoSection(base_url="http://file/v1", model="env-model")
     # The field's default instance fills what no layer set (timeout_s=5.0, not the class's 20).
     assert s.second_llm == DemoSection(base_url="http://flat/v1", model="o", timeout_s=5.0)
     config.write_text("drafter: {first_llm_modle: typo}\n")
     with pytest.raises(SettingsError, match="first_llm_modle"):
-        load(SectionSettings, section="drafter", env=env)
+        load(SectionSettings, section="drafter", sections=FLEET, env=env)

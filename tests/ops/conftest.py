@@ -10,8 +10,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from libs.service import Build
-from libs.settings import CommonSettings
+from replyline.services import load_spec
 from services.ingest.auth import create_token
 from services.ingest.service import QUERIES
 from services.ingest.settings import IngestSettings
@@ -26,37 +25,14 @@ BUSINESS = "+15550000000"
 StartFleet = Callable[..., Awaitable[dict[str, RunningService]]]
 
 
-def _service_spec(name: str) -> tuple[type[CommonSettings], Build[Any], Path, dict[str, Any]]:
-    """Each service's real build function and the settings a test run needs."""
-    if name == "router":
-        from services.router.service import MIGRATIONS, build
-        from services.router.settings import RouterSettings
-
-        return RouterSettings, build, MIGRATIONS, {}
-    if name == "drafter":
-        from services.drafter.service import MIGRATIONS as D_MIGRATIONS
-        from services.drafter.service import build as d_build
-        from services.drafter.settings import DrafterSettings
-
-        profile = str(REPO_ROOT / "profiles" / "business.yaml")
-        return DrafterSettings, d_build, D_MIGRATIONS, {"profile_path": profile}
-    if name == "sender":
-        from services.sender.service import MIGRATIONS as S_MIGRATIONS
-        from services.sender.service import build as s_build
-        from services.sender.settings import SenderSettings
-
-        return SenderSettings, s_build, S_MIGRATIONS, {}
-    if name == "scheduler":
-        from services.scheduler.service import MIGRATIONS as T_MIGRATIONS
-        from services.scheduler.service import build as t_build
-        from services.scheduler.settings import SchedulerSettings
-
-        workflows = {
-            "workflows_dir": str(REPO_ROOT / "workflows"),
-            "email_templates_dir": str(REPO_ROOT / "workflows" / "email_templates"),
-        }
-        return SchedulerSettings, t_build, T_MIGRATIONS, workflows
-    raise ValueError(name)
+#: What a test run of a service needs beyond the shared settings (by service name).
+TEST_VALUES: dict[str, dict[str, Any]] = {
+    "drafter": {"profile_path": str(REPO_ROOT / "profiles" / "business.yaml")},
+    "scheduler": {
+        "workflows_dir": str(REPO_ROOT / "workflows"),
+        "email_templates_dir": str(REPO_ROOT / "workflows" / "email_templates"),
+    },
+}
 
 
 @pytest.fixture
@@ -67,11 +43,14 @@ async def start_fleet(make_settings: Callable[..., Any]) -> AsyncIterator[StartF
     async def start(*names: str, **overrides: Any) -> dict[str, RunningService]:
         started = {}
         for name in names:
-            cls, build, migrations, values = _service_spec(name)
-            values = {"owner_numbers": [OWNER], "business_number": BUSINESS, **values, **overrides}
-            service = await start_service(
-                make_settings(cls, **values), name=name, build=build, migrations=migrations
-            )
+            spec = load_spec(name)
+            values = {
+                "owner_numbers": [OWNER],
+                "business_number": BUSINESS,
+                **TEST_VALUES.get(name, {}),
+                **overrides,
+            }
+            service = await start_service(make_settings(spec.settings, **values), spec)
             running.append(service)
             started[name] = service
         return started

@@ -25,12 +25,13 @@ from libs.bus import Bus
 from libs.embedded import EmbeddedNats
 from libs.events import ContactOptout, DraftApproved, DraftCreated, OutboundSent
 from libs.settings import CommonSettings
+from services import SERVICES
 from tests.harness import EventCollector, eventually
 from tests.ingest.webhooks import inbound_form
 from tests.ops.conftest import REPO_ROOT, StartFleet, StartIngest
 
 CONFIG = REPO_ROOT / "deploy" / "nats" / "nats-server.conf"
-USERS = ("ingest", "router", "drafter", "sender", "scheduler", "operator")
+USERS = (*SERVICES, "operator")
 PASSWORDS = {user: f"test-{user}-password" for user in USERS}
 LEAD = "+12125550177"
 LEAD_2 = "+12125550178"
@@ -196,7 +197,7 @@ def test_compose_runs_nats_with_that_config_and_keeps_4222_off_the_host() -> Non
     assert "-c /etc/nats/nats-server.conf" in entrypoint
     assert nats_service["entrypoint"][-1] == "/etc/nats/entrypoint.sh"
     assert set(nats_service["secrets"]) == {f"nats_{u}_password" for u in USERS}
-    for name in ("ingest", "router", "drafter", "sender", "scheduler"):
+    for name in SERVICES:
         service = services[name]
         env = service["environment"]
         assert env["REPLYLINE_NATS_USER"] == name

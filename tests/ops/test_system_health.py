@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from libs.embedded import EmbeddedNats
-from libs.health import SERVICES
+from services import SERVICES
 from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import eventually
 from tests.ops.conftest import StartFleet, StartIngest

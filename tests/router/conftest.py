@@ -11,7 +11,7 @@ import pytest
 
 from libs.bus import Bus
 from libs.events import InboundReceived, thread_of
-from services.router.service import MIGRATIONS, NAME, build
+from services.router.service import SPEC
 from services.router.settings import RouterSettings
 from tests.harness import EventCollector, RunningService, start_service
 
@@ -56,7 +56,7 @@ async def start_router(
 
     async def start(**overrides: Any) -> RunningService:
         service = await start_service(
-            router_settings(**overrides), name=NAME, build=build, migrations=MIGRATIONS
+            router_settings(**overrides), SPEC
         )
         running.append(service)
         return service

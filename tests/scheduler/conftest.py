@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 
 from libs.embedded import free_port
 from services.scheduler.clock import ManualClock
-from services.scheduler.service import MIGRATIONS, make_build
+from services.scheduler.service import SPEC
 from services.scheduler.settings import SchedulerSettings
 from tests.harness import RunningService, start_service
 
@@ -80,17 +80,12 @@ class Schedulers:
         settings: SchedulerSettings = self.make_settings(SchedulerSettings, **values)
         return settings
 
-    async def start(self, **overrides: Any) -> tuple[RunningService, dict[str, Any]]:
-        exposed: dict[str, Any] = {}
-        service = await start_service(
-            self.settings(**overrides),
-            name="scheduler",
-            build=make_build(self.clock, exposed),
-            migrations=MIGRATIONS,
-        )
+    async def start(self, **overrides: Any) -> tuple[RunningService, Mapping[str, Any]]:
+        """A running scheduler and what its build made (``timers``, ``engine``, ``scheduler``)."""
+        service = await start_service(self.settings(**overrides), SPEC, clock=self.clock)
         self.running.append(service)
-        await exposed["timers"].ready.wait()
-        return service, exposed
+        await service.ctx.parts["timers"].ready.wait()
+        return service, service.ctx.parts
 
     async def stop(self, service: RunningService) -> None:
         await service.stop()

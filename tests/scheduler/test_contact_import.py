@@ -20,7 +20,6 @@ from libs.contact_import_client import import_contacts
 from libs.events import ContactOptout, OutboundRequested
 from replyline.cli import main
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
-from services.sender.service import build as sender_build
 from services.sender.settings import SenderSettings
 from tests.harness import EventCollector, eventually, start_service
 from tests.scheduler.conftest import Schedulers
@@ -29,6 +28,7 @@ from tests.scheduler.test_workflow_api import (  # noqa: F401 (start_api is a fi
     admin_token,
     start_api,
 )
+from tests.specs import sender_build
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from libs.events import utcnow
-from services.sender.service import MIGRATIONS, NAME, make_build
+from services.sender.service import SPEC
 from services.sender.settings import SenderSettings
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import RunningService, start_service
@@ -82,9 +82,8 @@ async def start_sender(
     async def start(**overrides: Any) -> RunningService:
         service = await start_service(
             sender_settings(**overrides),
-            name=NAME,
-            build=make_build(clock),
-            migrations=MIGRATIONS,
+            SPEC,
+            clock=clock,
         )
         running.append(service)
         return service

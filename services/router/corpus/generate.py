@@ -15,7 +15,9 @@ from typing import Literal, NamedTuple
 
 from services.router.corpus.templates import DEFAULT_SENTIMENT, INTENTS, SLOTS, T
 
-Side = Literal["train", "test", "all"]
+#: "fit" and "val" split the training side again (validation for choosing settings;
+#: the test side is never used for that).
+Side = Literal["train", "test", "all", "fit", "val"]
 #: Share of templates held out for the test side.
 TEST_SHARE = 0.2
 TRAIN_SEED = 1
@@ -36,18 +38,41 @@ def template_side(template: str) -> Literal["train", "test"]:
     return "test" if bucket < TEST_SHARE * 1000 else "train"
 
 
+def on_side(template: str, side: Side) -> bool:
+    if side == "all":
+        return True
+    if side in ("fit", "val"):
+        if template_side(template) != "train":
+            return False
+        val = zlib.crc32(("val:" + template).encode("utf-8")) % 5 == 0
+        return val == (side == "val")
+    return template_side(template) == side
+
+
 MOOD = {
     "NEGATIVE": {
         "en": ["ugh", "this is so frustrating", "I'm really upset", "not happy at all", "so annoyed rn",
-               "smh", "I'm stressed out", "this is a nightmare", "😡", "😤", "wtf", "terrible week"],
+               "smh", "I'm stressed out", "this is a nightmare", "😡", "😤", "wtf", "terrible week",
+               "what a joke", "never again", "🤬", "👎", "unbelievable", "thanks for nothing", "so fed up",
+               "ridiculous", "this is a scam", "🙄", "pathetic", "I'm so angry", "seriously??", "fml",
+               "worst experience", "I'm livid", "this sucks", "so disappointed", "what a mess", "😠", "😒",
+               "sick of this", "unacceptable", "I'm pissed", "not ok", "zero stars"],
         "es": ["qué coraje", "estoy muy molesta", "ya me tienen harto", "qué mal", "estoy desesperada",
-               "😡", "😤", "no puede ser", "qué pésimo", "estoy enojado"],
+               "😡", "😤", "no puede ser", "qué pésimo", "estoy enojado",
+               "una vergüenza", "nunca más", "qué estafa", "🤬", "👎", "pésimo servicio", "estoy harta",
+               "qué falta de seriedad", "gracias por nada", "no manches", "q rabia", "ya me cansé",
+               "son unos incompetentes", "qué desastre", "me tienen hasta la madre", "estoy re caliente",
+               "vaya tela", "esto es un robo", "q asco", "de verdad??", "🙄", "estoy furiosa", "q coraje",
+               "qué decepción", "inaceptable", "me quiero morir", "😠", "😒", "una porquería", "q bronca",
+               "estoy indignado", "ni una estrella", "qué poca vergüenza", "están de broma", "fatal",
+               "no hay derecho", "me sacan de quicio", "qué cagada", "harto ya"],
     },
     "POSITIVE": {
         "en": ["thanks!", "you guys are the best", "love your work", "great reviews btw", "😊", "🙏",
                "appreciate it", "thank you so much", "awesome", "my friend recommended you"],
         "es": ["gracias!", "son los mejores", "me encanta su trabajo", "😊", "🙏", "muy amables",
-               "muchas gracias", "excelente servicio", "una amiga me los recomendó"],
+               "muchas gracias", "excelente servicio", "una amiga me los recomendó",
+               "qué buena onda", "mil gracias", "genial", "😍", "súper recomendados", "re amables"],
     },
 }  # fmt: skip
 
@@ -57,7 +82,8 @@ SHORTHAND = {
            "what": "wat", "see": "c", "before": "b4", "tonight": "2nite", "really": "rly", "know": "kno"},
     "es": {"que": "q", "por favor": "porfa", "porque": "xq", "también": "tb", "qué": "q", "para": "pa",
            "mañana": "mñn", "está": "sta", "saludos": "slds", "favor": "fvr", "quiero": "kiero",
-           "gracias": "grax", "de": "d", "nada": "nda"},
+           "gracias": "grax", "de": "d", "nada": "nda", "por qué": "pq", "por": "x", "mensaje": "msj",
+           "estoy": "toy", "bien": "bn", "más": "+", "todo": "td", "fin de semana": "finde"},
 }  # fmt: skip
 
 EMOJI = ["🙂", "😊", "🙏", "👍", "😅", "😂", "❤️", "🔧", "🚗", "💇", "😬", "!!", "??", "...", ":)", "(:"]
@@ -130,13 +156,20 @@ def _sentiment_of(template: str, intent: str) -> tuple[str, str]:
     return template, DEFAULT_SENTIMENT[intent]
 
 
+def _moods(sentiment: str, language: str, side: Side) -> list[str]:
+    """Mood phrases split by the same hash as templates (all of them if a side would be empty)."""
+    phrases = MOOD[sentiment][language]
+    picked = [p for p in phrases if on_side(p, side)]
+    return picked or phrases
+
+
 def generate(side: Side = "train", *, per_intent: int = 400, seed: int = TRAIN_SEED) -> list[Example]:
     """``per_intent`` examples per intent and language, from the templates of ``side``."""
     rng = random.Random(seed)
     out: list[Example] = []
     for intent in INTENTS:
         for language in ("en", "es"):
-            templates = [t for t in T[intent][language] if side == "all" or template_side(t) == side]
+            templates = [t for t in T[intent][language] if on_side(t, side)]
             if not templates:
                 continue
             for _ in range(per_intent):
@@ -144,11 +177,11 @@ def generate(side: Side = "train", *, per_intent: int = 400, seed: int = TRAIN_S
                 text = _fill(template, language, rng)
                 mood = rng.random()
                 if intent not in ("spam", "other") and mood < 0.12:
-                    extra = rng.choice(MOOD["NEGATIVE"][language])
+                    extra = rng.choice(_moods("NEGATIVE", language, side))
                     sentiment = "NEGATIVE"
                     text = f"{extra} {text}" if rng.random() < 0.5 else f"{text} {extra}"
                 elif intent not in ("spam", "complaint") and mood > 0.9 and sentiment != "NEGATIVE":
-                    extra = rng.choice(MOOD["POSITIVE"][language])
+                    extra = rng.choice(_moods("POSITIVE", language, side))
                     sentiment = "POSITIVE"
                     text = f"{text} {extra}"
                 out.append(Example(noise(text, language, rng), language, intent, sentiment))

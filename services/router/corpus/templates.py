@@ -811,3 +811,18 @@ T: dict[str, dict[str, list[str]]] = {
         ],
     },
 }
+
+
+def _merge() -> None:
+    """Add the second batch (``more_templates``): slot values and templates, no duplicates."""
+    from services.router.corpus.more_templates import MORE, MORE_SLOTS
+
+    for language, slots in MORE_SLOTS.items():
+        for slot, values in slots.items():
+            SLOTS[language][slot].extend(v for v in values if v not in SLOTS[language][slot])
+    for intent, languages in MORE.items():
+        for language, templates in languages.items():
+            T[intent][language].extend(t for t in templates if t not in T[intent][language])
+
+
+_merge()
