@@ -22,10 +22,10 @@ from libs.events import (
     utcnow,
 )
 from libs.service import ServiceContext
+from services.drafter.endpoints import endpoints
 from services.drafter.handlers import Drafter
 from services.drafter.llm import LLM
 from services.drafter.profile import Profile, load_profile
-from services.drafter.rpc import serve_rpc
 from services.drafter.settings import DrafterSettings
 
 NAME = "drafter"
@@ -85,8 +85,7 @@ async def _build(
     drafter = Drafter(
         settings=settings, bus=ctx.bus, pool=ctx.pool, llm=llm, profile=profile, clock=clock
     )
-    for sub in await serve_rpc(ctx.bus, ctx.pool):
-        ctx.stack.push_async_callback(sub.unsubscribe)
+    ctx.endpoints.extend(endpoints(ctx.pool))
     ctx.log.info(
         "drafter_configured",
         profile=profile.name,

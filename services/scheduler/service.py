@@ -36,9 +36,9 @@ from libs.service import Build, ServiceContext
 from . import webhook, workflow_admin
 from .clock import Clock
 from .emailer import Emailer
+from .endpoints import endpoints
 from .engine import Engine
 from .outcomes import OutcomeJudge, record_outcome
-from .rpc import serve_rpc
 from .settings import SchedulerSettings
 from .store import Q, set_field, view_of
 from .timers import Outcome, TimerRecord, TimerStore
@@ -399,8 +399,10 @@ def make_build(clock: Clock | None = None, expose: dict[str, Any] | None = None)
         await engine.register(definitions)
         await engine.activate_stored()
         await workflow_admin.retire_missing_files(engine, settings.workflows_dir, definitions)
-        for sub in await serve_rpc(ctx.bus, engine):
-            ctx.stack.push_async_callback(sub.unsubscribe)
+        ctx.endpoints.extend(endpoints(engine))
+        ctx.stack.push_async_callback(
+            (await workflow_admin.listen_for_changes(ctx.bus, engine)).unsubscribe
+        )
         scheduler = holder["scheduler"] = Scheduler(ctx, engine, timers, judge)
         ctx.spawn(timers.run(ctx.stop), "timers")
 
