@@ -1,8 +1,9 @@
 """A conversation's history as rows: what `replyline thread`, `replyline export`, the
 export API and the dashboard's download link share.
 
-The export reads the slices (read-only) with one query: each row kind is a named query
-in export_queries.sql answering the same columns, UNION ALLed, filtered and sorted in
+The export reads the slices' versioned read views (docs/DESIGN.md, "Reading another
+slice"; never their tables) with one query: each row kind is a named query in
+export_queries.sql answering the same columns, UNION ALLed, filtered and sorted in
 Postgres, and read through a server-side cursor, so an export of any size streams in
 bounded memory. A new kind is one query plus one ``Kind`` line in ``KINDS``.
 
@@ -40,17 +41,18 @@ OUTCOMES = ("success", "qualified", "unqualified", "escalated", "no_response", "
 class Kind:
     name: str
     query: str  # a named query in export_queries.sql
-    tables: tuple[str, ...]  # every table it reads: all must be readable
+    #: Every relation it reads (the slices' read views, or audit_log): all must be readable.
+    tables: tuple[str, ...]
 
 
 KINDS: tuple[Kind, ...] = (
-    Kind("inbound", "kind_inbound", ("inbound_messages", "routing_decisions")),
-    Kind("draft", "kind_draft", ("drafts",)),
-    Kind("decision", "kind_decision", ("approvals", "drafts")),
-    Kind("outbound", "kind_outbound", ("outbound_messages",)),
-    Kind("delivery", "kind_delivery", ("delivery_events", "outbound_messages")),
+    Kind("inbound", "kind_inbound", ("ingest_v1_inbound", "router_v1_decisions")),
+    Kind("draft", "kind_draft", ("drafter_v1_drafts",)),
+    Kind("decision", "kind_decision", ("drafter_v1_decisions",)),
+    Kind("outbound", "kind_outbound", ("sender_v1_outbound",)),
+    Kind("delivery", "kind_delivery", ("sender_v1_delivery_events", "sender_v1_outbound")),
     Kind("takeover", "kind_takeover", ("audit_log",)),
-    Kind("outcome", "kind_outcome", ("conversation_outcomes",)),
+    Kind("outcome", "kind_outcome", ("scheduler_v1_outcomes",)),
 )
 
 #: CSV columns, in order; JSON lines carry the same keys (details as an object).
@@ -130,7 +132,7 @@ def build_query(kinds: Iterable[Kind], filters: Filters) -> tuple[str, list[Any]
         args.append(filters.outcome)
         where.append(
             "x.thread IN (SELECT thread FROM (SELECT DISTINCT ON (thread) thread, outcome "
-            "FROM conversation_outcomes ORDER BY thread, created_at DESC, id DESC) latest "
+            "FROM scheduler_v1_outcomes ORDER BY thread, created_at DESC, id DESC) latest "
             f"WHERE latest.outcome = ${len(args)})"
         )
     sql = (
@@ -147,7 +149,7 @@ async def export_rows(
     """Rows in time order per thread, read through a cursor in one read-only snapshot."""
     kinds, _ = await available_kinds(conn)
     if filters.outcome is not None and not any(k.name == "outcome" for k in kinds):
-        raise ExportError("cannot filter by outcome: conversation_outcomes is not readable")
+        raise ExportError("cannot filter by outcome: scheduler_v1_outcomes is not readable")
     sql, args = build_query(kinds, filters)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         async for record in conn.cursor(sql, *args, prefetch=prefetch):

@@ -131,9 +131,9 @@ async def stack(
     specs: list[tuple[str, Any, Any, Any]] = [
         ("drafter", make_settings(
             DrafterSettings, **common,
-            llm_base_url=primary.base_url, llm_model="gpt-4o-mini",
-            llm_fallback_base_url=fallback.base_url, llm_fallback_model="small-model",
-            llm_max_retries=0, llm_timeout_s=2.0,
+            drafter_llm_base_url=primary.base_url, drafter_llm_model="gpt-4o-mini",
+            drafter_llm_fallback_base_url=fallback.base_url, drafter_llm_fallback_model="small-model",
+            drafter_llm_max_retries=0, drafter_llm_timeout_s=2.0,
         ), drafter_build, DRAFTER_MIGRATIONS),
         ("router", make_settings(RouterSettings, **common), router_build, ROUTER_MIGRATIONS),
         ("sender", make_settings(

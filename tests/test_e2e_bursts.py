@@ -122,8 +122,8 @@ async def stack(
         "drafter": (
             make_settings(
                 DrafterSettings, **common,
-                llm_base_url=llm.base_url, llm_model="gpt-4o-mini", llm_max_retries=0,
-                llm_timeout_s=2.0, bare_reply_grace_s=0.0,
+                drafter_llm_base_url=llm.base_url, drafter_llm_model="gpt-4o-mini", drafter_llm_max_retries=0,
+                drafter_llm_timeout_s=2.0, bare_reply_grace_s=0.0,
                 # Bursts on, as in production (the test fixtures default to 0).
                 burst_debounce_s=20.0, burst_max_wait_s=120.0,
             ),

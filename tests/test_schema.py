@@ -1,11 +1,13 @@
-"""The migrations of all slices produce the schema of DESIGN.md, plus the `messages` view."""
+"""The migrations of all slices produce the schema of DESIGN.md: tables, read views, `messages`."""
 
 from __future__ import annotations
+
+import re
 
 import asyncpg
 
 from replyline.commands.migrate import migrate_all
-from replyline.services import SERVICES
+from replyline.services import SERVICES, migrations_dir
 
 OWNED_TABLES = {
     "ingest": {"inbound_messages", "api_tokens"},
@@ -20,6 +22,42 @@ OWNED_TABLES = {
         "conversation_outcomes",
     },
 }
+#: Each slice's versioned read views (docs/DESIGN.md, "Reading another slice") and their
+#: columns: readers outside the slice depend on exactly these, so a change here is a new
+#: version, never an edit of v1.
+READ_VIEWS = {
+    "ingest_v1_inbound": [
+        "message_sid", "thread", "from_number", "to_number", "body", "num_media", "media", "received_at",
+    ],
+    "router_v1_decisions": [
+        "id", "message_sid", "thread", "body", "decision", "rule", "status", "language", "sentiment",
+        "intent", "decided_at",
+    ],
+    "router_v1_threads": [
+        "thread", "number", "paused", "paused_by", "paused_reason", "opted_out", "consent_keyword",
+        "updated_at", "takeover_since", "takeover_until", "takeover_by", "last_human_reply_at",
+    ],
+    "drafter_v1_drafts": [
+        "draft_id", "version", "ref", "thread", "to_number", "body", "source", "status", "in_reply_to",
+        "inbound_body", "created_by", "created_at", "decided_at", "decided_by",
+    ],
+    "drafter_v1_decisions": [
+        "id", "draft_id", "version", "ref", "thread", "reviewer", "source", "action", "outcome", "notes",
+        "created_at",
+    ],
+    "drafter_v1_human_replies": [
+        "request_id", "thread", "number", "body", "author", "channel", "ref", "status", "error", "created_at",
+    ],
+    "sender_v1_outbound": [
+        "id", "kind", "to_number", "body", "media_urls", "lead_facing", "draft_id", "draft_version",
+        "request_id", "in_reply_to", "workflow_enrollment_id", "status", "provider_sid", "provider_status",
+        "error_code", "error_message", "failure_reason", "created_at", "updated_at", "sent_at",
+    ],
+    "sender_v1_delivery_events": ["id", "provider_sid", "status", "error_code", "occurred_at"],
+    "scheduler_v1_outcomes": [
+        "id", "thread", "outcome", "reason", "decided_by", "details", "source_event", "created_at",
+    ],
+}  # fmt: skip
 MESSAGES_COLUMNS = [
     "id", "thread_id", "in_reply_to_id", "sender", "receiver", "body", "media",
     "status", "type", "timestamp", "draft_version",
@@ -42,16 +80,57 @@ async def test_all_migrations_produce_the_designed_schema(database_url: str, poo
         assert owned <= tables, f"{service} is missing {owned - tables}"
     assert {"audit_log", "schema_migrations"} <= tables
 
-    columns = [
-        r["column_name"]
+    assert await columns_of(pool, "messages") == MESSAGES_COLUMNS
+    views = {
+        r["table_name"]
         for r in await pool.fetch(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = 'messages' ORDER BY ordinal_position"
+            "SELECT table_name FROM information_schema.views WHERE table_schema = 'public'"
         )
-    ]
-    assert columns == MESSAGES_COLUMNS
+    }
+    assert views == {"messages", *READ_VIEWS}
+    for view, expected in READ_VIEWS.items():
+        assert view.split("_v1_")[0] in OWNED_TABLES, view  # named after its slice
+        assert await columns_of(pool, view) == expected, view
+    # A slice's read view reads only that slice's own tables.
+    for view in READ_VIEWS:
+        owner = view.split("_v1_")[0]
+        used = {
+            r["table_name"]
+            for r in await pool.fetch(
+                "SELECT table_name FROM information_schema.view_table_usage WHERE view_name = $1", view
+            )
+        }
+        assert used and used <= slice_tables()[owner], (view, used)
+    # The messages view reads the slices' read views, never their tables.
+    used = {
+        r["table_name"]
+        for r in await pool.fetch(
+            "SELECT table_name FROM information_schema.view_table_usage WHERE view_name = 'messages'"
+        )
+    }
+    assert used == {"ingest_v1_inbound", "router_v1_decisions", "drafter_v1_drafts",
+                    "drafter_v1_human_replies", "sender_v1_outbound"}  # fmt: skip
     slices = await pool.fetch("SELECT slice, max(version) AS v FROM schema_migrations GROUP BY slice")
     assert {r["slice"] for r in slices} == {*SERVICES, "views", "common"}
+
+
+def slice_tables() -> dict[str, set[str]]:
+    """Each slice's tables: the ones its own migrations create."""
+    tables: dict[str, set[str]] = {}
+    for name in SERVICES:
+        folder = migrations_dir(name)
+        assert folder is not None
+        text = "".join(f.read_text() for f in sorted(folder.glob("*.sql")))
+        tables[name] = set(re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", text, re.IGNORECASE))
+    return tables
+
+
+async def columns_of(pool: asyncpg.Pool, relation: str) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position",
+        relation,
+    )
+    return [r["column_name"] for r in rows]
 
 
 async def test_messages_view_follows_the_lifecycle(database_url: str, pool: asyncpg.Pool) -> None:

@@ -116,7 +116,8 @@ async def db_history(
         return None, []
     try:
         # Each read is optional: the CLI works against a database where only some
-        # slices are migrated (a slice's table missing means nothing to show).
+        # slices are migrated (a slice's read view missing means nothing to show).
+        # Only the slices' read views are read, never their tables (DESIGN.md).
         state = await _optional(takeover_state(conn, thread), None)
         rows = await _optional(audit_history(conn, thread), [])
         rows += await _optional(human_reply_history(conn, thread), [])
@@ -146,9 +147,9 @@ async def audit_history(conn: asyncpg.Connection, thread: str) -> list[dict[str,
 
 
 async def takeover_state(conn: asyncpg.Connection, thread: str) -> dict[str, Any] | None:
-    """HUMAN_TAKEOVER from the router's thread_controls; the channel of the latest human reply."""
+    """HUMAN_TAKEOVER from the router's read view; the channel of the latest human reply (drafter's)."""
     row = await conn.fetchrow(
-        "SELECT takeover_since, takeover_until, takeover_by, last_human_reply_at FROM thread_controls "
+        "SELECT takeover_since, takeover_until, takeover_by, last_human_reply_at FROM router_v1_threads "
         "WHERE thread = $1 AND takeover_since IS NOT NULL",
         thread,
     )
@@ -156,7 +157,8 @@ async def takeover_state(conn: asyncpg.Connection, thread: str) -> dict[str, Any
         return None
     channel = await _optional(
         conn.fetchval(
-            "SELECT channel FROM human_replies WHERE thread = $1 ORDER BY created_at DESC LIMIT 1", thread
+            "SELECT channel FROM drafter_v1_human_replies WHERE thread = $1 ORDER BY created_at DESC LIMIT 1",
+            thread,
         ),
         None,
     )
@@ -168,11 +170,11 @@ async def takeover_state(conn: asyncpg.Connection, thread: str) -> dict[str, Any
 
 
 async def human_reply_history(conn: asyncpg.Connection, thread: str) -> list[dict[str, Any]]:
-    """A person's replies (drafter's human_replies) with their delivery status (sender's outbox)."""
+    """A person's replies (drafter's read view) with their delivery status (sender's outbox view)."""
     records = await conn.fetch(
         "SELECT h.created_at, h.body, h.author, h.channel, h.ref, h.status, h.error,"
         " o.status AS outbox_status, o.provider_status, o.provider_sid, o.error_code"
-        " FROM human_replies h LEFT JOIN outbound_messages o"
+        " FROM drafter_v1_human_replies h LEFT JOIN sender_v1_outbound o"
         "   ON o.kind = 'human_reply' AND o.request_id = h.request_id"
         " WHERE h.thread = $1 ORDER BY h.created_at",
         thread,

@@ -47,11 +47,11 @@ from libs.events import (
     thread_of,
     utcnow,
 )
+from libs.llm import LLM
 from libs.owner_protocol import fits_sms
 from services.drafter import owner_texts
 from services.drafter.after_hours import acknowledge_if_closed
 from services.drafter.bursts import DROPS_BURST, Bursts
-from services.drafter.llm import LLM, Attempt
 from services.drafter.profile import Profile
 from services.drafter.replying import Replier, message_of
 from services.drafter.settings import DrafterSettings
@@ -785,22 +785,7 @@ class Decision:
         self._outcomes.append(outcome)
 
 
-def count_llm(attempts: tuple[Attempt, ...]) -> None:
-    """Every provider call, counted when it returns rather than when its ai_traces rows
-    commit: the call was made (and paid for) even if the transaction rolls back and the
-    redelivery calls again."""
-    for a in attempts:
-        metrics.LLM_REQUESTS.labels(SERVICE, a.provider, a.model, "ok" if a.ok else "error").inc()
-        if a.usage is not None:
-            metrics.LLM_TOKENS.labels(SERVICE, a.provider, a.model, "prompt").inc(a.usage.prompt_tokens)
-            metrics.LLM_TOKENS.labels(SERVICE, a.provider, a.model, "completion").inc(
-                a.usage.completion_tokens
-            )
-        if a.cost_usd is not None:
-            metrics.LLM_COST.labels(SERVICE, a.provider, a.model).inc(a.cost_usd)
-
-
-__all__ = ["Decision", "Drafter", "count_llm", "derived_id", "expiry_timer_id"]
+__all__ = ["Decision", "Drafter", "derived_id", "expiry_timer_id"]
 
 
 async def _queue_for_review(

@@ -24,8 +24,8 @@ from libs import metrics
 from libs.consumer import Delivery, Retry
 from libs.db import audit
 from libs.events import InboundRouted, TimerCancel, utcnow
+from libs.llm import LLMFailure
 from services.drafter import owner_texts
-from services.drafter.llm import LLMFailure
 from services.drafter.prompt import (
     HistoryItem,
     build_messages,
@@ -130,18 +130,12 @@ class Replier:
             try:
                 completion = await dr.llm.complete(
                     messages,
-                    max_tokens=dr.settings.llm_max_tokens,
-                    temperature=dr.settings.llm_temperature,
+                    max_tokens=dr.settings.drafter_llm.max_tokens,
+                    temperature=dr.settings.drafter_llm.temperature,
                 )
-            except LLMFailure as failure:
-                from services.drafter.handlers import count_llm
-
-                count_llm(failure.attempts)
+            except LLMFailure as failure:  # the client counted every attempt (libs/llm.py)
                 await self._llm_failed(thread, number, msgs, failure, prompt_text, burst)
                 return None
-            from services.drafter.handlers import count_llm
-
-            count_llm(completion.attempts)
             # Bounded so the owner's prompt shows all of it (the model is told the
             # profile's limit, but nothing guarantees it obeys).
             cleaned = clean_reply(completion.text) or completion.text

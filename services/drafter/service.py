@@ -21,10 +21,10 @@ from libs.events import (
     TimerFired,
     utcnow,
 )
+from libs.llm import LLM
 from libs.service import ServiceContext
 from services.drafter.endpoints import endpoints
 from services.drafter.handlers import Drafter
-from services.drafter.llm import LLM
 from services.drafter.profile import Profile, load_profile
 from services.drafter.settings import DrafterSettings
 
@@ -48,7 +48,10 @@ def profile_from(settings: DrafterSettings) -> Profile:
 def llm_probe(
     llm: LLM, *, timeout: float = PROBE_TIMEOUT_S, cache_s: float = PROBE_CACHE_S
 ) -> Callable[[], Awaitable[dict[str, Any]]]:
-    """``ctx.probes["llm"]``: the providers' reachability, cached ``cache_s`` seconds."""
+    """``ctx.probes["llm"]``: the providers' reachability, cached ``cache_s`` seconds.
+
+    It travels in the drafter's heartbeat; ingest's GET /health/system shows it as
+    ``probes.llm`` (ingest needs no LLM settings of its own)."""
     lock = asyncio.Lock()
     cached: list[tuple[float, dict[str, Any]]] = []
 
@@ -56,7 +59,7 @@ def llm_probe(
         async with lock:
             if cached and time.monotonic() - cached[0][0] < cache_s:
                 return cached[0][1]
-            result = await llm.reachability(timeout)
+            result = await llm.reachability(timeout, off_detail="no LLM endpoint: drafts use templates")
             cached[:] = [(time.monotonic(), result)]
             return result
 
@@ -79,7 +82,7 @@ async def _build(
 ) -> Mapping[type[Event], Handler]:
     settings = ctx.settings
     profile = profile_from(settings)  # a broken profile stops start-up with a ProfileError
-    llm = LLM(settings.providers(), settings.prices())
+    llm = LLM.from_settings(settings.drafter_llm, service=NAME)
     ctx.stack.push_async_callback(llm.aclose)
     ctx.probes["llm"] = llm_probe(llm)
     drafter = Drafter(

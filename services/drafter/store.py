@@ -11,7 +11,7 @@ import asyncpg
 import msgspec
 
 from libs.db import load_queries
-from services.drafter.llm import Attempt
+from libs.llm import Attempt
 
 Q = load_queries(Path(__file__).parent / "queries.sql")
 

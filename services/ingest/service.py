@@ -25,7 +25,6 @@ from services.ingest.http_common import IngestDeps
 from services.ingest.recorder import SERVICE, PgInboundRecorder
 from services.ingest.settings import IngestSettings
 from services.ingest.system_health import (
-    LlmProbe,
     SystemHealth,
     add_system_health_route,
     internal_system_health_route,
@@ -87,7 +86,7 @@ def builder(on_listening: Callable[[str], None] | None = None) -> Build[IngestSe
         # port. /metrics and /health/system name internals: without a token only on the
         # internal health port, on the public one only for an admin token.
         app.add_routes(probe_routes(ctx))
-        system = SystemHealth(ctx.bus, LlmProbe(settings))
+        system = SystemHealth(ctx.bus)
         add_system_health_route(app, system)
         ctx.internal_routes.append(internal_system_health_route(system))
         sessions = SessionStore(

@@ -35,14 +35,6 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
     record_concurrency: int = 4
     #: Region used to read lead phone numbers written without a country code.
     default_region: str = "US"
-    #: The drafter's LLM endpoints (same variables as the drafter's), probed by
-    #: GET /health/system when the drafter does not report its own `llm` probe.
-    #: Empty = "not configured" (the drafter drafts from templates).
-    llm_base_url: str = ""
-    llm_api_key: str = ""
-    llm_fallback_base_url: str = ""
-    llm_fallback_api_key: str = ""
-    llm_probe_timeout_s: float = 5.0
     #: Dashboard login sessions last this long (an admin token is asked again after).
     dashboard_session_ttl_s: float = 12 * 3600.0
     #: Calls to the business number ring this phone (E.164, the owner's mobile); empty =

@@ -22,7 +22,7 @@ async def build(ctx: ServiceContext[RouterSettings]) -> Mapping[type[Event], Han
     settings = ctx.settings
     local = LocalClassifier(settings)  # a bad intents file stops start-up here
     llm: LlmClassifier | None = None
-    if settings.llm_base_url:
+    if settings.router_llm.enabled:
         llm = LlmClassifier(settings, local)
         ctx.stack.push_async_callback(llm.close)
     router = Router(settings, ctx.bus, ctx.pool, local, llm)
@@ -31,7 +31,7 @@ async def build(ctx: ServiceContext[RouterSettings]) -> Mapping[type[Event], Han
         "router_configured",
         intents=local.intents.names,
         intents_path=str(local.intents.path),
-        llm=bool(llm),
+        llm=[f"{p.name}:{p.model}" for p in llm.llm.providers] if llm else "off",
         owners=len(settings.owner_numbers),
     )
     return {

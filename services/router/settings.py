@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from lingua import IsoCode639_1
 
+from libs.llm import LlmSettings
 from libs.settings import CommonSettings
+
+
+class RouterLlmSettings(LlmSettings, frozen=True, kw_only=True):
+    """``REPLYLINE_ROUTER_LLM_*``: LLM classification of sentiment and intent; off while
+    base_url is empty (the drafter's REPLYLINE_LLM_* does not turn it on)."""
+
+    timeout_s: float = 10.0
 
 
 class RouterSettings(CommonSettings, frozen=True, kw_only=True):
@@ -29,15 +37,10 @@ class RouterSettings(CommonSettings, frozen=True, kw_only=True):
     classify_workers: int = 1
     #: Intent patterns/examples; empty means the packaged services/router/intents.yaml.
     intents_path: str = ""
-    #: Optional LLM classification (OpenAI-compatible); empty base URL = local only.
-    llm_base_url: str = ""
-    llm_api_key: str = ""
-    llm_model: str = "gpt-4o-mini"
-    llm_timeout_s: float = 10.0
+    #: Optional LLM classification (libs/llm.py); empty base URL = local only.
+    router_llm: RouterLlmSettings = RouterLlmSettings()
     #: HUMAN_TAKEOVER ends (the AI drafts again) after this long without a human reply.
     takeover_quiet_s: float = 86400.0
-    #: Durable consumer name (replicas share it).
-    durable: str = "router"
 
     def __post_init__(self) -> None:
         super().__post_init__()

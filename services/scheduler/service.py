@@ -363,6 +363,7 @@ def make_build(clock: Clock | None = None, expose: dict[str, Any] | None = None)
         settings = ctx.settings
         the_clock = clock or Clock()
         judge = OutcomeJudge(settings)
+        ctx.stack.push_async_callback(judge.aclose)
         http = webhook.session(webhook.Destinations(settings.http_step_allow))
         ctx.stack.push_async_callback(http.close)
         # Execution rows committed ahead of a side effect: their own connections.

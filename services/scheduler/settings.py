@@ -6,6 +6,7 @@ from typing import Literal
 
 import msgspec
 
+from libs.llm import LlmSettings
 from libs.settings import CommonSettings
 
 OverduePolicy = Literal["fire_late", "skip", "escalate"]
@@ -66,11 +67,9 @@ class SchedulerSettings(CommonSettings, frozen=True, kw_only=True):
     #: Hosts, IPs or CIDRs http steps may call although they are internal (loopback,
     #: private, link-local...); everything internal is refused otherwise.
     http_step_allow: tuple[str, ...] = ()
-    # Optional LLM judgement of outcomes (OpenAI-compatible); rules apply without it.
-    llm_base_url: str = ""
-    llm_api_key: str = ""
-    llm_model: str = ""
-    llm_timeout_s: float = 20.0
+    #: ``REPLYLINE_OUTCOME_LLM_*``: optional LLM judgement of conversation outcomes
+    #: (libs/llm.py); off while base_url is empty, the rules apply alone then.
+    outcome_llm: LlmSettings = LlmSettings()
 
     def overdue_policy(self, kind: str) -> OverduePolicy:
         return self.timer_overdue_policy.get(kind, DEFAULT_OVERDUE_POLICY.get(kind, "fire_late"))

@@ -126,7 +126,7 @@ async def test_every_owner_number_gets_the_prompt(
 async def test_without_an_endpoint_the_profile_template_is_used_in_the_lead_language(
     start_drafter: StartDrafter, bus: Bus, collector: EventCollector, pool: asyncpg.Pool
 ) -> None:
-    service = await start_drafter()  # no llm_base_url
+    service = await start_drafter()  # no drafter_llm_base_url
     assert await service.ctx.probes["llm"]() == {
         "configured": False, "ok": True, "detail": "no LLM endpoint: drafts use templates"
     }
@@ -204,7 +204,7 @@ async def test_primary_timeout_falls_back(
 ) -> None:
     primary.delay(5.0, then="too late")
     fallback.reply("On time from the fallback.")
-    await start_drafter(**llm_settings, llm_timeout_s=0.5)
+    await start_drafter(**llm_settings, drafter_llm_timeout_s=0.5)
     await bus.publish(routed("SM105"))
     (created,) = await collector.wait_for(DraftCreated)
     assert created.body == "On time from the fallback."

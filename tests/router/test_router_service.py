@@ -265,7 +265,7 @@ async def test_llm_classification_when_configured_and_fallback(
             "sentiment_score": 0.0,
         }
         fake.reply(json.dumps(verdict))
-        await start_router(llm_base_url=fake.base_url, llm_timeout_s=2.0)
+        await start_router(router_llm_base_url=fake.base_url, router_llm_timeout_s=2.0)
         first = received("my uncle said hi", lead="+15557770001")
         await pipeline.send(first)
         routed = await pipeline.routed(first.message_sid)
