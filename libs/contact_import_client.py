@@ -1,7 +1,8 @@
 """The client half of a contact import: validate the whole file, then stage it in batches and commit.
 
-``call(method, payload)`` sends one request to ``rpc.scheduler.contacts.<method>`` (the CLI
-over its own NATS connection, ingest through its request/reply client). Each row is
+Requests go to the scheduler's contact-import endpoints (libs/rpc.py ``CONTACTS_*``) through
+an :class:`~libs.rpc.RpcClient` (the CLI over its own NATS connection, ingest over its
+own). Each row is
 parsed once: the first pass validates the file and spools the normalised rows (one JSON
 line each) to an anonymous temporary file; the second pass sends the spool. Phone
 parsing, most of the cost, is no longer done twice, the file is read once, and nothing
@@ -14,13 +15,15 @@ import asyncio
 import json
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import msgspec
+
+from libs import rpc
 from libs.contact_csv import HeaderError, RowError, read_rows
 
-Call = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 Progress = Callable[[str, int], None]  # (phase, rows so far)
 MAX_REPORTED = 100
 #: Keeps a batch well under NATS' default 1 MB max_payload.
@@ -52,6 +55,10 @@ class ImportFailed(Exception):
     """The scheduler refused or failed the import (nothing was committed)."""
 
 
+def _refusal(refused: rpc.Refused) -> str:
+    return f"{refused.reason} {refused.details}" if refused.details else refused.reason
+
+
 def validate(
     lines: Iterable[str], region: str, progress: Progress | None = None, spool: IO[str] | None = None
 ) -> ImportReport:
@@ -78,7 +85,7 @@ def validate(
 
 async def import_contacts(
     open_lines: Callable[[], Iterable[str]],
-    call: Call,
+    client: rpc.RpcClient,
     *,
     region: str,
     source: str,
@@ -91,12 +98,12 @@ async def import_contacts(
         if not report.ok:
             return report
         spool.seek(0)
-        return await _send(spool, call, report, source, fire_workflows, progress)
+        return await _send(spool, client, report, source, fire_workflows, progress)
 
 
 async def _send(
     spool: IO[str],
-    call: Call,
+    client: rpc.RpcClient,
     report: ImportReport,
     source: str,
     fire_workflows: bool,
@@ -106,16 +113,18 @@ async def _send(
     import_id = uuid.uuid4()
     report.import_id = str(import_id)
     staged = 0
-    batch: list[dict[str, Any]] = []
+    batch: list[rpc.StagedRow] = []
     size = 0
 
     async def flush() -> None:
         nonlocal batch, size, staged
         if not batch:
             return
-        answer = await call("stage", {"import_id": str(import_id), "source": source, "rows": batch})
-        if "error" in answer:
-            raise ImportFailed(f"staging failed: {answer}")
+        request = rpc.StageContacts(import_id=import_id, source=source, rows=batch)
+        try:
+            await client.call(rpc.CONTACTS_STAGE, request)
+        except rpc.Refused as refused:
+            raise ImportFailed(f"staging failed: {_refusal(refused)}") from None
         staged += len(batch)
         batch, size = [], 0
         if progress:
@@ -123,21 +132,21 @@ async def _send(
 
     try:
         for line in spool:
-            batch.append(json.loads(line))
+            batch.append(msgspec.json.decode(line, type=rpc.StagedRow))
             size += len(line)
             if size >= BATCH_BYTES or len(batch) >= BATCH_ROWS:
                 await flush()
         await flush()
-        answer = await call(
-            "commit", {"import_id": str(import_id), "rows": staged, "fire_workflows": fire_workflows}
-        )
-        if "error" in answer:
-            raise ImportFailed(f"commit refused: {answer}")
+        commit = rpc.CommitContacts(import_id=import_id, rows=staged, fire_workflows=fire_workflows)
+        try:
+            answer = await client.call(rpc.CONTACTS_COMMIT, commit)
+        except rpc.Refused as refused:
+            raise ImportFailed(f"commit refused: {_refusal(refused)}") from None
     except BaseException:
         try:
-            await call("abort", {"import_id": str(import_id)})
+            await client.call(rpc.CONTACTS_ABORT, rpc.AbortContacts(import_id=import_id))
         except Exception:
             pass  # staging of a dead import is dropped by the scheduler after a day
         raise
-    report.result = answer
+    report.result = msgspec.structs.asdict(answer)
     return report

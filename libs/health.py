@@ -2,7 +2,8 @@
 
 Each running service instance writes a heartbeat to the KV bucket
 ``heartbeats`` (entries expire after ``HEARTBEAT_TTL_S``) and registers a NATS
-micro service ``replyline-<service>`` with a ``ready`` endpoint, so
+micro service ``replyline-<service>`` with a ``ready`` endpoint and the service's
+request/reply endpoints (libs/rpc.py), so
 ``nats micro ls`` lists the fleet. :func:`system_health` (served by ingest at
 GET /health/system) combines heartbeats, consumer lag and DLQ depth into one
 answer with a ``blockers`` list and a global ``ready`` flag.
@@ -26,6 +27,7 @@ from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
 from libs.bus import Bus
+from libs.rpc import Served, add_endpoints
 
 log = structlog.get_logger("health")
 
@@ -85,8 +87,13 @@ async def beat_forever(
 
 
 async def register_micro(
-    bus: Bus, service: str, report: Callable[[], Awaitable[dict[str, Any]]]
+    bus: Bus,
+    service: str,
+    report: Callable[[], Awaitable[dict[str, Any]]],
+    endpoints: Iterable[Served[Any, Any]] = (),
 ) -> micro.Service:
+    """The ``replyline-<service>`` micro service: ``ready`` plus the service's request/reply
+    endpoints (libs/rpc.py)."""
     svc = await micro.add_service(
         bus.nc,
         name=f"replyline-{service}",
@@ -99,6 +106,9 @@ async def register_micro(
         await request.respond(json.dumps(await report()).encode())
 
     await svc.add_endpoint(name="ready", subject=f"{bus.prefix}svc.{service}.ready", handler=ready)
+    await add_endpoints(svc, bus.prefix, endpoints)
+    # A request sent right after start must find the interest registered on the server.
+    await bus.nc.flush()
     return svc
 
 

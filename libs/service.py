@@ -41,6 +41,7 @@ from libs.dlq import forward_advisories
 from libs.events import Event, utcnow
 from libs.health import beat_forever, consumer_lag, register_micro
 from libs.logging import configure
+from libs.rpc import Served
 from libs.settings import CommonSettings, SettingsError, load
 
 S = TypeVar("S", bound=CommonSettings)
@@ -67,6 +68,9 @@ class ServiceContext(Generic[S]):
     #: Routes a service adds to its health port (set in build, before that port starts):
     #: internal-only endpoints such as ingest's GET /health/system.
     internal_routes: list[web.RouteDef] = field(default_factory=list)
+    #: Request/reply endpoints this service answers (libs/rpc.py ``serve``), added in build;
+    #: the runner registers them on the service's micro service.
+    endpoints: list[Served[Any, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     #: What build made, by name (the scheduler's engine, ingest's base URL): for tests
     #: and tools that drive a running instance; the runner itself never reads it.
@@ -289,7 +293,7 @@ async def serve(
             ctx.spawn(forward_advisories(bus, name, stop), "dlq-forwarder")
         if settings.health_port >= 0:
             await _start_health_server(ctx, settings.health_port)
-        micro_service = await register_micro(bus, name, ctx.report)
+        micro_service = await register_micro(bus, name, ctx.report, ctx.endpoints)
         stack.push_async_callback(micro_service.stop)
         ctx.spawn(beat_forever(bus, name, ctx.report, stop), "heartbeat")
         log.info("service_ready", schema_version=version, handlers=len(handlers))

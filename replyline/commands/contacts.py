@@ -1,7 +1,7 @@
 """``replyline contacts import leads.csv``: validate every row, then import through the scheduler.
 
-The scheduler owns ``contacts``; this command talks to it over NATS request/reply
-(``rpc.scheduler.contacts.*``, services/scheduler/contact_import.py) like ingest's
+The scheduler owns ``contacts``; this command asks its contact-import endpoints
+(libs/rpc.py ``CONTACTS_*``, services/scheduler/contact_import.py) like ingest's
 ``POST /api/contacts/import`` does. Columns and rules: libs/contact_csv.py and
 docs/contacts.md. Progress goes to stderr, the result to stdout.
 """
@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
+from libs import rpc
 from libs.bus import Bus
 from libs.contact_import_client import ImportFailed, import_contacts
 from libs.settings import SettingsError, load
@@ -119,24 +118,15 @@ async def _import(
 ) -> Any:
     bus = await Bus.connect(settings, "replyline-contacts")
     try:
-
-        async def call(method: str, payload: dict[str, Any]) -> dict[str, Any]:
-            subject = f"{bus.prefix}rpc.scheduler.contacts.{method}"
-            try:
-                reply = await bus.nc.request(subject, msgspec.json.encode(payload), timeout=args.timeout)
-            except Exception as exc:
-                why = type(exc).__name__
-                raise ImportFailed(f"the scheduler did not answer on {subject}: {why}") from None
-            answer: dict[str, Any] = json.loads(reply.data)
-            return answer
-
         return await import_contacts(
             lambda: _lines(path),
-            call,
+            rpc.RpcClient(bus.nc, bus.prefix, args.timeout),
             region=region,
             source=path.name,
             fire_workflows=args.fire_workflows,
             progress=bar,
         )
+    except (rpc.RpcUnavailable, rpc.RpcFailed) as exc:
+        raise ImportFailed(str(exc)) from None
     finally:
         await bus.close()

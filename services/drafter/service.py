@@ -22,9 +22,9 @@ from libs.events import (
 )
 from libs.llm import LLM
 from libs.service import Built, Clock, ServiceContext, ServiceSpec
+from services.drafter.endpoints import endpoints
 from services.drafter.handlers import Drafter
 from services.drafter.profile import Profile, load_profile
-from services.drafter.rpc import serve_rpc
 from services.drafter.settings import DrafterSettings
 from services.drafter.withdrawal import OptOuts
 
@@ -76,8 +76,7 @@ async def build(ctx: ServiceContext[DrafterSettings], clock: Clock) -> Built:
     drafter = Drafter(
         settings=settings, bus=ctx.bus, pool=ctx.pool, llm=llm, profile=profile, clock=clock
     )
-    for sub in await serve_rpc(ctx.bus, ctx.pool):
-        ctx.stack.push_async_callback(sub.unsubscribe)
+    ctx.endpoints.extend(endpoints(ctx.pool))
     ctx.log.info(
         "drafter_configured",
         profile=profile.name,

@@ -1,7 +1,7 @@
 """The owner/admin HTTP API under /api (bearer token with the ``admin`` scope).
 
-Reads (pending drafts, manual-intervention queue) are answered by the drafter over
-NATS request/reply (see drafter_rpc.py); decisions and pauses are events. The API
+Reads (pending drafts, manual-intervention queue) are answered by the drafter's
+request/reply endpoints (libs/rpc.py); decisions and pauses are events. The API
 answers 202: the drafter checks a decision (draft known, still pending) when it
 consumes it, exactly as for an SMS decision.
 """
@@ -14,26 +14,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+import msgspec
 import structlog
 from aiohttp import web
 
+from libs import rpc
 from libs.events import ContactPaused, DecisionAction, DecisionSource, DraftDecided, Event, thread_of
 from services.ingest.auth import Principal
-from services.ingest.drafter_rpc import (
-    PENDING,
-    QUEUE,
-    DrafterError,
-    DrafterUnavailable,
-)
 from services.ingest.http_common import DEPS_KEY, Unavailable, authenticate, json_error
-from services.ingest.scheduler_rpc import (
-    EXPORT,
-    IMPORT,
-    LIST,
-    SchedulerApi,
-    SchedulerError,
-    SchedulerUnavailable,
-)
 from services.ingest.twilio_payload import PayloadError
 
 log = structlog.get_logger("ingest")
@@ -89,29 +77,31 @@ def _limit(request: web.Request) -> int:
     return int(raw)
 
 
-async def _ask_drafter(
-    request: web.Request, method: str, payload: dict[str, Any]
-) -> dict[str, Any]:
+async def ask(client: rpc.RpcClient, endpoint: rpc.Endpoint[rpc.Req, rpc.Resp], payload: rpc.Req) -> rpc.Resp:
+    """One request to another service: 503 when nobody answers, 502 when it failed.
+
+    A refusal the endpoint declares (``rpc.Refused``: not found, invalid) is the caller's.
+    """
     try:
-        return await request.app[DEPS_KEY].drafter.call(method, payload)
-    except DrafterUnavailable as exc:
+        return await client.call(endpoint, payload)
+    except rpc.RpcUnavailable as exc:
         raise Unavailable(str(exc)) from exc
-    except DrafterError as exc:
+    except rpc.RpcFailed as exc:
         raise web.HTTPBadGateway(
-            text=json.dumps({"error": f"drafter: {exc}"}), content_type="application/json"
+            text=json.dumps({"error": f"{endpoint.service}: {exc}"}), content_type="application/json"
         ) from exc
 
 
 async def list_pending(request: web.Request) -> web.Response:
     await authenticate(request, "admin")
-    data = await _ask_drafter(request, PENDING, {"limit": _limit(request)})
-    return web.json_response({"drafts": data.get("drafts", [])})
+    data = await ask(request.app[DEPS_KEY].drafter, rpc.DRAFTS_PENDING, rpc.Listing(_limit(request)))
+    return web.json_response({"drafts": data.drafts})
 
 
 async def list_queue(request: web.Request) -> web.Response:
     await authenticate(request, "admin")
-    data = await _ask_drafter(request, QUEUE, {"limit": _limit(request)})
-    return web.json_response({"items": data.get("items", [])})
+    data = await ask(request.app[DEPS_KEY].drafter, rpc.MANUAL_QUEUE, rpc.Listing(_limit(request)))
+    return web.json_response({"items": data.items})
 
 
 async def _publish(request: web.Request, event: Event, principal: Principal, action: str) -> None:
@@ -140,8 +130,8 @@ def _audit_details(event: Event) -> dict[str, Any]:
 
 
 async def _find_pending(request: web.Request, key: str) -> dict[str, Any] | None:
-    data = await _ask_drafter(request, PENDING, {"limit": _MAX_LIMIT})
-    for draft in data.get("drafts", []):
+    data = await ask(request.app[DEPS_KEY].drafter, rpc.DRAFTS_PENDING, rpc.Listing(_MAX_LIMIT))
+    for draft in data.drafts:
         if isinstance(draft, dict) and key in (draft.get("draft_id"), draft.get("ref")):
             return draft
     return None
@@ -352,24 +342,24 @@ async def post_message(request: web.Request) -> web.Response:
 _YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 
 
-def _scheduler(request: web.Request) -> SchedulerApi:
-    api = request.app[DEPS_KEY].scheduler
-    if api is None:
+async def ask_scheduler(
+    request: web.Request, endpoint: rpc.Endpoint[rpc.Req, rpc.Resp], payload: rpc.Req
+) -> rpc.Resp:
+    client = request.app[DEPS_KEY].scheduler
+    if client is None:
         raise Unavailable("no scheduler API is configured")
-    return api
+    return await ask(client, endpoint, payload)
 
 
-async def _ask_scheduler(
-    request: web.Request, method: str, payload: dict[str, Any]
-) -> dict[str, Any]:
-    try:
-        return await _scheduler(request).call(method, payload)
-    except SchedulerUnavailable as exc:
-        raise Unavailable(str(exc)) from exc
-    except SchedulerError as exc:
-        raise web.HTTPBadGateway(
-            text=json.dumps({"error": f"scheduler: {exc}"}), content_type="application/json"
-        ) from exc
+def refused_response(name: str, refused: rpc.Refused) -> web.Response:
+    """A workflow endpoint's declared refusal as the API's 404 / 400 answer."""
+    if refused.reason == rpc.NOT_FOUND:
+        return json_error(404, f"no workflow named {name!r}")
+    return json_error(400, "invalid", issues=refused.details.get("issues", []))
+
+
+def as_json(answer: msgspec.Struct) -> web.Response:
+    return web.json_response(msgspec.to_builtins(answer))
 
 
 def _workflow_format(raw: str) -> Literal["yaml", "json"]:
@@ -380,48 +370,51 @@ def _workflow_format(raw: str) -> Literal["yaml", "json"]:
 
 async def import_workflow(request: web.Request) -> web.Response:
     principal = await authenticate(request, "admin")
+    fmt: rpc.Format
     if request.content_type == "application/json":
         fmt = "json"
     elif request.content_type in _YAML_TYPES:
         fmt = "yaml"
     else:
         raise PayloadError(
-            "Content-Type must be application/json or application/yaml, "
-            f"got {request.content_type or 'none'}"
+            f"Content-Type must be application/json or application/yaml, got {request.content_type or 'none'}"
         )
     try:
         text = (await request.read()).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PayloadError(f"body is not UTF-8: {exc}") from None
     source = request.query.get("source") or f"api.{fmt}"
-    data = await _ask_scheduler(request, IMPORT, {"text": text, "source": source, "format": fmt})
-    if data.get("error") == "invalid":
-        issues = data.get("issues", [])
-        return json_error(400, "invalid", issues=issues)
-    details = {"token": principal.name, "name": data.get("name"), "version": data.get("version")}
+    try:
+        data = await ask_scheduler(
+            request, rpc.WORKFLOW_IMPORT, rpc.ImportWorkflow(text=text, source=source, format=fmt)
+        )
+    except rpc.Refused as refused:
+        return refused_response(source, refused)
+    details = {"token": principal.name, "name": data.name, "version": data.version}
     try:
         await request.app[DEPS_KEY].audit("workflow.imported", None, "HUMAN", details)
     except Exception:
         log.exception("api_audit_failed", action="workflow.imported")
-    log.info("workflow_imported", workflow=data.get("name"), version=data.get("version"))
-    return web.json_response({"name": data.get("name"), "version": data.get("version")}, status=201)
+    log.info("workflow_imported", workflow=data.name, version=data.version)
+    return web.json_response({"name": data.name, "version": data.version}, status=201)
 
 
 async def list_workflows(request: web.Request) -> web.Response:
     await authenticate(request, "admin")
-    data = await _ask_scheduler(request, LIST, {})
-    return web.json_response({"workflows": data.get("workflows", [])})
+    listed = await ask_scheduler(request, rpc.WORKFLOW_LIST, rpc.ListWorkflows())
+    return as_json(listed)
 
 
 async def export_workflow(request: web.Request) -> web.Response:
     await authenticate(request, "admin")
     fmt = _workflow_format(request.query.get("format", "yaml"))
     name = request.match_info["name"]
-    data = await _ask_scheduler(request, EXPORT, {"name": name, "format": fmt})
-    if data.get("error") == "not_found":
-        return json_error(404, f"no workflow named {name!r}")
+    try:
+        data = await ask_scheduler(request, rpc.WORKFLOW_EXPORT, rpc.ExportWorkflow(name=name, format=fmt))
+    except rpc.Refused as refused:
+        return refused_response(name, refused)
     content_type = "application/json" if fmt == "json" else "application/yaml"
-    return web.Response(text=str(data.get("text", "")), content_type=content_type)
+    return web.Response(text=data.text, content_type=content_type)
 
 
 def add_api_routes(app: web.Application) -> None:

@@ -2,7 +2,7 @@
 
 The body is spooled to a temporary file (never held in memory), every row is
 validated (libs/contact_csv.py), and only a fully valid file is staged and committed
-through the scheduler over NATS request/reply (``rpc.scheduler.contacts.*``,
+through the scheduler's contact-import endpoints (libs/rpc.py ``CONTACTS_*``,
 services/scheduler/contact_import.py). Query: ``fire_workflows=true`` starts
 ``contact_created`` workflows for new contacts; ``region=GB`` overrides
 ``REPLYLINE_DEFAULT_REGION``. Answers 200 with the counts, or 400 with every invalid
@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import Any
 
 import structlog
 from aiohttp import web
 
+from libs import rpc
 from libs.contact_import_client import ImportFailed, import_contacts
 from services.ingest.http_common import DEPS_KEY, SETTINGS_KEY, Unavailable, authenticate, json_error
-from services.ingest.nats_rpc import NatsRpc, RpcError, RpcUnavailable
 from services.ingest.twilio_payload import PayloadError
 
 log = structlog.get_logger("ingest")
@@ -29,12 +28,6 @@ log = structlog.get_logger("ingest")
 #: A CSV of a few hundred thousand contacts is tens of MB; anything beyond this is refused.
 MAX_CSV_BYTES = 200 * 1024 * 1024
 _CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/octet-stream"})
-
-
-class SchedulerContactsApi(NatsRpc):
-    peer = "scheduler"
-    subject_root = "rpc.scheduler.contacts"
-    answers = frozenset({"invalid", "incomplete"})
 
 
 def _lines(path: str) -> Iterator[str]:
@@ -62,19 +55,15 @@ async def import_csv(request: web.Request) -> web.Response:
                     return json_error(413, f"the CSV is larger than {MAX_CSV_BYTES // 2**20} MB")
                 out.write(chunk)
         source = request.query.get("source", "api.csv")[:200]
-
-        async def call(method: str, payload: dict[str, Any]) -> dict[str, Any]:
-            return await api.call(method, payload)
-
         try:
             report = await import_contacts(
-                lambda: _lines(path), call, region=region, source=source, fire_workflows=fire
+                lambda: _lines(path), api, region=region, source=source, fire_workflows=fire
             )
         except UnicodeDecodeError as exc:
             raise PayloadError(f"the CSV is not UTF-8: {exc}") from None
-        except RpcUnavailable as exc:
+        except rpc.RpcUnavailable as exc:
             raise Unavailable(str(exc)) from exc
-        except (ImportFailed, RpcError) as exc:
+        except (ImportFailed, rpc.RpcFailed) as exc:
             return json_error(502, f"scheduler: {exc}; nothing was imported")
     finally:
         os.unlink(path)

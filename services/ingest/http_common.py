@@ -11,10 +11,9 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from libs.rpc import RpcClient
 from services.ingest.auth import Principal, Scope, TokenVerifier, bearer_token
-from services.ingest.drafter_rpc import DrafterApi
 from services.ingest.recorder import InboundRecorder, PublishFn
-from services.ingest.scheduler_rpc import SchedulerApi
 from services.ingest.settings import IngestSettings
 from services.ingest.signature import SignatureCheck
 
@@ -29,14 +28,16 @@ class IngestDeps:
     recorder: InboundRecorder
     publish: PublishFn
     tokens: TokenVerifier
-    drafter: DrafterApi
+    #: Requests to the drafter's and the scheduler's endpoints (libs/rpc.py), one client per
+    #: peer for its timeout.
+    drafter: RpcClient
     audit: AuditFn
-    scheduler: SchedulerApi | None = None
+    scheduler: RpcClient | None = None
     #: Whether a number has opted out, as the stream says now (libs/consent_state.py);
     #: None: not known here, the drafter and the sender still refuse.
     opted_out: Callable[[str], Awaitable[bool]] | None = None
-    #: rpc.scheduler.contacts.* (contact imports, services/ingest/contacts_api.py).
-    contacts: SchedulerApi | None = None
+    #: The scheduler's contact-import endpoints (services/ingest/contacts_api.py): longer timeout.
+    contacts: RpcClient | None = None
 
 
 SETTINGS_KEY = web.AppKey("settings", IngestSettings)

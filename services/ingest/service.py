@@ -12,17 +12,15 @@ from aiohttp import web
 from libs import consent_state
 from libs.db import audit, load_queries
 from libs.events import Event
+from libs.rpc import RpcClient
 from libs.service import Built, Clock, ServiceContext, ServiceSpec, probe_routes
 from services.ingest.app import create_app
 from services.ingest.auth import DbTokenVerifier
-from services.ingest.contacts_api import SchedulerContactsApi
 from services.ingest.dashboard.sessions import SessionStore
 from services.ingest.dashboard.views import DashboardDeps, add_dashboard_routes
-from services.ingest.drafter_rpc import NatsDrafterApi
 from services.ingest.export_api import add_export_routes
 from services.ingest.http_common import IngestDeps
 from services.ingest.recorder import SERVICE, PgInboundRecorder
-from services.ingest.scheduler_rpc import NatsSchedulerApi
 from services.ingest.settings import IngestSettings
 from services.ingest.system_health import (
     SystemHealth,
@@ -73,15 +71,11 @@ async def build(ctx: ServiceContext[IngestSettings], clock: Clock) -> Built:
         ),
         publish=publish,
         tokens=DbTokenVerifier(ctx.pool, QUERIES, settings.api_token),
-        drafter=NatsDrafterApi(ctx.bus.nc, ctx.bus.prefix, settings.drafter_rpc_timeout_s),
+        drafter=RpcClient(ctx.bus.nc, ctx.bus.prefix, settings.drafter_rpc_timeout_s),
         audit=audit_row,
         opted_out=functools.partial(consent_state.opted_out, ctx.bus),
-        scheduler=NatsSchedulerApi(
-            ctx.bus.nc, ctx.bus.prefix, settings.scheduler_rpc_timeout_s
-        ),
-        contacts=SchedulerContactsApi(
-            ctx.bus.nc, ctx.bus.prefix, settings.contact_import_timeout_s
-        ),
+        scheduler=RpcClient(ctx.bus.nc, ctx.bus.prefix, settings.scheduler_rpc_timeout_s),
+        contacts=RpcClient(ctx.bus.nc, ctx.bus.prefix, settings.contact_import_timeout_s),
     )
     app = create_app(settings, deps)
     # Liveness and readiness on the public port too: a load balancer needs only one

@@ -1,14 +1,13 @@
 """Contact imports into the scheduler's ``contacts``: staged in batches, merged in one transaction.
 
-Request/reply (``<prefix>rpc.scheduler.contacts.<method>``, queue group ``scheduler``):
+Request/reply endpoints (libs/rpc.py, served by services/scheduler/endpoints.py):
 
-* ``stage`` ``{"import_id", "source", "rows": [{line, phone, first_name, last_name, email,
-  tags, fields, opted_out}]}`` -> ``{"staged": n}``;
-* ``commit`` ``{"import_id", "rows", "fire_workflows"}`` -> ``{"rows", "contacts",
-  "created", "updated", "unchanged", "duplicates", "opted_out"}``; refused
-  (``{"error": "incomplete"}``) unless exactly ``rows`` rows were staged, so a lost batch
-  never half-imports a file. A repeated commit answers the stored result;
-* ``abort`` ``{"import_id"}`` -> ``{"aborted": true}``.
+* ``CONTACTS_STAGE`` -> ``Staged``; refused ``invalid`` (400, ``{"issues"}``) for bad rows,
+  ``conflict`` (409) once the import is committed or aborted;
+* ``CONTACTS_COMMIT`` -> ``ImportResult``; refused ``incomplete`` (409, ``{"staged",
+  "expected"}``) unless exactly ``rows`` rows were staged, so a lost batch never
+  half-imports a file. A repeated commit answers the stored result;
+* ``CONTACTS_ABORT`` -> ``Aborted``.
 
 The clients (``replyline contacts import``, ``POST /api/contacts/import``) validate every
 row first (libs/contact_csv.py) and only then stage; the rows are checked again here.
@@ -24,9 +23,9 @@ import re
 import uuid
 from typing import Any
 
-import msgspec
 import structlog
 
+from libs import rpc
 from libs.db import audit, named
 from libs.events import ContactOptout
 
@@ -40,34 +39,7 @@ MAX_BATCH = 5000
 _STAGE = named(Q.import_stage)
 
 
-class StagedRow(msgspec.Struct, frozen=True):
-    line: int
-    phone: str
-    first_name: str = ""
-    last_name: str = ""
-    email: str = ""
-    tags: list[str] = []
-    fields: dict[str, str] = {}
-    opted_out: bool = False
-
-
-class StageRequest(msgspec.Struct, frozen=True):
-    import_id: uuid.UUID
-    rows: list[StagedRow]
-    source: str = ""
-
-
-class CommitRequest(msgspec.Struct, frozen=True):
-    import_id: uuid.UUID
-    rows: int
-    fire_workflows: bool = False
-
-
-class AbortRequest(msgspec.Struct, frozen=True):
-    import_id: uuid.UUID
-
-
-def _check(row: StagedRow) -> str | None:
+def _check(row: rpc.StagedRow) -> str | None:
     if not _E164.match(row.phone):
         return f"line {row.line}: phone {row.phone[:20]!r} is not E.164"
     if any(len(v) > 200 for v in (row.first_name, row.last_name, row.email)):
@@ -77,18 +49,20 @@ def _check(row: StagedRow) -> str | None:
     return None
 
 
-async def stage(engine: Engine, request: StageRequest) -> dict[str, Any]:
+async def stage(engine: Engine, request: rpc.StageContacts) -> rpc.Staged:
     if len(request.rows) > MAX_BATCH:
-        return {"error": "invalid", "issues": [{"line": 0, "reason": f"more than {MAX_BATCH} rows"}]}
+        raise rpc.Refused(
+            400, rpc.INVALID, {"issues": [{"line": 0, "reason": f"more than {MAX_BATCH} rows"}]}
+        )
     problems = [p for p in (_check(r) for r in request.rows) if p]
     if problems:
-        return {"error": "invalid", "issues": [{"line": 0, "reason": p} for p in problems[:20]]}
+        raise rpc.Refused(400, rpc.INVALID, {"issues": [{"line": 0, "reason": p} for p in problems[:20]]})
     rows = request.rows
     async with engine.pool.acquire() as conn, conn.transaction():
         await conn.execute(Q.import_begin, request.import_id, request.source[:200])
         current = await conn.fetchrow(Q.import_get, request.import_id)
         if current["status"] != "staging":
-            return {"error": f"import is {current['status']}"}
+            raise rpc.Refused(409, rpc.CONFLICT, {"status": current["status"]})
         await conn.execute(
             _STAGE.sql,
             *_STAGE.bind(
@@ -106,10 +80,10 @@ async def stage(engine: Engine, request: StageRequest) -> dict[str, Any]:
                 )
             ),
         )
-    return {"staged": len(rows)}
+    return rpc.Staged(staged=len(rows))
 
 
-async def commit(engine: Engine, request: CommitRequest) -> dict[str, Any]:
+async def commit(engine: Engine, request: rpc.CommitContacts) -> rpc.ImportResult:
     async with engine.pool.acquire() as conn, conn.transaction():
         current = await conn.fetchrow(Q.import_get, request.import_id)
         if current is not None and current["status"] == "committed":
@@ -119,7 +93,7 @@ async def commit(engine: Engine, request: CommitRequest) -> dict[str, Any]:
         else:
             staged = await conn.fetchval(Q.import_staged_count, request.import_id)
             if current is None or current["status"] != "staging" or staged != request.rows:
-                return {"error": "incomplete", "staged": staged, "expected": request.rows}
+                raise rpc.Refused(409, rpc.INCOMPLETE, {"staged": staged, "expected": request.rows})
             await conn.execute(Q.import_merge, request.import_id)
             optouts = [(r["thread"], r["phone"]) for r in await conn.fetch(Q.import_new_optouts)]
             inserted = await conn.fetch(Q.import_insert_new)
@@ -163,11 +137,11 @@ async def commit(engine: Engine, request: CommitRequest) -> dict[str, Any]:
                 "contact_created", thread, context={}, event_id=f"import:{request.import_id}"
             )
     log.info("contacts_imported", import_id=str(request.import_id), **result)
-    return result
+    return rpc.ImportResult(**result)
 
 
-async def abort(engine: Engine, request: AbortRequest) -> dict[str, Any]:
+async def abort(engine: Engine, request: rpc.AbortContacts) -> rpc.Aborted:
     async with engine.pool.acquire() as conn, conn.transaction():
         await conn.execute(Q.import_drop_rows, request.import_id)
         await conn.execute(Q.import_abort, request.import_id)
-    return {"aborted": True}
+    return rpc.Aborted(aborted=True)

@@ -13,10 +13,10 @@ from libs.service import Built, Clock, ServiceContext, ServiceSpec
 from . import webhook, workflow_admin
 from .clock import Clock as TimerClock
 from .emailer import Emailer
+from .endpoints import endpoints
 from .engine import Engine
 from .handlers import SERVICE, Scheduler
 from .outcomes import OutcomeJudge
-from .rpc import serve_rpc
 from .settings import SchedulerSettings
 from .timers import TimerStore
 from .workflow.definition import load_directory
@@ -65,8 +65,8 @@ async def build(ctx: ServiceContext[SchedulerSettings], clock: Clock) -> Built:
     await engine.register(definitions)
     await engine.activate_stored()
     await workflow_admin.retire_missing_files(engine, settings.workflows_dir, definitions)
-    for sub in await serve_rpc(ctx.bus, engine):
-        ctx.stack.push_async_callback(sub.unsubscribe)
+    ctx.endpoints.extend(endpoints(engine))
+    ctx.stack.push_async_callback((await workflow_admin.listen_for_changes(ctx.bus, engine)).unsubscribe)
     scheduler = Scheduler(ctx, engine, timers, judge)
     timers.on_overdue = scheduler.on_overdue
     ctx.spawn(timers.run(ctx.stop), "timers")

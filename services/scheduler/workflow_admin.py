@@ -1,17 +1,14 @@
 """Workflow administration behind the owner API: dry run, enrollments, on/off switches.
 
-Answered over NATS request/reply like import/export (services/scheduler/rpc.py):
-
-``rpc.scheduler.workflows.test`` ``{"name", "contact", "start"}`` -> ``{"name", "version",
-"timeline": [{"at", "offset", "step_id", "step_type", "summary"}], "text"}`` (the same
-simulation and text as ``replyline workflows test``; nothing is sent or stored)
-``rpc.scheduler.workflows.enrollments`` ``{"name", "status", "limit"}`` -> ``{"name",
-"enrollments": [...]}``
-``rpc.scheduler.workflows.deactivate`` / ``reactivate`` ``{"name", "by"}`` -> ``{"name",
-"active"}``; each answers ``{"error": "not_found"}`` for an unknown workflow.
+Served as request/reply endpoints like import/export (services/scheduler/endpoints.py,
+declared in libs/rpc.py): ``WORKFLOW_TEST`` (the same simulation and text as
+``replyline workflows test``; nothing is sent or stored), ``WORKFLOW_ENROLLMENTS``,
+``WORKFLOW_DEACTIVATE`` / ``WORKFLOW_REACTIVATE``; each refuses ``not_found`` (404) for an
+unknown workflow, test and enrollments also ``invalid`` (400).
 
 A switch is stored in ``workflow_switches`` and every replica hears of it on
-``rpc.scheduler.workflows.changed`` (no queue group), so none keeps enrolling.
+``rpc.scheduler.workflows.changed`` (a broadcast, no queue group, not a request), so
+none keeps enrolling.
 """
 
 from __future__ import annotations
@@ -19,13 +16,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from libs import rpc
 from libs.bus import Bus
 from libs.db import audit
 
@@ -42,23 +38,6 @@ OWNER = "owner"
 FILE_REMOVED = "source_file_removed"
 
 
-class TestRequest(msgspec.Struct, frozen=True):
-    name: str
-    contact: dict[str, Any] = {}
-    start: str | None = None
-
-
-class EnrollmentsRequest(msgspec.Struct, frozen=True):
-    name: str
-    status: str | None = None
-    limit: int = 200
-
-
-class SwitchRequest(msgspec.Struct, frozen=True):
-    name: str
-    by: str = ""
-
-
 def changed_subject(prefix: str) -> str:
     return f"{prefix}rpc.scheduler.workflows.changed"
 
@@ -70,57 +49,60 @@ async def _stored(engine: Engine, name: str) -> Definition | None:
     return load_text(json.dumps(row["definition"]), f"{row['source']} (stored)")
 
 
-async def dry_run(engine: Engine, request: TestRequest) -> dict[str, Any]:
+def _invalid(source: str, reason: str) -> rpc.Refused:
+    return rpc.Refused(400, rpc.INVALID, {"issues": [{"source": source, "line": 0, "reason": reason}]})
+
+
+async def dry_run(engine: Engine, request: rpc.TestWorkflow) -> rpc.DryRun:
     definition = await _stored(engine, request.name)
     if definition is None:
-        return {"error": "not_found"}
+        raise rpc.Refused(404, rpc.NOT_FOUND)
     try:
         start = datetime.fromisoformat(request.start) if request.start else engine.clock.now()
     except ValueError:
-        return {"error": "invalid", "issues": [{"source": "start", "line": 0, "reason": "not an ISO time"}]}
+        raise _invalid("start", "not an ISO time") from None
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
     entries = simulate(definition, dict(request.contact), start)
-    return {
-        "name": definition.name,
-        "version": definition.version,
-        "start": start.isoformat(),
-        "timeline": [
-            {
-                "at": e.at.isoformat(),
-                "offset_s": int((e.at - start).total_seconds()),
-                "step_id": e.step_id,
-                "step_type": e.step_type,
-                "summary": e.summary,
-            }
+    return rpc.DryRun(
+        name=definition.name,
+        version=definition.version,
+        start=start.isoformat(),
+        timeline=[
+            rpc.TimelineEntry(
+                at=e.at.isoformat(),
+                offset_s=int((e.at - start).total_seconds()),
+                step_id=e.step_id,
+                step_type=e.step_type,
+                summary=e.summary,
+            )
             for e in entries
         ],
-        "text": format_timeline(entries, start),
-    }
+        text=format_timeline(entries, start),
+    )
 
 
-async def enrollments(engine: Engine, request: EnrollmentsRequest) -> dict[str, Any]:
+async def enrollments(engine: Engine, request: rpc.ListEnrollments) -> rpc.Enrollments:
     if request.status is not None and request.status not in STATUSES:
-        reason = f"status must be one of {', '.join(STATUSES)}"
-        return {"error": "invalid", "issues": [{"source": "status", "line": 0, "reason": reason}]}
+        raise _invalid("status", f"status must be one of {', '.join(STATUSES)}")
     key = slug(request.name)
     if await engine.pool.fetchrow(Q.latest_definition, key) is None:
-        return {"error": "not_found"}
+        raise rpc.Refused(404, rpc.NOT_FOUND)
     limit = max(1, min(request.limit, MAX_LIMIT))
     rows = await engine.pool.fetch(Q.enrollments_of_workflow, key, request.status, limit)
-    return {
-        "name": key,
-        "active": key not in engine.disabled,
-        "enrollments": [
+    return rpc.Enrollments(
+        name=key,
+        active=key not in engine.disabled,
+        enrollments=[
             {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dict(r).items()} for r in rows
         ],
-    }
+    )
 
 
-async def _switch(engine: Engine, request: SwitchRequest, enabled: bool) -> dict[str, Any]:
+async def _switch(engine: Engine, request: rpc.SwitchWorkflow, enabled: bool) -> rpc.Switched:
     key = slug(request.name)
     if await engine.pool.fetchrow(Q.latest_definition, key) is None:
-        return {"error": "not_found"}
+        raise rpc.Refused(404, rpc.NOT_FOUND)
     async with engine.pool.acquire() as conn, conn.transaction():
         await conn.execute(Q.set_workflow_switch, key, enabled, OWNER, request.by)
         await audit(
@@ -133,14 +115,14 @@ async def _switch(engine: Engine, request: SwitchRequest, enabled: bool) -> dict
     await load_switches(engine)
     log.info("workflow_switched", workflow=key, active=enabled, by=request.by)
     await engine.bus.nc.publish(changed_subject(engine.bus.prefix), key.encode())
-    return {"name": key, "active": enabled}
+    return rpc.Switched(name=key, active=enabled)
 
 
-async def deactivate(engine: Engine, request: SwitchRequest) -> dict[str, Any]:
+async def deactivate(engine: Engine, request: rpc.SwitchWorkflow) -> rpc.Switched:
     return await _switch(engine, request, False)
 
 
-async def reactivate(engine: Engine, request: SwitchRequest) -> dict[str, Any]:
+async def reactivate(engine: Engine, request: rpc.SwitchWorkflow) -> rpc.Switched:
     return await _switch(engine, request, True)
 
 
@@ -216,9 +198,6 @@ async def listen_for_changes(bus: Bus, engine: Engine) -> Subscription:
 
 
 __all__ = [
-    "EnrollmentsRequest",
-    "SwitchRequest",
-    "TestRequest",
     "deactivate",
     "dry_run",
     "enrollments",

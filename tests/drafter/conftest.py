@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
+from libs import rpc as libs_rpc
 from libs.bus import Bus
 from libs.events import DraftDecided, InboundRouted, thread_of
 from services.drafter.service import SPEC
@@ -128,11 +129,11 @@ def owner_says(
 
 
 async def rpc(bus: Bus, method: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-    reply = await bus.nc.request(
-        f"{bus.prefix}rpc.drafter.{method}", json.dumps(payload or {}).encode(), timeout=5
-    )
-    result: dict[str, Any] = json.loads(reply.data)
-    return result
+    """Ask the running drafter's endpoint (``pending`` or ``queue``) through the typed client."""
+    endpoint = {"pending": libs_rpc.DRAFTS_PENDING, "queue": libs_rpc.MANUAL_QUEUE}[method]
+    request = msgspec.convert(payload or {}, libs_rpc.Listing)
+    answer = await libs_rpc.RpcClient(bus.nc, bus.prefix, 5).call(endpoint, request)
+    return msgspec.to_builtins(answer)  # type: ignore[no-any-return]
 
 
 async def rows(pool: asyncpg.Pool, sql: str, *args: Any) -> list[dict[str, Any]]:

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
+from nats import micro
 
+from libs import rpc
 from libs.bus import Bus
 from libs.events import ContactPaused, DraftDecided, InboundReceived, LeadCreated
 from replyline.commands import sms
 from services.ingest import tokens as tokens_cli
 from services.ingest.auth import DbTokenVerifier, create_token
-from services.ingest.drafter_rpc import rpc_subject
 from services.ingest.service import QUERIES
 from tests.harness import EventCollector
 from tests.ingest.running import Ingest, audit_actions, count_on_subject
@@ -45,29 +45,31 @@ QUEUE = [{"thread": "15557654321", "reason": "rejected draft", "since": "2026-11
 
 
 class FakeDrafterRpc:
-    """Answers the documented rpc.drafter.* subjects the way the drafter does."""
+    """Serves the drafter's endpoints (libs/rpc.py) with canned drafts, as a micro service."""
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.requests: list[tuple[str, dict[str, Any]]] = []
-        self._subs: list[Any] = []
+        self._svc: micro.Service | None = None
 
     async def start(self) -> FakeDrafterRpc:
-        for method, key, items in (("pending", "drafts", DRAFTS), ("queue", "items", QUEUE)):
+        async def pending(request: rpc.Listing) -> rpc.PendingDrafts:
+            self.requests.append(("pending", {"limit": request.limit}))
+            return rpc.PendingDrafts(drafts=DRAFTS[: request.limit])
 
-            async def respond(msg: Any, method: str = method, key: str = key, items: Any = items):
-                request = json.loads(msg.data)
-                self.requests.append((method, request))
-                await msg.respond(json.dumps({key: items[: request["limit"]]}).encode())
+        async def queue(request: rpc.Listing) -> rpc.ManualQueue:
+            self.requests.append(("queue", {"limit": request.limit}))
+            return rpc.ManualQueue(items=QUEUE[: request.limit])
 
-            sub = await self.bus.nc.subscribe(rpc_subject(self.bus.prefix, method), cb=respond)
-            self._subs.append(sub)
+        self._svc = await micro.add_service(self.bus.nc, name="fake-drafter", version="0.0.1")
+        served = [rpc.serve(rpc.DRAFTS_PENDING, pending), rpc.serve(rpc.MANUAL_QUEUE, queue)]
+        await rpc.add_endpoints(self._svc, self.bus.prefix, served)
         await self.bus.nc.flush()
         return self
 
     async def stop(self) -> None:
-        for sub in self._subs:
-            await sub.unsubscribe()
+        if self._svc is not None:
+            await self._svc.stop()
 
 
 @pytest.fixture
@@ -327,12 +329,12 @@ async def test_replyline_sms_posts_a_signed_webhook(
 async def test_contract_with_the_real_drafter_responder(
     ingest: Ingest, admin: str, bus: Bus, pool: asyncpg.Pool, collector: EventCollector
 ) -> None:
-    """The drafter's own rpc.drafter.* responders over its own tables, not a stand-in."""
+    """The drafter's own endpoint handlers over its own tables, not a stand-in."""
     import uuid
     from datetime import UTC, datetime, timedelta
 
     from libs.db import migrate
-    from services.drafter.rpc import serve_rpc
+    from services.drafter.endpoints import endpoints
     from services.drafter.service import MIGRATIONS as DRAFTER_MIGRATIONS
     from services.drafter.store import insert_draft
 
@@ -345,7 +347,8 @@ async def test_contract_with_the_real_drafter_responder(
             in_reply_to="SM" + "0" * 32, inbound_body="Saturday?", intent="booking",
             language="en", created_by="drafter", expires_at=datetime.now(UTC) + timedelta(hours=24),
         )  # fmt: skip
-    subs = await serve_rpc(bus, pool)
+    svc = await micro.add_service(bus.nc, name="replyline-drafter", version="0.0.1")
+    await rpc.add_endpoints(svc, bus.prefix, endpoints(pool))
     await bus.nc.flush()  # the subscriptions are registered before ingest's first request
     try:
         status, body = await ingest.request("GET", "/api/drafts", token=admin)
@@ -357,7 +360,6 @@ async def test_contract_with_the_real_drafter_responder(
         status, _ = await ingest.request("POST", "/api/drafts/Q7/approve", token=admin)
         assert status == 202
     finally:
-        for sub in subs:
-            await sub.unsubscribe()
+        await svc.stop()
     (decided,) = await collector.wait_for(DraftDecided)
     assert (decided.draft_id, decided.ref, decided.thread) == (draft_id, "Q7", "15551234567")

@@ -276,3 +276,25 @@ async def test_decisions_on_the_thread_page_return_to_it(
     )
     assert location.startswith("/dashboard?") or location.startswith("/dashboard/threads/")
     assert "evil" not in location
+
+
+async def test_inbox_lists_pending_drafts_only_from_the_drafter(
+    start_ops_ingest: StartIngest, admin_token: Callable[..., Awaitable[str]], pool: asyncpg.Pool
+) -> None:
+    # A pending draft in the drafter's own table, but no drafter answering: the inbox says
+    # the drafter is down instead of reading another slice's table behind its back.
+    ingest = await start_ops_ingest(drafter_rpc_timeout_s=0.3)
+    await migrate(pool, "drafter", migrations_dir("drafter"))
+    draft = DRAFTS[0]
+    await pool.execute(
+        "INSERT INTO drafts (draft_id, version, ref, thread, to_number, body, source, status)"
+        " VALUES ($1, 1, $2, $3, $4, $5, 'llm', 'DRAFT_PENDING_APPROVAL')",
+        draft["draft_id"], draft["ref"], draft["thread"], draft["to_number"], draft["body"],
+    )  # fmt: skip
+    browser = Browser(ingest)
+    await browser.login(await admin_token("owner"))
+    status, _, page = await browser.request("GET", "/dashboard")
+    assert status == 200
+    assert "Cannot list drafts: the drafter is not running" in page
+    assert "Drafts waiting for approval (0)" in page
+    assert f'id="draft-{draft["ref"]}"' not in page

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from libs import contact_csv
+from libs import contact_csv, rpc
 from libs.bus import Bus
 from libs.contact_import_client import import_contacts
 from libs.events import ContactOptout, OutboundRequested
@@ -243,14 +243,8 @@ async def test_each_row_is_parsed_once_and_the_file_read_once(
         opened += 1
         return GOOD.splitlines(keepends=True)
 
-    async def call(method: str, payload: dict[str, Any]) -> dict[str, Any]:
-        reply = await bus.nc.request(
-            f"{bus.prefix}rpc.scheduler.contacts.{method}", json.dumps(payload).encode(), timeout=30
-        )
-        answer: dict[str, Any] = json.loads(reply.data)
-        return answer
-
-    report = await import_contacts(open_lines, call, region="US", source="test")
+    client = rpc.RpcClient(bus.nc, bus.prefix, 30)
+    report = await import_contacts(open_lines, client, region="US", source="test")
     assert report.ok and report.result["contacts"] == 3, report
     assert opened == 1
     assert len(parsed) == 4  # one parse per data row, not two

@@ -9,7 +9,6 @@ one address; YAML alias bombs are refused before they expand.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -19,10 +18,10 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from libs import rpc
 from libs.bus import Bus
 from libs.events import LeadCreated
 from services.scheduler.engine import INTERRUPTED
-from services.scheduler.rpc import rpc_subject
 from tests.harness import eventually
 from tests.scheduler.conftest import Inbox, Schedulers
 
@@ -377,18 +376,16 @@ steps: *i
 async def test_yaml_alias_bomb_import_is_refused_at_once(schedulers: Schedulers, bus: Bus) -> None:
     await schedulers.start()
     started = time.monotonic()
-    answer = await bus.nc.request(
-        rpc_subject(bus.prefix, "import"),
-        json.dumps({"text": BILLION_LAUGHS, "source": "lol.yaml"}).encode(),
-        timeout=5,
-    )
+    client = rpc.RpcClient(bus.nc, bus.prefix, 5)
+    with pytest.raises(rpc.Refused) as refused:
+        await client.call(rpc.WORKFLOW_IMPORT, rpc.ImportWorkflow(text=BILLION_LAUGHS, source="lol.yaml"))
     assert time.monotonic() - started < 2
-    assert json.loads(answer.data) == {
-        "error": "invalid",
+    assert (refused.value.code, refused.value.reason) == (400, rpc.INVALID)
+    assert refused.value.details == {
         "issues": [
             {"source": "lol.yaml", "line": 4, "reason": "YAML aliases (*a) are not allowed in workflows"}
         ],
     }
     # The scheduler still answers.
-    listed = await bus.nc.request(rpc_subject(bus.prefix, "list"), b"{}", timeout=5)
-    assert "workflows" in json.loads(listed.data)
+    listed = await client.call(rpc.WORKFLOW_LIST, rpc.ListWorkflows())
+    assert isinstance(listed.workflows, list)

@@ -39,13 +39,6 @@ FROM router_v1_threads WHERE paused OR opted_out
 ORDER BY updated_at DESC
 LIMIT $1;
 
--- name: pending_drafts
--- Only when the drafter does not answer over NATS: show what is pending anyway.
-SELECT draft_id::text AS draft_id, ref, version, thread, to_number, body, source, inbound_body, created_at
-FROM drafter_v1_drafts WHERE status = 'DRAFT_PENDING_APPROVAL'
-ORDER BY created_at
-LIMIT $1;
-
 -- name: audit_for_thread
 SELECT at, service, actor, action, details
 FROM audit_log WHERE thread IN ($1, '+' || $1)

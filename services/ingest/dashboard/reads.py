@@ -176,7 +176,3 @@ def conversation(detail: ThreadDetail, humans: dict[str, dict[str, Any]]) -> lis
 
 async def paused_threads(pool: asyncpg.Pool, limit: int = 200) -> Section:
     return await fetch(pool, Q.paused_threads, limit, what="paused threads")
-
-
-async def pending_drafts_from_db(pool: asyncpg.Pool, limit: int = 100) -> Section:
-    return await fetch(pool, Q.pending_drafts, limit, what="pending drafts")

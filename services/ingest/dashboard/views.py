@@ -22,7 +22,7 @@ import jinja2
 import structlog
 from aiohttp import web
 
-from libs import twilio_errors
+from libs import rpc, twilio_errors
 from libs.conversation import FORMATS, Filters
 from libs.db import Queries
 from services.ingest.api import (
@@ -42,7 +42,6 @@ from services.ingest.dashboard.sessions import (
     Session,
     SessionStore,
 )
-from services.ingest.drafter_rpc import PENDING, QUEUE, DrafterError, DrafterUnavailable
 from services.ingest.export_api import stream_export
 from services.ingest.http_common import DEPS_KEY, LOOKUP_ERRORS, SETTINGS_KEY, Unavailable
 from services.ingest.system_health import SYSTEM_HEALTH_KEY
@@ -222,27 +221,29 @@ async def logout(request: web.Request, session: Session) -> web.StreamResponse:
 # -- pages -------------------------------------------------------------------------------
 
 
-async def _ask_drafter(
-    request: web.Request, method: str, key: str
-) -> tuple[list[dict[str, Any]], str | None]:
+async def _pending_drafts(request: web.Request) -> tuple[list[dict[str, Any]], str | None]:
+    """The drafter's pending drafts, or why they cannot be listed (the page says so: the
+    drafter's tables are its own, never read here)."""
     try:
-        data = await request.app[DEPS_KEY].drafter.call(method, {"limit": 200})
-    except (DrafterUnavailable, DrafterError) as exc:
+        data = await request.app[DEPS_KEY].drafter.call(rpc.DRAFTS_PENDING, rpc.Listing(200))
+    except (rpc.RpcUnavailable, rpc.RpcFailed) as exc:
         return [], str(exc)
-    items = data.get(key, [])
-    return [i for i in items if isinstance(i, dict)], None
+    return data.drafts, None
+
+
+async def _manual_queue(request: web.Request) -> tuple[list[dict[str, Any]], str | None]:
+    try:
+        data = await request.app[DEPS_KEY].drafter.call(rpc.MANUAL_QUEUE, rpc.Listing(200))
+    except (rpc.RpcUnavailable, rpc.RpcFailed) as exc:
+        return [], str(exc)
+    return data.items, None
 
 
 @logged_in
 async def overview(request: web.Request, session: Session) -> web.Response:
     deps = request.app[DASHBOARD_KEY]
-    drafts, drafts_error = await _ask_drafter(request, PENDING, "drafts")
-    from_db = False
-    if drafts_error:
-        fallback = await reads.pending_drafts_from_db(deps.pool)
-        if fallback.rows:
-            drafts, from_db = fallback.rows, True
-    queue, queue_error = await _ask_drafter(request, QUEUE, "items")
+    drafts, drafts_error = await _pending_drafts(request)
+    queue, queue_error = await _manual_queue(request)
     health = await request.app[SYSTEM_HEALTH_KEY].report()
     return render(
         "overview.html",
@@ -251,7 +252,6 @@ async def overview(request: web.Request, session: Session) -> web.Response:
         notice=_notice(request),
         drafts=drafts,
         drafts_error=drafts_error,
-        drafts_from_db=from_db,
         queue=queue,
         queue_error=queue_error,
         paused=await reads.paused_threads(deps.pool),
