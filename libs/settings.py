@@ -35,7 +35,13 @@ class SettingsError(Exception):
 class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Settings every service shares."""
 
+    #: One NATS URL, or several comma-separated (the servers of a cluster): the client
+    #: picks one and fails over to the others (and to servers the cluster announces).
     nats_url: str = "nats://127.0.0.1:4222"
+    #: Replicas of every stream (PIPELINE, DLQ) and KV bucket (timers, heartbeats) this
+    #: deployment creates: 1 on a single server, 3 (or 5) on a JetStream cluster. More
+    #: than the cluster has servers fails at start-up (nats-server refuses the stream).
+    nats_replicas: int = 1
     database_url: str = "postgresql://postgres@127.0.0.1:5432/replyline"
     #: Prefix for stream, subject, consumer and KV names so several
     #: deployments (or test runs) can share one NATS server. Empty in production.
@@ -66,6 +72,10 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.namespace and not re.fullmatch(r"[A-Za-z0-9_-]+", self.namespace):
             raise ValueError("namespace may only hold letters, digits, '_' and '-'")
+        if not nats_servers(self.nats_url):
+            raise ValueError("nats_url must name at least one server")
+        if not 1 <= self.nats_replicas <= 5:
+            raise ValueError("nats_replicas must be between 1 and 5 (JetStream's limit)")
         if self.max_deliver < 1:
             raise ValueError("max_deliver must be at least 1")
         if len(self.backoff_s) >= self.max_deliver:
@@ -73,6 +83,11 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
         for number in self.owner_numbers:
             if not re.fullmatch(r"\+[1-9]\d{6,14}", number):
                 raise ValueError(f"owner number {number!r} is not E.164 (+15551234567)")
+
+
+def nats_servers(url: str) -> list[str]:
+    """The server URLs of a (possibly comma-separated) ``nats_url``."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -172,7 +172,12 @@ class TimerStore:
                 # history=1: only the live value of a timer is kept. The client
                 # creates the stream with per-message TTLs allowed (for markers).
                 self.kv = await self.bus.js.create_key_value(
-                    KeyValueConfig(bucket=self.bucket, history=1, storage=StorageType.FILE)
+                    KeyValueConfig(
+                        bucket=self.bucket,
+                        history=1,
+                        storage=StorageType.FILE,
+                        replicas=self.settings.nats_replicas,
+                    )
                 )
         return self.kv
 
