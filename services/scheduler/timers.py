@@ -39,7 +39,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import heapq
+import io
 import re
 import time
 import zlib
@@ -441,25 +443,33 @@ class TimerStore:
         """Fill ``view`` from the saved snapshot; False (view untouched) when there is none usable."""
         if self.settings.timer_snapshot_interval_s <= 0:
             return False
+        buffer = io.BytesIO()  # (without one nats-py concatenates the chunks: quadratic)
         try:
             store = await self._snapshot_store()
-            result = await store.get(_SNAPSHOT_OBJECT)
+            await store.get(_SNAPSHOT_OBJECT, writeinto=buffer)
         except (ObjectNotFoundError, NotFoundError):
             return False
         except Exception as exc:  # a broken snapshot must not keep the timers from loading
             log.warning("timers_snapshot_unreadable", error=repr(exc))
             return False
+        created = await self._stream_created()
+        # A million tuples at once: without this the cyclic GC runs over the growing
+        # view again and again (it finds nothing: entries hold no cycles).
+        gc_was_on = gc.isenabled()
+        gc.disable()
         try:
-            raw = await asyncio.to_thread(zlib.decompress, result.data or b"")
+            raw = await asyncio.to_thread(zlib.decompress, buffer.getbuffer())
             snap = _decode_snapshot(raw)
+            if snap.stream_created != created:
+                log.info("timers_snapshot_stale", reason="bucket re-created")
+                return False
+            view.fill(snap)
         except (zlib.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("timers_snapshot_unreadable", error=repr(exc))
             return False
-        created = await self._stream_created()
-        if snap.stream_created != created:
-            log.info("timers_snapshot_stale", reason="bucket re-created")
-            return False
-        view.fill(snap)
+        finally:
+            if gc_was_on:
+                gc.enable()
         return True
 
     async def save_snapshot(self) -> bool:
