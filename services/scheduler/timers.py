@@ -186,18 +186,28 @@ class _View:
         self.pending = Counter(kinds)
         self.seq = snap.seq
 
-    def snapshot(self, stream_created: str) -> _Snapshot:
+    async def snapshot(self, stream_created: str, step: int = 50_000) -> _Snapshot:
+        """The view's columns, built a slice at a time so that due timers keep firing."""
+        keys, values, seq = list(self.entries), list(self.entries.values()), self.seq  # one picture
         names = list(self.pending)
         code = {n: i for i, n in enumerate(names)}
-        entries = self.entries
+        dues: list[float] = []
+        revisions: list[int] = []
+        kinds: list[int] = []
+        for first in range(0, len(values), step):
+            part = values[first : first + step]
+            dues += [v[0] for v in part]
+            revisions += [v[1] for v in part]
+            kinds += [code[v[2]] for v in part]
+            await asyncio.sleep(0)
         return _Snapshot(
             stream_created=stream_created,
-            seq=self.seq,
+            seq=seq,
             kind_names=names,
-            keys=list(entries),
-            dues=[e[0] for e in entries.values()],
-            revisions=[e[1] for e in entries.values()],
-            kinds=[code[e[2]] for e in entries.values()],
+            keys=keys,
+            dues=dues,
+            revisions=revisions,
+            kinds=kinds,
         )
 
 
@@ -479,7 +489,7 @@ class TimerStore:
             return False
         created = await self._stream_created()
         started = time.monotonic()
-        snap = view.snapshot(created)  # no await before this: one consistent picture
+        snap = await view.snapshot(created)
         data = await asyncio.to_thread(lambda: zlib.compress(_encode_snapshot(snap), 1))
         store = await self._snapshot_store()
         await store.put(_SNAPSHOT_OBJECT, data)
