@@ -9,7 +9,8 @@ kind), so all replicas see the same set and a restart loses nothing. The record
 itself stays in the bucket and is read when the timer fires.
 
 Restart at a million pending timers: reading every key costs ~25 µs of client
-CPU per message (nats-py's parser alone ~10 µs), 20-30 s for 1,000,000. So each
+CPU per message (nats-py's parser alone ~10 µs): 25 s for 1,000,000 on a quiet
+2-core machine, 115-140 s on a busy one. So each
 replica saves a snapshot of its view every ``timer_snapshot_interval_s`` (once
 ``timer_snapshot_min_pending`` timers are pending) in the object store bucket
 ``timers_snapshot``: the bucket's stream sequence it covers plus the columns key,
@@ -21,6 +22,8 @@ without firing (a re-set one is likewise seen at its new revision).
 
 Firing a due timer (every replica may try):
 
+0. read its record; unless the key still holds the revision the view has, stop
+   (cancelled or re-set: the follower brings the change);
 1. publish ``timer.fired`` with ``Nats-Msg-Id = timer.fired:<timer id>:<fire_at>``:
    the stream keeps one event however many replicas (or retries after a
    crash) publish it;
