@@ -50,7 +50,8 @@ def stack_env(port: int, twilio_url: str) -> dict[str, dict[str, str]]:
             # start == end: no quiet hours, so the figure is the pipeline, not the clock.
             "REPLYLINE_QUIET_HOURS_START": "00:00", "REPLYLINE_QUIET_HOURS_END": "00:00",
         },
-        "drafter": {"REPLYLINE_LLM_BASE_URL": ""},
+        # Bursts off: the figure is the pipeline, not the debounce (docs/benchmarks.md).
+        "drafter": {"REPLYLINE_LLM_BASE_URL": "", "REPLYLINE_BURST_DEBOUNCE_S": "0"},
     }  # fmt: skip
 
 

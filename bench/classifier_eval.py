@@ -1,6 +1,7 @@
 """Evaluate the router's local classifiers on public, human-labelled data.
 
-    python bench/classifier_eval.py                 # fetch data into a temp dir, print report
+    python bench/classifier_eval.py --own           # own held-out test set only (no downloads)
+    python bench/classifier_eval.py                 # own test set + public data fetched into a temp dir
     python bench/classifier_eval.py --cache DIR     # keep the downloads in DIR for re-runs
     python bench/classifier_eval.py --json out.json # also write the figures
 
@@ -18,6 +19,12 @@ Data (fetched from package registries with their ordinary clients, never committ
   ``ovos-skill-hello-world==0.2.1`` (greetings, locale en-us / es-es) and
   ``ovos-solver-yes-no-plugin==0.2.8`` (yes / no words, en / es), written by
   the OpenVoiceOS contributors. Small, and templates rather than real SMS.
+
+Own test set (``--own``; reported in docs/classifiers.md): the corpus
+generator's held-out side (templates never used in training, filled with
+another seed, ``services/router/corpus``) plus ``bench/data/handwritten_test.jsonl``
+(messages written for evaluation only). Per-intent precision/recall/F1 per
+language, NEGATIVE precision/recall per language, spam drafted, throughput.
 
 Every text goes through ``replyline classify``'s own code path
 (``classify_stream`` with the default RouterSettings), so the figures are the
@@ -162,19 +169,105 @@ def table(title: str, scores: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+HANDWRITTEN = ROOT / "bench" / "data" / "handwritten_test.jsonl"
+OWN_PER_INTENT = 150
+
+
+def own_test_set() -> list[tuple[str, str, str, str, str]]:
+    """(text, language, intent, sentiment, source); intent "other" is gold "unknown"."""
+    from services.router.corpus.generate import TEST_SEED, generate
+
+    rows = [
+        (e.text, e.language, e.intent, e.sentiment, "generated")
+        for e in generate("test", per_intent=OWN_PER_INTENT, seed=TEST_SEED)
+    ]
+    for line in HANDWRITTEN.read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        rows.append((item["text"], item["language"], item["intent"], item["sentiment"], "handwritten"))
+    return [(t, lang, "unknown" if i == "other" else i, snt, src) for t, lang, i, snt, src in rows]
+
+
+def f1_table(title: str, gold: list[str], pred: list[str]) -> tuple[str, dict[str, Any]]:
+    labels = sorted(set(gold))
+    scores = prf(gold, pred, labels)
+    lines = [f"### {title}", "", "| intent | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    f1s = []
+    for label in labels:
+        p, r = scores[label]["precision"], scores[label]["recall"]
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        scores[label]["f1"] = round(f1, 3)
+        f1s.append(f1)
+        lines.append(f"| {label} | {p:.3f} | {r:.3f} | {f1:.3f} | {scores[label]['support']} |")
+    macro = sum(f1s) / len(f1s)
+    lines.append(f"\nMacro-F1: **{macro:.3f}**\n")
+    return "\n".join(lines), {"scores": scores, "macro_f1": round(macro, 3)}
+
+
+def own_report(report: dict[str, object], out: list[str]) -> None:
+    rows = own_test_set()
+    results, elapsed = run_classify([t for t, *_ in rows])
+    out.append(f"## Own test set (n={len(rows)}: generated held-out templates + handwritten)\n")
+    for lang in ("en", "es"):
+        pick = [(row, r) for row, r in zip(rows, results, strict=True) if row[1] == lang]
+        text, fig = f1_table(
+            f"Intent, {lang.upper()} (n={len(pick)})",
+            [row[2] for row, _ in pick],
+            [str(r["intent"]) for _, r in pick],
+        )
+        out.append(text)
+        neg = prf([row[3] for row, _ in pick], [str(r["sentiment"]) for _, r in pick], ["NEGATIVE"])[
+            "NEGATIVE"
+        ]
+        out.append(
+            f"NEGATIVE sentiment, {lang.upper()}: precision {neg['precision']:.3f}, recall {neg['recall']:.3f}\n"
+        )
+        lang_ok = sum(1 for row, r in pick if r["language"] == lang) / len(pick)
+        out.append(f"Language {lang.upper()} accuracy: {lang_ok:.3f}\n")
+        report[f"own_{lang}"] = {**fig, "negative": neg, "language_accuracy": round(lang_ok, 3)}
+    spam = [r for row, r in zip(rows, results, strict=True) if row[2] == "spam"]
+    drafted = sum(1 for r in spam if r["decision"] == "draft") / len(spam)
+    out.append(f"Spam drafted: {drafted:.1%} of {len(spam)}\n")
+    hand = [(row, r) for row, r in zip(rows, results, strict=True) if row[4] == "handwritten"]
+    hand_ok = sum(1 for row, r in hand if r["intent"] == row[2]) / len(hand)
+    out.append(f"Handwritten messages: intent accuracy {hand_ok:.3f} (n={len(hand)})\n")
+    from services.router.classification import LocalClassifier
+
+    classifier = LocalClassifier(RouterSettings())
+    started = time.perf_counter()
+    for text, *_ in rows:
+        classifier.classify(text)
+    throughput = len(rows) / (time.perf_counter() - started)
+    out.append(
+        f"Throughput (LocalClassifier.classify, one thread, loaded models): {throughput:.0f} texts/s; "
+        f"classify_stream incl. start-up and JSON: {len(rows) / elapsed:.0f} texts/s\n"
+    )
+    report["own"] = {"spam_drafted": round(drafted, 4), "handwritten_accuracy": round(hand_ok, 3),
+                     "throughput_texts_per_s": round(throughput, 1)}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, help="keep downloads here (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
+    parser.add_argument("--own", action="store_true", help="own test set only (no downloads)")
     args = parser.parse_args()
+    if args.own:
+        report: dict[str, object] = {}
+        out: list[str] = []
+        own_report(report, out)
+        print("\n".join(out))
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         cache = fetch(args.cache or Path(tmp))
         uci = uci_sentences(cache)
         fort = fortunes(cache)
         ovos = ovos_utterances(cache)
 
-    report: dict[str, object] = {}
-    out: list[str] = []
+    report = {}
+    out = []
+    own_report(report, out)
 
     # Sentiment, EN.
     results, elapsed = run_classify([t for t, _, _ in uci])

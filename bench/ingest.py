@@ -113,7 +113,13 @@ async def bench_ingest(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     port = free_port()
     env = common_env(
         infra,
-        **ingest_env(port, REPLYLINE_DB_POOL_MAX=str(args.pool), REPLYLINE_LOG_LEVEL="ERROR"),
+        **ingest_env(
+            port,
+            REPLYLINE_DB_POOL_MAX=str(args.pool),
+            REPLYLINE_LOG_LEVEL="ERROR",
+            # Several processes on the one port: port sharing must be asked for.
+            REPLYLINE_HTTP_REUSE_PORT="true" if args.ingest_procs > 1 else "false",
+        ),
     )
     procs = [ServiceProcess("ingest", env, work / "logs") for _ in range(args.ingest_procs)]
     ingest = procs[0]
@@ -313,8 +319,8 @@ def main(argv: list[str] | None = None) -> None:
         "--ingest-procs",
         type=int,
         default=1,
-        help="ingest processes on the one port (needs SO_REUSEPORT in ingest's "
-        "listener; see docs/benchmarks.md)",
+        help="ingest processes on the one port (sets REPLYLINE_HTTP_REUSE_PORT; "
+        "see docs/benchmarks.md)",
     )
     p.add_argument("--skip-baseline", action="store_true", help="measure ingest only")
     p.add_argument("--skip-baseline-open-loop", action="store_true")

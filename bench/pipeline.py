@@ -46,7 +46,8 @@ def pipeline_env(port: int) -> dict[str, dict[str, str]]:
         "ingest": ingest_env(port, REPLYLINE_DB_POOL_MAX="20"),
         "sender": {"REPLYLINE_SENDER_TRANSPORT": "console",
                    "REPLYLINE_QUIET_HOURS_START": "00:00", "REPLYLINE_QUIET_HOURS_END": "00:00"},
-        "drafter": {"REPLYLINE_LLM_BASE_URL": ""},
+        # Bursts off: with the production debounce (20 s) this would measure the wait.
+        "drafter": {"REPLYLINE_LLM_BASE_URL": "", "REPLYLINE_BURST_DEBOUNCE_S": "0"},
     }  # fmt: skip
 
 

@@ -8,6 +8,7 @@ namespace the names are exactly those of DESIGN.md: ``PIPELINE``, ``DLQ``,
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -24,12 +25,12 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from libs.events import Event, encode
-from libs.settings import CommonSettings, nats_servers
+from libs.settings import CommonSettings, SettingsError, nats_servers
 from libs.tracing import outgoing_traceparent
 
 log = structlog.get_logger("bus")
 
-DOMAINS = ("inbound", "draft", "outbound", "contact", "lead", "timer", "replay")
+DOMAINS = ("inbound", "draft", "outbound", "contact", "lead", "call", "timer", "replay")
 DAY_S = 86400.0
 
 # Headers the DLQ copy adds to the original ones.
@@ -40,6 +41,29 @@ H_DLQ_CONSUMER = "Replyline-Consumer"
 H_DLQ_DELIVERIES = "Replyline-Deliveries"
 #: On a replayed event: its PIPELINE sequence when first published (the order it keeps).
 H_REPLAY_SEQ = "Replyline-Replay-Seq"
+
+
+def auth_options(settings: CommonSettings) -> dict[str, Any]:
+    """nats-py connect options for the configured credentials (none: as in the URL).
+
+    With a user, replies come to ``_INBOX.<user>.>`` instead of ``_INBOX.>``, so
+    the server config can let each user read its own replies only (and not the
+    JetStream deliveries fetched by another service).
+    """
+    options: dict[str, Any] = {}
+    if settings.nats_creds:
+        options["user_credentials"] = settings.nats_creds
+    if settings.nats_user:
+        password = settings.nats_password
+        if settings.nats_password_file:
+            try:
+                password = Path(settings.nats_password_file).read_text().strip()
+            except OSError as exc:
+                where = f"REPLYLINE_NATS_PASSWORD_FILE={settings.nats_password_file}"
+                raise SettingsError(f"{where}: cannot read ({exc.strerror})") from None
+        user = settings.nats_user
+        options.update(user=user, password=password, inbox_prefix=f"_INBOX.{user}")
+    return options
 
 
 class Bus:
@@ -70,6 +94,7 @@ class Bus:
         nc = await nats.connect(
             nats_servers(settings.nats_url),
             name=name,
+            **auth_options(settings),
             error_cb=on_error,
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,

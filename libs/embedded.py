@@ -7,11 +7,15 @@ installed on the machine beforehand.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,6 +47,27 @@ def nats_server_binary() -> str:
     return found
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """``preexec_fn`` for a child that must not outlive its parent (Linux; a no-op elsewhere).
+
+    The kernel sends ``sig`` to the child when the thread that forked it ends,
+    however the parent died (kill -9 included), so always fork from the main
+    thread. Where this is unavailable, the dev launcher's reaper process
+    (replyline/commands/dev.py) still cleans up.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        return  # best effort: the reaper covers it
+    # The parent may have died between fork and prctl: then we were re-parented.
+    if os.getppid() == 1:
+        os.kill(os.getpid(), sig)
+
+
 def wait_for_port(host: str, port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -68,6 +93,9 @@ class EmbeddedNats:
         port: int = 0,
         log_file: Path | None = None,
         *,
+        config_file: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        die_with_parent: bool = False,
         server_name: str = "",
         cluster_name: str = "",
         cluster_port: int = 0,
@@ -80,6 +108,12 @@ class EmbeddedNats:
         self.cluster_name = cluster_name
         self.cluster_port = cluster_port
         self.routes = routes
+        #: A server config (e.g. deploy/nats/nats-server.conf with its users);
+        #: the port, store and log given here still win over the file's.
+        self.config_file = config_file
+        #: Extra environment for the server (the passwords the config refers to).
+        self.env = dict(env or {})
+        self.die_with_parent = die_with_parent
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -107,9 +141,18 @@ class EmbeddedNats:
             args += ["--cluster", self.cluster_url, "--cluster_name", self.cluster_name or "replyline"]
             if self.routes:
                 args += ["--routes", ",".join(self.routes)]
+        if self.config_file is not None:
+            # -m 0: the file's monitoring port is for the compose healthcheck only.
+            args += ["-c", str(self.config_file), "-m", "0"]
         # Own session: a Ctrl-C meant for the launcher must not kill NATS before
         # the services have drained through it.
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **self.env} if self.env else None,
+            preexec_fn=die_with_parent if self.die_with_parent else None,
+        )
 
     def start(self, timeout: float = 10.0) -> None:
         self.spawn()

@@ -88,6 +88,7 @@ RoutingDecision = Literal[
     "opt_in",
     "help",
     "duplicate",
+    "forward",  # thread in HUMAN_TAKEOVER: the drafter forwards the message to the owners
 ]
 
 
@@ -113,7 +114,18 @@ class InboundRouted(Event, frozen=True, kw_only=True, tag="inbound.routed"):
 
 # --- drafts and approvals --------------------------------------------------
 
-DecisionAction = Literal["approve", "reject", "edit", "unclear"]
+DecisionAction = Literal[
+    "approve",
+    "reject",
+    "edit",
+    "unclear",
+    # the owner console (docs/drafter.md, "Human takeover"): not decisions on a draft
+    "send",  # a person's free-text reply to the lead of ``ref`` (or ``number``)
+    "pause",
+    "resume",
+    "list",
+    "help",
+]
 DecisionSource = Literal["sms", "api", "dashboard"]
 
 
@@ -121,7 +133,10 @@ class DraftDecided(Event, frozen=True, kw_only=True, tag="draft.decided"):
     """An owner's decision (or an attempt at one), not yet checked against the drafts.
 
     ``thread`` is the reviewer's number for SMS decisions, the lead's thread for API ones.
-    ``ref`` is None for a bare reply ("YES") or when the command named none.
+    ``ref`` is None for a bare reply ("YES") or when the command named none. A ref
+    names one draft *version* (an edit gets a new ref): the decision applies to that
+    version only, never to a newer one (docs/drafter.md, "Which version a decision
+    applies to").
     """
 
     action: DecisionAction
@@ -132,6 +147,11 @@ class DraftDecided(Event, frozen=True, kw_only=True, tag="draft.decided"):
     text: str | None = None  # new text for an edit, the raw SMS for "unclear"
     notes: str = ""
     message_sid: str = ""  # the owner's SMS, when the decision came by SMS
+    #: When ingest received the owner's SMS. A bare reply ("YES") never applies to a
+    #: draft version prompted too shortly before it (the owner cannot have read it).
+    received_at: datetime | None = None
+    #: The lead's number for a "send" from the API/dashboard (SMS sends name a ``ref``).
+    number: str = ""
     dedup_fields: ClassVar[tuple[str, ...]] = ("id",)
 
 
@@ -188,7 +208,12 @@ class DraftRejected(Event, frozen=True, kw_only=True, tag="draft.rejected"):
 
 # --- outbound --------------------------------------------------------------
 
-OutboundKind = Literal["owner_prompt", "owner_alert", "workflow", "reply", "system"]
+OutboundKind = Literal[
+    "owner_prompt", "owner_alert", "workflow", "reply", "system", "human_reply", "after_hours"
+]
+#: ``after_hours``: the profile's fixed acknowledgement to a lead who texts while the
+#: business is closed (drafter; lead-facing: consent gate and quiet hours apply).
+HumanChannel = Literal["sms", "api", "dashboard"]
 
 
 class OutboundRequested(Event, frozen=True, kw_only=True, tag="outbound.requested"):
@@ -205,6 +230,25 @@ class OutboundRequested(Event, frozen=True, kw_only=True, tag="outbound.requeste
     media_urls: tuple[str, ...] = ()
     not_before: datetime | None = None
     workflow_enrollment_id: str | None = None
+    dedup_fields: ClassVar[tuple[str, ...]] = ("request_id",)
+
+
+class HumanReply(Event, frozen=True, kw_only=True, tag="outbound.human"):
+    """A person's free-text reply to a lead, from the business number.
+
+    Published only by the drafter, which checked who asked (an owner number, an
+    API token, a dashboard login) and audited it. The sender sends it through the
+    outbox like any lead-facing message (consent gate, at-most-once, status
+    callbacks; quiet hours per ``human_reply_quiet_hours``); the router puts the
+    thread in HUMAN_TAKEOVER. ``request_id`` names the send (idempotency).
+    """
+
+    request_id: str
+    to_number: str
+    body: str
+    author: str  # owner number, "api:<token name>", "dashboard:<user>"
+    channel: HumanChannel = "sms"
+    ref: str = ""  # the thread's ref, for the owner's confirmation
     dedup_fields: ClassVar[tuple[str, ...]] = ("request_id",)
 
 
@@ -277,6 +321,21 @@ class ContactPaused(Event, frozen=True, kw_only=True, tag="contact.paused"):
     reason: str = ""
 
 
+class ContactTakeover(Event, frozen=True, kw_only=True, tag="contact.takeover"):
+    """The router put a thread in HUMAN_TAKEOVER (active) or handed it back to the AI.
+
+    ``until`` is when the AI resumes if no person replies again; ``reason`` on the
+    end is "quiet_period", "resume" (RESUME / dashboard / API) or "opt_out".
+    """
+
+    number: str
+    active: bool = True
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str = ""
+    reason: str = ""
+
+
 class ContactTagged(Event, frozen=True, kw_only=True, tag="contact.tagged"):
     number: str
     tag_name: str
@@ -303,6 +362,26 @@ class LeadCreated(Event, frozen=True, kw_only=True, tag="lead.created"):
     dedup_fields: ClassVar[tuple[str, ...]] = ("lead_id",)
 
 
+# --- calls -----------------------------------------------------------------
+
+#: Why a call counts as missed: Twilio's DialCallStatus of the forwarded leg
+#: (no-answer, busy, failed, canceled), or ``no_forward`` when no forward number is set.
+MissedReason = Literal["no-answer", "busy", "failed", "canceled", "no_forward"]
+
+
+class CallMissed(Event, frozen=True, kw_only=True, tag="call.missed"):
+    """A voice call to the business number that nobody answered (ingest, from Twilio's
+    dial-status callback). The scheduler's ``call_missed`` trigger texts the caller back."""
+
+    call_sid: str
+    from_number: str
+    to_number: str = ""
+    reason: MissedReason = "no-answer"
+    #: When ingest received the callback (the text-back window is measured on it).
+    received_at: datetime = msgspec.field(default_factory=utcnow)
+    dedup_fields: ClassVar[tuple[str, ...]] = ("call_sid",)
+
+
 # --- timers ----------------------------------------------------------------
 
 TimerKind = Literal[
@@ -311,6 +390,8 @@ TimerKind = Literal[
     "reply_timeout",
     "quiet_hours",
     "no_response",
+    "takeover_quiet",  # the router's: hand a HUMAN_TAKEOVER thread back to the AI
+    "burst_debounce",  # the drafter's one-draft-per-burst wait (docs/drafter.md)
 ]
 
 
@@ -348,15 +429,18 @@ AnyEvent = (
     | DraftApproved
     | DraftRejected
     | OutboundRequested
+    | HumanReply
     | OutboundSent
     | OutboundFailed
     | OutboundStatus
     | ContactOptout
     | ContactOptin
     | ContactPaused
+    | ContactTakeover
     | ContactTagged
     | ContactUpdated
     | LeadCreated
+    | CallMissed
     | TimerSet
     | TimerCancel
     | TimerFired

@@ -9,7 +9,7 @@ a thread or an id.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_HANDLED = Counter(
     "replyline_events_handled_total",
@@ -21,7 +21,7 @@ SERVICE_READY = Gauge("replyline_service_ready", "1 when the service reports rea
 # ingest
 WEBHOOKS_RECEIVED = Counter(
     "replyline_webhooks_received_total",
-    "Webhooks accepted by ingest, by kind (sms, status, lead) and result (recorded, duplicate).",
+    "Webhooks accepted by ingest, by kind (sms, status, lead, voice) and result (recorded, duplicate).",
     ["kind", "result"],
 )
 
@@ -108,3 +108,20 @@ SYSTEM_READY = Gauge("replyline_system_ready", "1 when /health/system last repor
 def event_type_of(subject: str) -> str:
     """``inbound.received.15551234567`` -> ``inbound.received``."""
     return subject.rsplit(".", 1)[0]
+
+# --- human takeover (docs/drafter.md, "Human takeover") ---------------------------
+TAKEOVERS = Counter(
+    "replyline_takeovers_total",
+    "Threads put in HUMAN_TAKEOVER (started) or handed back to the AI (ended, by reason).",
+    ["event", "reason"],
+)
+HUMAN_REPLIES = Counter(
+    "replyline_human_replies_total",
+    "Free-text replies a person sent a lead, by channel and outcome (accepted, refused).",
+    ["channel", "outcome"],
+)
+TIME_TO_FIRST_HUMAN_REPLY = Histogram(
+    "replyline_time_to_first_human_reply_seconds",
+    "From the oldest open manual-queue item of a thread to the first human reply to it.",
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 172800),
+)

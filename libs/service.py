@@ -57,6 +57,9 @@ class ServiceContext(Generic[S]):
     probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = field(default_factory=dict)
     consumer: Consumer | None = None
     health_port: int | None = None
+    #: Routes a service adds to its health port (set in build, before that port starts):
+    #: internal-only endpoints such as ingest's GET /health/system.
+    internal_routes: list[web.RouteDef] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     failure: BaseException | None = None
@@ -154,7 +157,14 @@ class ServiceContext(Generic[S]):
 Build = Callable[[ServiceContext[S]], Awaitable[Mapping[type[Event], Handler]]]
 
 
-def health_routes(ctx: ServiceContext[Any]) -> list[web.RouteDef]:
+async def prometheus(_: web.Request) -> web.Response:
+    """GET /metrics: every metric of the default registry, in Prometheus text format."""
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def probe_routes(ctx: ServiceContext[Any]) -> list[web.RouteDef]:
+    """GET /health/live and /health/ready: what a load balancer may see on a public port."""
+
     async def live(_: web.Request) -> web.Response:
         return web.json_response({"service": ctx.name, "live": True})
 
@@ -165,19 +175,19 @@ def health_routes(ctx: ServiceContext[Any]) -> list[web.RouteDef]:
         body = {"service": ctx.name, "ready": ok, "checks": checks}
         return web.json_response(body, status=200 if ok else 503)
 
-    async def prometheus(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return [web.get("/health/live", live), web.get("/health/ready", ready)]
 
-    return [
-        web.get("/health/live", live),
-        web.get("/health/ready", ready),
-        web.get("/metrics", prometheus),
-    ]
+
+def health_routes(ctx: ServiceContext[Any]) -> list[web.RouteDef]:
+    """The health port's routes: the probes and /metrics (which names internals, so it
+    belongs on the internal network only)."""
+    return [*probe_routes(ctx), web.get("/metrics", prometheus)]
 
 
 async def _start_health_server(ctx: ServiceContext[Any], port: int) -> None:
     app = web.Application()
     app.add_routes(health_routes(ctx))
+    app.add_routes(ctx.internal_routes)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     ctx.stack.push_async_callback(runner.cleanup)

@@ -3,6 +3,15 @@
 Values come from an optional YAML file (``REPLYLINE_CONFIG``) overlaid by
 ``REPLYLINE_<FIELD>`` environment variables. Nothing else in the code base
 reads the environment: the object built here is passed down.
+
+A field whose type is a settings Struct is a *section* (e.g. the drafter's
+``drafter_llm``, a :class:`libs.llm.LlmSettings`): each of its values has a flat
+name ``<field>_<name>`` (``REPLYLINE_DRAFTER_LLM_BASE_URL``, or
+``drafter_llm_base_url`` in the file and in overrides) besides the nested form
+(``drafter_llm: {base_url: ...}``; ``REPLYLINE_DRAFTER_LLM`` as JSON). A class may
+name, in ``section_defaults``, an explicit shared default for a section: the
+drafter's ``{"drafter_llm": "llm"}`` reads ``REPLYLINE_LLM_<NAME>`` for any value
+its own variables leave unset. No other class reads those variables.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 import yaml
@@ -35,6 +44,9 @@ class SettingsError(Exception):
 class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Settings every service shares."""
 
+    #: Section field -> env prefix of its explicit shared default (see the module doc).
+    section_defaults: ClassVar[dict[str, str]] = {}
+
     #: One NATS URL, or several comma-separated (the servers of a cluster): the client
     #: picks one and fails over to the others (and to servers the cluster announces).
     nats_url: str = "nats://127.0.0.1:4222"
@@ -42,6 +54,13 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: deployment creates: 1 on a single server, 3 (or 5) on a JetStream cluster. More
     #: than the cluster has servers fails at start-up (nats-server refuses the stream).
     nats_replicas: int = 1
+    #: NATS credentials (deploy/nats/nats-server.conf has one user per service).
+    #: Either user + password (or password_file, e.g. a compose secret), or an
+    #: nkey/JWT ``.creds`` file; ``nats://user:pass@host`` in the URL also works.
+    nats_user: str = ""
+    nats_password: str = ""
+    nats_password_file: str = ""
+    nats_creds: str = ""
     database_url: str = "postgresql://postgres@127.0.0.1:5432/replyline"
     #: Prefix for stream, subject, consumer and KV names so several
     #: deployments (or test runs) can share one NATS server. Empty in production.
@@ -70,6 +89,15 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_max: int = 10
 
     def __post_init__(self) -> None:
+        if self.nats_password and self.nats_password_file:
+            raise ValueError("set nats_password or nats_password_file, not both")
+        if (self.nats_password or self.nats_password_file) and not self.nats_user:
+            raise ValueError("nats_password needs nats_user")
+        if self.nats_user and not re.fullmatch(r"[A-Za-z0-9_-]+", self.nats_user):
+            # It names the user's reply inbox (_INBOX.<user>.>): one subject token.
+            raise ValueError("nats_user may only hold letters, digits, '_' and '-'")
+        if self.nats_creds and self.nats_user:
+            raise ValueError("set nats_creds or nats_user, not both")
         if self.namespace and not re.fullmatch(r"[A-Za-z0-9_-]+", self.namespace):
             raise ValueError("namespace may only hold letters, digits, '_' and '-'")
         if not nats_servers(self.nats_url):
@@ -97,14 +125,92 @@ def env_name(field: str) -> str:
     return PREFIX + field.upper()
 
 
+def _sections(cls: type[msgspec.Struct]) -> dict[str, type[msgspec.Struct]]:
+    """The section fields of ``cls`` (their type is a Struct) and that type."""
+    found: dict[str, type[msgspec.Struct]] = {}
+    for field in msgspec.structs.fields(cls):
+        if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct):
+            found[field.name] = field.type
+    return found
+
+
 def _from_env(cls: type[msgspec.Struct], env: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
+    sections = _sections(cls)
+    shared: dict[str, str] = getattr(cls, "section_defaults", {})
     for field in msgspec.structs.fields(cls):
         raw = env.get(env_name(field.name))
-        if raw is None:
+        if raw is not None:
+            values[field.name] = _parse_env_value(field.name, field.type, raw)
+        section = sections.get(field.name)
+        if section is None:
             continue
-        values[field.name] = _parse_env_value(field.name, field.type, raw)
+        # Lowest first: the shared default, the section as JSON, then its own variables.
+        layers = []
+        if field.name in shared:
+            layers.append(_section_from_env(section, shared[field.name], env))
+        layers.append(values.pop(field.name, {}))
+        layers.append(_section_from_env(section, field.name, env))
+        merged = _merge_layers(layers)
+        if merged:
+            values[field.name] = merged
     return values
+
+
+def _section_from_env(section: type[msgspec.Struct], prefix: str, env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for sub in msgspec.structs.fields(section):
+        name = f"{prefix}_{sub.name}"
+        raw = env.get(env_name(name))
+        if raw is not None:
+            values[sub.name] = _parse_env_value(name, sub.type, raw)
+    return values
+
+
+def _merge_layers(layers: list[Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if isinstance(layer, msgspec.Struct):
+            layer = msgspec.structs.asdict(layer)
+        if not isinstance(layer, Mapping):
+            raise SettingsError(f"a settings section must be a mapping, got {layer!r}")
+        merged.update(layer)
+    return merged
+
+
+def _fold_sections(cls: type[msgspec.Struct], data: Mapping[str, Any]) -> dict[str, Any]:
+    """``drafter_llm_base_url: x`` -> ``drafter_llm: {base_url: x}`` (file and overrides)."""
+    sections = _sections(cls)
+    out: dict[str, Any] = {}
+    flat: dict[str, dict[str, Any]] = {}
+    for key, value in data.items():
+        owner = next((name for name in sections if key.startswith(name + "_")), None)
+        sub = key[len(owner) + 1 :] if owner else ""
+        if owner and sub in {f.name for f in msgspec.structs.fields(sections[owner])}:
+            flat.setdefault(owner, {})[sub] = value
+        else:
+            out[key] = value
+    for name, values in flat.items():
+        out[name] = _merge_layers([out.get(name, {}), values])
+    return out
+
+
+def _complete_sections(cls: type[msgspec.Struct], data: dict[str, Any]) -> None:
+    """A section given in part keeps the rest of its field's default *instance*
+    (``router_llm: X = X(timeout_s=10)``), not only its class's defaults."""
+    for field in msgspec.structs.fields(cls):
+        if field.name in data and isinstance(field.default, msgspec.Struct):
+            data[field.name] = _merge_layers([field.default, data[field.name]])
+
+
+def _overlay(cls: type[msgspec.Struct], data: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    """``data`` updated by ``layer``; a section is merged value by value, not replaced."""
+    sections = _sections(cls)
+    for key, value in layer.items():
+        if key in sections and key in data:
+            data[key] = _merge_layers([data[key], value])
+        else:
+            data[key] = value
 
 
 def _parse_env_value(name: str, annotation: Any, raw: str) -> Any:
@@ -170,15 +276,16 @@ def load(
         own = data.get(section) if section else None
         if own is not None and not isinstance(own, dict):
             raise SettingsError(f"{config_path}: '{section}' must be a mapping of setting: value")
-        data = {k: v for k, v in data.items() if k not in SERVICE_SECTIONS}
-        data.update({str(k).lower(): v for k, v in (own or {}).items()})
+        data = _fold_sections(cls, {k: v for k, v in data.items() if k not in SERVICE_SECTIONS})
+        _overlay(cls, data, _fold_sections(cls, {str(k).lower(): v for k, v in (own or {}).items()}))
     known = {f.name for f in msgspec.structs.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         where = f" (a service's own settings go under its name, e.g. '{section or 'router'}:')"
         raise SettingsError(f"{config_path}: unknown setting(s): {', '.join(unknown)}{where}")
-    data.update(_from_env(cls, env))
-    data.update(overrides or {})
+    _overlay(cls, data, _from_env(cls, env))
+    _overlay(cls, data, _fold_sections(cls, dict(overrides or {})))
+    _complete_sections(cls, data)
     try:
         return msgspec.convert(data, cls, strict=False)
     except msgspec.ValidationError as exc:
@@ -190,8 +297,9 @@ def _explain(message: str) -> str:
     missing = re.search(r"missing required field `(\w+)`", message)
     if missing:
         return f"{env_name(missing.group(1))} is required but not set"
-    at = re.search(r"at `\$\.(\w+)", message)
+    at = re.search(r"at `\$\.([\w.]+)", message)
     if at:
         reason = message.split(" - at ")[0]
-        return f"{env_name(at.group(1))}: {reason}"
+        # `$.drafter_llm.timeout_s` is REPLYLINE_DRAFTER_LLM_TIMEOUT_S.
+        return f"{env_name(at.group(1).replace('.', '_'))}: {reason}"
     return f"invalid settings: {message}"

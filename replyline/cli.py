@@ -6,10 +6,10 @@ import argparse
 import sys
 from types import ModuleType
 
-from replyline.commands import classify, dev, migrate, replay, run, sms, thread, workflows
+from replyline.commands import classify, contacts, dev, export, migrate, replay, run, sms, thread, workflows
 
 # Explicit registry: a subcommand exists because it is listed here.
-COMMANDS: list[ModuleType] = [dev, run, migrate, sms, classify, workflows, replay, thread]
+COMMANDS: list[ModuleType] = [dev, run, migrate, sms, classify, workflows, contacts, replay, thread, export]
 
 
 def build_parser() -> argparse.ArgumentParser:

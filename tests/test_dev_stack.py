@@ -8,6 +8,7 @@ stopped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -33,10 +34,11 @@ class Output:
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
+        with contextlib.suppress(OSError, ValueError):  # a test closed the pipe
+            for line in proc.stdout:
+                with self._cond:
+                    self.lines.append(line)
+                    self._cond.notify_all()
 
     def wait_for(self, *needles: str, timeout: float) -> str:
         """The first line holding every one of ``needles``."""
@@ -64,6 +66,8 @@ def test_dev_runs_the_whole_loop_and_stops_cleanly(tmp_path: Path) -> None:
         # The loop must finish now, whatever the time of day in New York.
         "REPLYLINE_QUIET_HOURS_START": "00:00",
         "REPLYLINE_QUIET_HOURS_END": "00:00",
+        # The draft at once, not after the burst debounce (20 s by default).
+        "REPLYLINE_BURST_DEBOUNCE_S": "0",
     }
     data = tmp_path / "data"
     proc = subprocess.Popen(
@@ -105,3 +109,86 @@ def test_dev_runs_the_whole_loop_and_stops_cleanly(tmp_path: Path) -> None:
         if p.info["cmdline"] and str(data) in " ".join(p.info["cmdline"])
     ]
     assert leftovers == []
+
+
+def _alive(proc: psutil.Process) -> bool:
+    # A dead child of a dead launcher may stay a zombie until init reaps it.
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(_alive(p) for p in procs):
+            return []
+        time.sleep(0.1)
+    left = []
+    for p in procs:
+        if _alive(p):
+            with contextlib.suppress(psutil.Error):
+                left.append(" ".join(p.cmdline()))
+    return left
+
+
+def _using(data: Path) -> list[psutil.Process]:
+    """Every process whose command line names the data folder (nats-server, Postgres)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        if p.info["cmdline"] and str(data) in " ".join(p.info["cmdline"]):
+            found.append(p)
+    return found
+
+
+def _start_dev(tmp_path: Path) -> tuple[subprocess.Popen[str], Output, Path]:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "PYTHONPATH": str(ROOT),
+        "REPLYLINE_HTTP_PORT": str(free_port()),
+        "REPLYLINE_DEV_NATS_PORT": str(free_port()),
+    }
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "replyline", "dev", "--data-dir", str(data), "--no-color"],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    out = Output(proc)
+    out.wait_for("Ctrl-C stops everything", timeout=90)
+    for name in ("ingest", "router", "drafter", "sender", "scheduler"):
+        out.wait_for("service_ready", f"service={name}", timeout=60)
+    return proc, out, data
+
+
+def test_kill_9_of_the_launcher_leaves_no_process_behind(tmp_path: Path) -> None:
+    proc, _, data = _start_dev(tmp_path)
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+        names = " ".join(" ".join(c.cmdline()) for c in children)
+        assert "nats-server" in names and names.count("-m services.") == 5, names
+        postgres = [p for p in _using(data) if "nats-server" not in " ".join(p.cmdline())]
+        assert postgres, "the embedded Postgres is running"
+    finally:
+        proc.kill()  # SIGKILL: no clean-up code of the launcher runs
+        proc.wait(timeout=10)
+    # The five services and nats-server die with it (PR_SET_PDEATHSIG, then the reaper).
+    assert _wait_gone(children, timeout=5) == []
+    # Postgres (daemonized by pg_ctl) is stopped by the reaper.
+    assert _wait_gone(postgres, timeout=15) == []
+
+
+def test_a_closed_stdout_still_stops_everything(tmp_path: Path) -> None:
+    """`./bin/dev | tee log`, then Ctrl-C: tee is gone before the launcher prints its goodbyes."""
+    proc, _, data = _start_dev(tmp_path)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    # Close the read end while the reader thread is blocked on it: the launcher's
+    # next write fails with EPIPE (nobody reads the pipe any more).
+    os.close(proc.stdout.fileno())  # type: ignore[union-attr]
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=60)
+    assert code in (0, 1), code
+    assert _wait_gone(children, timeout=5) == []
+    assert _wait_gone(_using(data), timeout=15) == []

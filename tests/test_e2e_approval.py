@@ -131,9 +131,9 @@ async def stack(
     specs: list[tuple[str, Any, Any, Any]] = [
         ("drafter", make_settings(
             DrafterSettings, **common,
-            llm_base_url=primary.base_url, llm_model="gpt-4o-mini",
-            llm_fallback_base_url=fallback.base_url, llm_fallback_model="small-model",
-            llm_max_retries=0, llm_timeout_s=2.0,
+            drafter_llm_base_url=primary.base_url, drafter_llm_model="gpt-4o-mini",
+            drafter_llm_fallback_base_url=fallback.base_url, drafter_llm_fallback_model="small-model",
+            drafter_llm_max_retries=0, drafter_llm_timeout_s=2.0,
         ), drafter_build, DRAFTER_MIGRATIONS),
         ("router", make_settings(RouterSettings, **common), router_build, ROUTER_MIGRATIONS),
         ("sender", make_settings(
@@ -181,13 +181,15 @@ async def test_lead_sms_edit_then_yes_sends_the_edited_reply(
 
     await stack.sms(OWNER, f"EDIT {ref} It's $129 flat. I can come tomorrow at 9am.")
     prompts = await stack.texts_to(OWNER, 2)
+    new_ref = _ref_of(prompts[1])  # each version has its own ref
+    assert new_ref != ref
     assert prompts[1] == (
-        f"Draft #{ref} for {LEAD}: \"It's $129 flat. I can come tomorrow at 9am.\" "
-        f"Reply YES {ref}, NO {ref}, or EDIT {ref} <new text>."
+        f"Draft #{new_ref} for {LEAD}: \"It's $129 flat. I can come tomorrow at 9am.\" "
+        f"Reply YES {new_ref}, NO {new_ref}, or EDIT {new_ref} <new text>."
     )
     await collector.wait_for(DraftCreated, lambda e: e.version == 2)
 
-    await stack.sms(OWNER, f"YES {ref}")
+    await stack.sms(OWNER, f"YES {new_ref}")
     (approved,) = await collector.wait_for(DraftApproved, timeout=15)
     assert (approved.version, approved.reviewer, approved.to_number) == (2, OWNER, LEAD)
     # The sender delivered exactly the approved text to the lead, and nothing else.
@@ -260,3 +262,65 @@ async def test_bare_yes_with_two_pending_drafts_gets_a_clarifying_sms(
     chosen = next(d for d in listed["drafts"] if d["ref"] == refs[1])
     assert (approved.draft_id, approved.to_number) == (chosen["draft_id"], chosen["to_number"])
     assert approved.reviewer.startswith("api:")
+
+
+@pytest.mark.parametrize("glued", ["YES{ref}", "YES#{ref}", "{ref}YES", "Y{ref}", "YES {ref},0"])
+async def test_a_ref_glued_to_yes_never_approves_the_other_pending_draft(
+    stack: Stack, collector: EventCollector, pool: asyncpg.Pool, glued: str
+) -> None:
+    """Issue 11 item 2: "YES1000" used to be read as a bare YES, which approves
+    whichever single draft is pending: here the other lead's draft."""
+    await stack.sms(LEAD, "Hi, how much does drain cleaning cost for a kitchen sink?")
+    (first,) = await stack.texts_to(OWNER, 1)
+    first_ref = _ref_of(first)
+    await stack.sms(OWNER, f"NO {first_ref}")
+    await collector.wait_for(DraftRejected, timeout=15)
+    await stack.sms(LEAD_2, "How much do you charge to repair a water heater?")
+    texts = await stack.texts_to(OWNER, 2)
+    other_ref = _ref_of(texts[1])
+
+    # The only pending draft is LEAD_2's; the owner means the first one.
+    await stack.sms(OWNER, glued.format(ref=first_ref))
+    texts = await stack.texts_to(OWNER, 3)
+    assert texts[2].startswith("Sorry, I did not understand"), texts[2]
+    assert f"#{other_ref} for {LEAD_2}" in texts[2]
+    await collector.assert_none(DraftApproved, within=1.0)
+    status = await pool.fetchval("SELECT status FROM drafts WHERE ref = $1", other_ref)
+    assert status == "DRAFT_PENDING_APPROVAL"
+    assert stack.twilio.messages_to(LEAD_2) == []
+
+
+async def test_yes_to_a_prompt_replaced_by_an_api_edit_reasks_with_the_new_text(
+    stack: Stack, collector: EventCollector, pool: asyncpg.Pool
+) -> None:
+    """Issue 11 item 9: the owner's YES applies to the version their prompt showed."""
+    await stack.sms(LEAD, "Hi, how much does drain cleaning cost for a kitchen sink?")
+    (prompt,) = await stack.texts_to(OWNER, 1)
+    v1_ref = _ref_of(prompt)
+
+    # Someone edits it on the owner API while the owner reads the first prompt.
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    async with stack.http.post(
+        stack.ingest_url + f"/api/drafts/{v1_ref}/edit", headers=auth,
+        json={"text": "Drain cleaning is $99 today only."},
+    ) as resp:
+        assert resp.status == 202, await resp.text()
+    (v2,) = await collector.wait_for(DraftCreated, lambda e: e.version == 2, timeout=15)
+    texts = await stack.texts_to(OWNER, 2)
+    assert _ref_of(texts[1]) == v2.ref != v1_ref
+
+    await stack.sms(OWNER, f"YES {v1_ref}")
+    texts = await stack.texts_to(OWNER, 3)
+    assert texts[2] == (
+        f"Draft #{v1_ref} was changed before your reply; nothing was done. Now: "
+        f'Draft #{v2.ref} for {LEAD}: "Drain cleaning is $99 today only." '
+        f"Reply YES {v2.ref}, NO {v2.ref}, or EDIT {v2.ref} <new text>."
+    )
+    await collector.assert_none(DraftApproved, within=1.0)
+    statuses = await pool.fetch("SELECT version, status FROM drafts ORDER BY version")
+    assert [tuple(r) for r in statuses] == [(1, "SUPERSEDED"), (2, "DRAFT_PENDING_APPROVAL")]
+
+    await stack.sms(OWNER, f"YES {v2.ref}")
+    (approved,) = await collector.wait_for(DraftApproved, timeout=15)
+    assert (approved.version, approved.body) == (2, "Drain cleaning is $99 today only.")
+    assert await stack.texts_to(LEAD, 1) == ["Drain cleaning is $99 today only."]

@@ -104,13 +104,14 @@ async def decision_row(pool: asyncpg.Pool, sid: str) -> asyncpg.Record:
         (
             "This is terrible, worst service ever, you ruined my car and nobody cares",
             {},
-            "negative_sentiment",
+            "complaint",
             "needs_review",
             "NEEDS_REVIEW",
         ),
+        ("You people are rude and awful, what a joke", {}, "negative_sentiment", "needs_review", "NEEDS_REVIEW"),
         ("purple elephants dance quietly", {}, "unknown_intent", "needs_review", "NEEDS_REVIEW"),
     ],
-    ids=["english-draft", "spanish-draft", "empty", "media", "german", "negative", "unknown"],
+    ids=["english-draft", "spanish-draft", "empty", "media", "german", "complaint", "negative", "unknown"],
 )
 async def test_each_rule_from_a_signed_webhook(
     inbound: Inbound,

@@ -5,8 +5,10 @@
     REPLYLINE_INTENTS_PATH=my_intents.yaml replyline classify messages.jsonl
 
 Each input line is {"text": ..., "from": optional E.164, "num_media": optional int};
-each output line has language, language_confidence, sentiment(+score), intent(+score),
-decision and rule, computed by exactly the router's code with the router's settings
+each output line has language (+confidence, method), sentiment(+score), intent(+score,
+and intent_rule: which of the profile or the model decided), the features that
+weighed most (evidence), decision and rule (the routing rule that decided),
+computed by exactly the router's code with the router's settings
 (REPLYLINE_* variables / REPLYLINE_CONFIG). Threads are taken as neither paused nor
 opted out. The LLM is never called: this is the local classifier.
 """
@@ -38,10 +40,13 @@ class _Out(msgspec.Struct, frozen=True, omit_defaults=False):
     text: str
     language: str | None
     language_confidence: float | None
+    language_method: str | None
     sentiment: str | None
     sentiment_score: float | None
     intent: str | None
     intent_score: float | None
+    intent_rule: str | None
+    evidence: str | None
     decision: str
     rule: str
     status: str
@@ -87,10 +92,13 @@ def classify_stream(settings: RouterSettings, source: IO[str], sink: IO[str]) ->
             text=line.text,
             language=c.language if c else None,
             language_confidence=c.language_confidence if c else None,
+            language_method=c.language_method if c else None,
             sentiment=c.sentiment if c else None,
             sentiment_score=c.sentiment_score if c else None,
             intent=c.intent if c else None,
             intent_score=c.intent_score if c else None,
+            intent_rule=c.intent_rule if c else None,
+            evidence=c.evidence if c else None,
             decision=result.decision,
             rule=result.rule,
             status=result.status,

@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,13 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
-from libs.embedded import EmbeddedNats, EmbeddedPostgres, port_is_free, with_database
+from libs.embedded import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    die_with_parent,
+    port_is_free,
+    with_database,
+)
 from libs.settings import (
     DEV_TWILIO_AUTH_TOKEN,
     SettingsError,
@@ -100,14 +107,68 @@ class Stack:
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.stopping = asyncio.Event()
         self.api_token = ""
+        self.reaper: subprocess.Popen[bytes] | None = None
+        self.output_closed = False
 
     def say(self, text: str) -> None:
-        print(f"{'dev':<10}| {text}", flush=True)
+        self.write(f"{'dev':<10}| {text}\n")
+
+    def write(self, text: str) -> None:
+        """Print, surviving a closed stdout (`./bin/dev | tee log`, then Ctrl-C kills tee).
+
+        A write to a closed pipe raises BrokenPipeError; letting it propagate skipped
+        the clean-up and left every child running. From then on output is dropped,
+        children's logs are still read (so they never block on a full pipe) and the
+        stack stops in order. The launcher stops too: nobody is watching it.
+        """
+        if self.output_closed:
+            return
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self.output_closed = True
+            # Python would report the broken pipe again when it flushes at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            self.stopping.set()
+
+    def start_reaper(self) -> None:
+        """A process that stops the children if this one dies without its clean-up."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / "reaper.log", "ab") as log:
+            self.reaper = subprocess.Popen(
+                [sys.executable, "-m", "replyline.commands.reaper"],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # it must outlive us, and Ctrl-C is not for it
+            )
+
+    def tell_reaper(self, line: str) -> None:
+        if self.reaper is None or self.reaper.stdin is None:
+            return
+        with contextlib.suppress(OSError):
+            self.reaper.stdin.write(line.encode() + b"\n")
+            self.reaper.stdin.flush()
+
+    def dismiss_reaper(self) -> None:
+        if self.reaper is None:
+            return
+        self.tell_reaper("done")
+        if self.reaper.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.reaper.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.reaper.wait(timeout=5)
+        self.reaper = None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, self.stopping.set)
+        self.start_reaper()
         try:
             env = await self.start_infrastructure()
             supervisors = [
@@ -124,6 +185,7 @@ class Stack:
             await asyncio.gather(*supervisors, return_exceptions=True)
         finally:
             self.stop_infrastructure()
+            self.dismiss_reaper()
         self.say("stopped")
         return 0
 
@@ -141,11 +203,14 @@ class Stack:
                 from libs.embedded import free_port
 
                 port = free_port()
-            self.nats = EmbeddedNats(self.data_dir / "nats", port=port)
+            # Dies with the launcher even on kill -9 (Linux; elsewhere the reaper stops it).
+            self.nats = EmbeddedNats(self.data_dir / "nats", port=port, die_with_parent=True)
             self.say(
                 f"starting embedded nats-server (JetStream) on port {port}, data in {self.nats.store_dir}"
             )
             self.nats.start()
+            assert self.nats.proc is not None
+            self.tell_reaper(f"pid {self.nats.proc.pid}")
             env["REPLYLINE_NATS_URL"] = self.nats.url
         if not self.settings.database_url:
             self.say(
@@ -154,6 +219,10 @@ class Stack:
             )
             started = time.monotonic()
             self.pg = EmbeddedPostgres(self.data_dir / "pg")
+            # pg_ctl daemonizes Postgres, so no death signal can reach it: the reaper
+            # stops it if we die. (It listens on a socket in the data dir only, so a
+            # leftover one would not take a port; the next launch would reuse it.)
+            self.tell_reaper(f"pg {self.pg.data_dir}")
             await asyncio.to_thread(self.pg.start)
             env["REPLYLINE_DATABASE_URL"] = await ensure_database(self.pg.url, "replyline")
             self.say(f"Postgres ready in {time.monotonic() - started:.1f}s")
@@ -182,11 +251,15 @@ class Stack:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+                # Forked from the event loop's (main) thread: SIGTERM when we die.
+                preexec_fn=die_with_parent,
             )  # fmt: skip
             self.procs[name] = proc
+            self.tell_reaper(f"pid {proc.pid}")
             assert proc.stdout is not None
             await self.pipe(name, index, proc.stdout)
             code = await proc.wait()
+            self.tell_reaper(f"gone {proc.pid}")
             if self.stopping.is_set():
                 return
             restarts = restarts + 1 if time.monotonic() - started < 10 else 1
@@ -200,8 +273,7 @@ class Stack:
         if self.color:
             prefix = f"{COLORS[index % len(COLORS)]}{prefix}{RESET}"
         async for line in stream:
-            sys.stdout.write(prefix + line.decode(errors="replace"))
-            sys.stdout.flush()
+            self.write(prefix + line.decode(errors="replace"))
 
     async def stop_children(self, grace: float = 15.0) -> None:
         for proc in self.procs.values():

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 
 import yaml
 
+from replyline.commands import workflows_admin
 from services.scheduler.workflow.definition import (
     Definition,
     DefinitionError,
@@ -43,6 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         '\'{"first_name": "Ana", "phone": "+15551234567", "source": "facebook_ad"}\'',
     )
     test.add_argument("--start", help="ISO time the enrollment starts (default: now, UTC)")
+    _api_arguments(test)  # with --api, FILE is the name of a stored workflow
 
     export = actions.add_parser(
         "export", help="convert a definition to JSON (or YAML); with --api, FILE is a workflow name"
@@ -60,6 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     imp.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR), help="workflows folder")
     imp.add_argument("--force", action="store_true", help="overwrite an existing file")
     _api_arguments(imp)
+    workflows_admin.add_actions(actions, _api_arguments)
     parser.set_defaults(handler=run)
     return parser
 
@@ -74,6 +77,14 @@ def run(args: argparse.Namespace) -> int:
     action = args.workflows_action
     if action == "validate":
         return _validate(args.files)
+    if action in workflows_admin.ADMIN_ACTIONS:
+        return workflows_admin.run(args, _call, _api_failure)
+    if action == "test" and args.api:
+        contact = _contact(args.contact)
+        if contact is None:
+            return 2
+        args.contact_data = contact
+        return workflows_admin.run(args, _call, _api_failure)
     if action == "test":
         return _test(args.file, args.contact, args.start)
     if action in ("export", "import") and args.api:
@@ -110,6 +121,19 @@ def _validate(files: list[Path]) -> int:
             f"{len(definition.steps)} steps, trigger {definition.workflow.trigger.type})"
         )
     return 1 if failed else 0
+
+
+def _contact(contact_arg: str) -> dict[str, Any] | None:
+    try:
+        text = Path(contact_arg[1:]).read_text() if contact_arg.startswith("@") else contact_arg
+        contact = json.loads(text)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
+    if not isinstance(contact, dict):
+        print("error: --contact must be a JSON object", file=sys.stderr)
+        return None
+    return contact
 
 
 def _test(path: Path, contact_arg: str, start_arg: str | None) -> int:

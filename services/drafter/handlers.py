@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -37,24 +38,22 @@ from libs.events import (
     DraftRejected,
     DraftRequested,
     InboundRouted,
+    OutboundFailed,
     OutboundRequested,
+    OutboundSent,
     TimerCancel,
     TimerFired,
     TimerSet,
     thread_of,
     utcnow,
 )
+from libs.llm import LLM
+from libs.owner_protocol import fits_sms
 from services.drafter import owner_texts
-from services.drafter.llm import LLM, Attempt, LLMFailure
+from services.drafter.after_hours import acknowledge_if_closed
+from services.drafter.bursts import DROPS_BURST, Bursts
 from services.drafter.profile import Profile
-from services.drafter.prompt import (
-    HistoryItem,
-    build_messages,
-    clean_reply,
-    language_of,
-    render_prompt,
-    template_draft,
-)
+from services.drafter.replying import Replier, message_of
 from services.drafter.settings import DrafterSettings
 from services.drafter.store import (
     APPROVED,
@@ -65,8 +64,8 @@ from services.drafter.store import (
     draft_of,
     enqueue_manual,
     insert_draft,
-    insert_traces,
 )
+from services.drafter.takeover import CONSOLE_ACTIONS, Console, thread_ref
 
 SERVICE = "drafter"
 log = structlog.get_logger("drafter")
@@ -87,61 +86,49 @@ class Drafter:
     pool: asyncpg.Pool
     llm: LLM
     profile: Profile
+    #: Tests pass a manual clock (business hours decide the after-hours acknowledgement).
+    clock: Callable[[], datetime] = field(default=utcnow)
+    replier: Replier = field(init=False)
+    bursts: Bursts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.console = Console(self.settings, self.bus, self.pool, self._tell_owner)
+        self.replier = Replier(self)
+        self.bursts = Bursts(self)
 
     # --- inbound.routed ----------------------------------------------------
 
-    async def on_routed(self, event: InboundRouted, d: Delivery) -> Drop | None:
+    async def on_routed(self, event: InboundRouted, d: Delivery) -> Drop | Retry | None:
+        """Routing applies per message; drafting is services/drafter/replying.py, and with
+        bursts on (burst_debounce_s > 0) waits for the burst (services/drafter/bursts.py)."""
+        if event.decision == "forward":
+            # HUMAN_TAKEOVER: a person answers this thread; nothing of it is drafted.
+            await self.bursts.drop(event.thread, f"{event.decision}:{event.rule}")
+            await self.console.forward(event)
+            return None
+        if event.decision in DROPS_BURST:
+            await self.bursts.drop(event.thread, f"{event.decision}:{event.rule}")
+            return None
+        # Before the draft: the lead hears "we're closed" first, the reply follows.
+        await acknowledge_if_closed(
+            event, profile=self.profile, pool=self.pool, bus=self.bus, clock=self.clock
+        )
         if event.decision == "needs_review":
             await self._needs_review(event)
+            if self.bursts.on:
+                await self.bursts.review(event)
             return None
         if event.decision != "draft":
-            return None  # opt-outs, paused threads, owner commands: not ours
+            return None  # owner commands, help, duplicates: not ours
+        if self.bursts.on:
+            await self.bursts.collect(event)
+            return None
         async with self.pool.acquire() as conn:
             existing = draft_of(await conn.fetchrow(Q.draft_for_inbound, event.message_sid))
-        if existing is not None:
-            # Redelivered after the commit: the events are in the stream already;
-            # publishing them again is deduplicated and covers a lost ack.
-            await self._announce(existing)
-            return None
-
-        async with self.pool.acquire() as conn:
-            if await self._stale(conn, event):
+            if existing is None and await self._stale(conn, event):
                 await self._skip_stale(event)
                 return None
-
-        language = language_of(event.language)
-        if not self.llm.configured:
-            body = template_draft(self.profile, intent=event.intent, language=language)
-            await self._create_first_version(event, body, "template", language)
-            return None
-
-        async with self.pool.acquire() as conn:
-            history = await self._history(conn, event)
-        messages = build_messages(
-            self.profile,
-            language=language,
-            intent=event.intent,
-            lead_message=event.body,
-            history=history,
-        )
-        prompt_text = render_prompt(messages) if self.settings.record_prompts else None
-        await d.in_progress()  # the call may outlast ack_wait; the consumer keeps beating too
-        try:
-            completion = await self.llm.complete(
-                messages,
-                max_tokens=self.settings.llm_max_tokens,
-                temperature=self.settings.llm_temperature,
-            )
-        except LLMFailure as failure:
-            count_llm(failure.attempts)
-            await self._llm_failed(event, failure, prompt_text)
-            return None
-        count_llm(completion.attempts)
-        body = clean_reply(completion.text) or completion.text
-        await self._create_first_version(
-            event, body, "llm", language, traces=completion.attempts, prompt_text=prompt_text
-        )
-        return None
+        return await self.replier.draft(event.thread, event.from_number, [message_of(event)], d)
 
     async def _stale(self, conn: asyncpg.Connection, event: InboundRouted) -> bool:
         """A newer message of the thread was drafted already (replicas, replays).
@@ -167,79 +154,46 @@ class Drafter:
                 details={"message_sid": event.message_sid, "stream_seq": event.stream_seq},
             )
 
-    async def _history(self, conn: asyncpg.Connection, event: InboundRouted) -> list[HistoryItem]:
-        rows = await conn.fetch(
-            Q.thread_history, event.thread, event.message_sid, self.settings.history_messages
-        )
-        items: list[HistoryItem] = []
-        for row in reversed(rows):  # the query returns newest first
-            if row["inbound_body"]:
-                items.append(HistoryItem(author="lead", body=row["inbound_body"]))
-            if row["approved_body"]:
-                items.append(HistoryItem(author="business", body=row["approved_body"]))
-        return items
-
-    async def _create_first_version(
+    def promptable(
         self,
-        event: InboundRouted,
+        ref: str,
+        to_number: str,
         body: str,
-        source: str,
-        language: str,
-        *,
-        traces: tuple[Any, ...] = (),
-        prompt_text: str | None = None,
-    ) -> None:
-        draft_id = str(uuid.uuid4())
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(Q.lock_thread, event.thread)
-            if await self._stale(conn, event):  # another replica drafted a newer message
-                await self._skip_stale(event, conn)
-                return
-            ref = await conn.fetchval(Q.next_ref)
-            draft = await insert_draft(
-                conn,
-                draft_id=draft_id,
-                version=1,
-                ref=ref,
-                thread=event.thread,
-                to_number=event.from_number,
-                body=body,
-                source=source,
-                in_reply_to=event.message_sid,
-                inbound_body=event.body,
-                intent=event.intent,
-                language=language,
-                created_by="SYSTEM",
-                expires_at=utcnow() + timedelta(seconds=self.settings.draft_expiry_s),
-                inbound_seq=event.stream_seq,
+        messages: Sequence[str] = (),
+        replaces: Sequence[str] = (),
+    ) -> bool:
+        """Whether the whole text fits the draft limit and one owner prompt SMS."""
+        if len(body) > self.settings.max_draft_chars:
+            return False
+        if len(messages) > 1 or replaces:
+            return owner_texts.burst_prompt(ref, to_number, body, messages, replaces) is not None
+        return fits_sms(ref, to_number, body)
+
+    def prompt_text(self, draft: Draft) -> str:
+        """The owner prompt for a version, or, when it cannot be shown whole, why not.
+
+        A first version answering several lead messages (a burst) or replacing pending
+        drafts says so and quotes what the lead wrote; an edit is the owner's own text.
+        """
+        several = len(draft.lead_messages) > 1 or bool(draft.replaces_refs)
+        if draft.sms_prompted and draft.version == 1 and several:
+            text = owner_texts.burst_prompt(
+                draft.ref, draft.to_number, draft.body, draft.lead_messages, draft.replaces_refs
             )
-            await insert_traces(
-                conn,
-                traces,
-                draft_id=draft_id,
-                thread=event.thread,
-                in_reply_to=event.message_sid,
-                prompt=prompt_text,
-            )
-            await audit(
-                conn,
-                service=SERVICE,
-                action="draft_created",
-                thread=event.thread,
-                details={
-                    "draft_id": draft_id,
-                    "ref": ref,
-                    "version": 1,
-                    "source": source,
-                    "in_reply_to": event.message_sid,
-                },
-            )
-            await self._announce(draft)
-        metrics.DRAFTS_CREATED.labels(source).inc()  # committed (the stale branch returned above)
-        log.info("draft_created", draft_id=draft_id, ref=ref, source=source)
+            if text is not None:
+                return text
+        if draft.sms_prompted:
+            return owner_texts.approval_prompt(draft.ref, draft.to_number, draft.body)
+        return owner_texts.too_long(
+            draft.ref, draft.to_number, len(draft.body), self.settings.max_draft_chars
+        )
 
     async def _announce(self, draft: Draft) -> None:
-        """draft.created, the owner prompts and the expiry timer for one version."""
+        """draft.created, the owner prompts and the expiry timer for one version.
+
+        A version too long to show whole by SMS gets a short notice instead of a
+        prompt: it waits on the dashboard, and SMS approvals of it are refused.
+        """
         await self.bus.publish(
             DraftCreated(
                 thread=draft.thread,
@@ -254,11 +208,10 @@ class Drafter:
                 source=draft.source,  # type: ignore[arg-type]
             )
         )
-        text = owner_texts.approval_prompt(draft.ref, draft.to_number, draft.body)
+        text = self.prompt_text(draft)
+        kind = "owner_prompt" if draft.sms_prompted else "owner_alert"
         for owner in self.settings.owner_numbers:
-            await self._tell_owner(
-                owner, text, f"prompt:{draft.draft_id}:{draft.version}", kind="owner_prompt"
-            )
+            await self._tell_owner(owner, text, f"prompt:{draft.draft_id}:{draft.version}", kind=kind)
         assert draft.expires_at is not None
         await self.bus.publish(
             TimerSet(
@@ -292,39 +245,6 @@ class Drafter:
         for owner in self.settings.owner_numbers:
             await self._tell_owner(owner, body, request_key)
 
-    async def _llm_failed(self, event: InboundRouted, failure: LLMFailure, prompt_text: str | None) -> None:
-        log.warning("llm_failed", error=str(failure))
-        async with self.pool.acquire() as conn, conn.transaction():
-            await insert_traces(
-                conn,
-                failure.attempts,
-                draft_id=None,
-                thread=event.thread,
-                in_reply_to=event.message_sid,
-                prompt=prompt_text,
-            )
-            await enqueue_manual(
-                conn,
-                key=f"llm_failed:{event.message_sid}",
-                thread=event.thread,
-                number=event.from_number,
-                reason="llm_failed",
-                detail=str(failure),
-                message_sid=event.message_sid,
-                body=event.body,
-            )
-            await audit(
-                conn,
-                service=SERVICE,
-                action="needs_review",
-                thread=event.thread,
-                details={"reason": "llm_failed", "message_sid": event.message_sid, "error": str(failure)},
-            )
-            await self._tell_owners(
-                owner_texts.llm_failed(event.from_number, event.body),
-                f"llm_failed:{event.message_sid}",
-            )
-
     async def _needs_review(self, event: InboundRouted) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await _queue_for_review(
@@ -335,8 +255,9 @@ class Drafter:
                 details={"rule": event.rule, "message_sid": event.message_sid},
             )
             if self.settings.alert_on_needs_review:
+                ref = await thread_ref(conn, event.thread, event.from_number)
                 await self._tell_owners(
-                    owner_texts.needs_review(event.from_number, event.body, event.rule),
+                    owner_texts.needs_review(event.from_number, event.body, event.rule, ref),
                     f"needs_review:{event.message_sid}",
                 )
 
@@ -381,6 +302,8 @@ class Drafter:
                 request_id=event.request_id,
                 workflow_enrollment_id=event.workflow_enrollment_id,
                 workflow_step_id=event.step_id,
+                # The workflow's text is never cut: too long, and it waits on the dashboard.
+                sms_prompted=self.promptable(ref, event.to_number, event.body),
             )
             await audit(
                 conn,
@@ -405,6 +328,9 @@ class Drafter:
     # --- draft.decided -------------------------------------------------------
 
     async def on_decided(self, event: DraftDecided, d: Delivery) -> Retry | None:
+        if event.action in CONSOLE_ACTIONS:
+            await self._console(event)
+            return None
         if d.num_delivered <= UNKNOWN_DRAFT_RETRIES and not await self._names_known_draft(event):
             # draft.created and the owner prompt are published before the creating
             # transaction commits, so a fast decision can arrive first: wait, don't refuse.
@@ -417,6 +343,18 @@ class Drafter:
         decision.count()  # committed: a rolled-back attempt is redelivered and counts then
         return None
 
+    async def _console(self, event: DraftDecided) -> None:
+        """SEND / PAUSE / RESUME / LIST / HELP (services/drafter/takeover.py)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(Q.decision_seen, event.id):
+                return
+            outcome = await self.console.apply(conn, event)
+        metrics.DRAFT_DECISIONS.labels(event.action, event.source, outcome).inc()
+
+    async def on_outbound(self, event: OutboundSent | OutboundFailed, d: Delivery) -> None:
+        """The delivery result of a human reply, for the owner who sent it by SMS."""
+        await self.console.on_outcome(event)
+
     async def _names_known_draft(self, event: DraftDecided) -> bool:
         """False only when the decision names a draft id or ref that no row has (yet)."""
         if event.draft_id:
@@ -426,12 +364,14 @@ class Drafter:
                 return True  # malformed: Decision refuses it
             return await self.pool.fetchrow(Q.current_version, draft_id) is not None
         if event.ref:
-            return bool(await self.pool.fetch(Q.latest_by_ref, event.ref.lstrip("#")))
+            return bool(await self.pool.fetchval(Q.ref_exists, event.ref.lstrip("#")))
         return True
 
     # --- timer.fired ---------------------------------------------------------
 
-    async def on_timer(self, event: TimerFired, d: Delivery) -> Drop | None:
+    async def on_timer(self, event: TimerFired, d: Delivery) -> Drop | Retry | None:
+        if event.kind == "burst_debounce":
+            return await self.bursts.on_timer(event, d)
         if event.kind != "draft_expiry":
             return None
         draft_id = event.payload.get("draft_id")
@@ -485,8 +425,10 @@ class Drafter:
     # --- contact.paused ------------------------------------------------------
 
     async def on_paused(self, event: ContactPaused, d: Delivery) -> None:
-        """A resumed thread leaves the manual-intervention queue (someone handled it)."""
+        """A resumed thread leaves the manual-intervention queue (someone handled it); a
+        paused one drafts nothing more, so its open burst is dropped."""
         if event.paused:
+            await self.bursts.drop(thread_of(event.number), "paused")
             return None
         async with self.pool.acquire() as conn, conn.transaction():
             result = await conn.execute(
@@ -549,15 +491,23 @@ class Decision:
             return
         if ev.action == "unclear":
             pending, total = await self._pending_listing()
-            await self._reply(owner_texts.not_understood(ev.text or "", pending, total))
-            await self._record(None, "clarify", "command not understood")
+            await self._reply(owner_texts.not_understood(ev.text or "", pending, total, ev.notes))
+            await self._record(None, "clarify", f"command not understood: {ev.notes}")
             return
         draft = await self._target()
         if draft is None:
             return
+        if not draft.pending and draft.replaced_by:
+            await self._replaced(draft)
+            return
         if not draft.pending:
             await self._reply(owner_texts.already_decided(draft.ref, draft.status))
             await self._record(draft, "refused", f"draft is {draft.status}")
+            return
+        if ev.action == "approve" and self.by_sms and not draft.sms_prompted:
+            # The owner was never shown this text whole: only the dashboard can approve it.
+            await self._reply(owner_texts.not_shown(draft.ref))
+            await self._record(draft, "refused", "not shown whole by SMS")
             return
         if ev.action == "approve":
             await self._approve(draft)
@@ -566,33 +516,51 @@ class Decision:
         else:
             await self._edit(draft)
 
+    async def _replaced(self, draft: Draft) -> None:
+        """The lead wrote again and a new draft replaced this one: nothing is decided; the
+        owner is told which draft to decide instead (following later replacements)."""
+        named = (self.event.ref or "").lstrip("#") or draft.ref
+        newest = draft
+        for _ in range(50):  # a chain of replacements, each by a newer lead message
+            if newest.replaced_by is None:
+                break
+            found = draft_of(await self.conn.fetchrow(Q.current_version_unlocked, _uuid(newest.replaced_by)))
+            if found is None:
+                break
+            newest = found
+        await self._reply(owner_texts.replaced(named, newest.ref, newest.status))
+        await self._record(draft, "refused", f"replaced by #{newest.ref} after the lead wrote again")
+
+    async def _current(self, draft_id: str) -> Draft | None:
+        """The newest version of a draft, locked until the decision commits."""
+        try:
+            return draft_of(await self.conn.fetchrow(Q.current_version, _uuid(draft_id)))
+        except ValueError:
+            return None
+
     async def _target(self) -> Draft | None:
-        """The draft the decision names; on anything ambiguous, ask and return None."""
+        """The draft version the decision names; on anything ambiguous, ask and return None.
+
+        Every row read here is locked (FOR UPDATE) until the transaction ends, so a
+        concurrent edit or decision of the same draft waits for this one.
+        """
         ev = self.event
+        if ev.ref:
+            return await self._target_by_ref(ev.ref.lstrip("#"))
         if ev.draft_id:
-            try:
-                draft = draft_of(await self.conn.fetchrow(Q.current_version, _uuid(ev.draft_id)))
-            except ValueError:
-                draft = None
+            draft = await self._current(ev.draft_id)
             if draft is None:
                 await self._record(None, "refused", f"unknown draft_id {ev.draft_id}")
-            return draft
-        if ev.ref:
-            ref = ev.ref.lstrip("#")
-            draft = draft_of(await self.conn.fetchrow(Q.pending_by_ref, ref))
-            if draft is None:
-                rows = await self.conn.fetch(Q.latest_by_ref, ref)
-                latest = max((draft_of(r) for r in rows), key=_created, default=None)
-                if latest is not None:
-                    return latest  # not pending: apply() says it was already decided
-                pending, total = await self._pending_listing()
-                await self._reply(owner_texts.unknown_ref(ref, pending, total))
-                await self._record(None, "refused", f"unknown ref #{ref}")
             return draft
         # A bare reply: valid only when exactly one draft is pending.
         rows = await self.conn.fetch(Q.pending_drafts, 2)
         if len(rows) == 1:
-            return draft_of(await self.conn.fetchrow(Q.current_version, rows[0]["draft_id"]))
+            draft = await self._current(str(rows[0]["draft_id"]))
+            if draft is not None and draft.pending and not self._could_have_read(draft):
+                await self._reply(owner_texts.confirm_bare(*self._prompt_and_fallback(draft)))
+                await self._record(draft, "clarify", "bare reply sent before this version's prompt")
+                return None
+            return draft
         if not rows:
             await self._reply(owner_texts.no_pending())
             await self._record(None, "refused", "bare reply with no pending draft")
@@ -601,6 +569,53 @@ class Decision:
             await self._reply(owner_texts.which_draft(pending, total))
             await self._record(None, "clarify", f"bare reply with {total} pending drafts")
         return None
+
+    async def _target_by_ref(self, ref: str) -> Draft | None:
+        """A ref names one version (each version has its own ref): the decision applies
+        to it only. When a newer version replaced it, the owner gets the new text and is
+        asked again; nothing is decided."""
+        ev = self.event
+        named = draft_of(await self.conn.fetchrow(Q.version_by_ref, ref))
+        if named is None:
+            pending, total = await self._pending_listing()
+            await self._reply(owner_texts.unknown_ref(ref, pending, total))
+            await self._record(None, "refused", f"unknown ref #{ref}")
+            return None
+        if ev.draft_id and ev.draft_id != named.draft_id:
+            await self._record(None, "refused", f"ref #{ref} is not a version of draft {ev.draft_id}")
+            return None
+        current = await self._current(named.draft_id)
+        assert current is not None  # named is a version of it, locked
+        if current.version == named.version:
+            return current
+        if not current.pending:
+            return current  # decided since: apply() says so
+        await self._reply(
+            owner_texts.changed_since(named.ref, *self._prompt_and_fallback(current))
+        )
+        await self._record(
+            named, "clarify", f"version {named.version} was replaced by version {current.version}"
+        )
+        return None
+
+    def _could_have_read(self, draft: Draft) -> bool:
+        """Whether the owner can have read this version's prompt before replying.
+
+        Their own edit they wrote themselves; any other version must have been
+        prompted bare_reply_grace_s before their SMS reached ingest.
+        """
+        ev = self.event
+        if not self.by_sms or draft.created_by == ev.reviewer:
+            return True
+        received = ev.received_at or ev.occurred_at
+        return draft.created_at <= received - timedelta(seconds=self.settings.bare_reply_grace_s)
+
+    def _prompt_and_fallback(self, draft: Draft) -> tuple[str, str]:
+        """The version's prompt (or too-long notice), and a short form if it does not fit."""
+        short = owner_texts.too_long(
+            draft.ref, draft.to_number, len(draft.body), self.settings.max_draft_chars
+        )
+        return self.d.prompt_text(draft), short
 
     async def _pending_listing(self) -> tuple[list[tuple[str, str]], int]:
         limit = self.settings.clarify_list_max
@@ -694,11 +709,14 @@ class Decision:
             await self._record(draft, "clarify", "edit without text")
             return
         await self.conn.execute(Q.set_status, _uuid(draft.draft_id), draft.version, SUPERSEDED, ev.reviewer)
+        # A new ref per version: a reply to the old prompt names the old text, and is
+        # never applied to this one (see _target_by_ref).
+        ref = await self.conn.fetchval(Q.next_ref)
         new = await insert_draft(
             self.conn,
             draft_id=draft.draft_id,
             version=draft.version + 1,
-            ref=draft.ref,
+            ref=ref,
             thread=draft.thread,
             to_number=draft.to_number,
             body=new_text,
@@ -713,8 +731,9 @@ class Decision:
             request_id=draft.request_id,
             workflow_enrollment_id=draft.workflow_enrollment_id,
             workflow_step_id=draft.workflow_step_id,
+            sms_prompted=self.d.promptable(ref, draft.to_number, new_text),
         )
-        await self._record(draft, "accepted", ev.notes or f"new version {new.version}")
+        await self._record(draft, "accepted", ev.notes or f"new version {new.version} #{ref}")
         self._versions.append(new.source)
         await self.d._announce(new)
 
@@ -766,27 +785,7 @@ class Decision:
         self._outcomes.append(outcome)
 
 
-def count_llm(attempts: tuple[Attempt, ...]) -> None:
-    """Every provider call, counted when it returns rather than when its ai_traces rows
-    commit: the call was made (and paid for) even if the transaction rolls back and the
-    redelivery calls again."""
-    for a in attempts:
-        metrics.LLM_REQUESTS.labels(SERVICE, a.provider, a.model, "ok" if a.ok else "error").inc()
-        if a.usage is not None:
-            metrics.LLM_TOKENS.labels(SERVICE, a.provider, a.model, "prompt").inc(a.usage.prompt_tokens)
-            metrics.LLM_TOKENS.labels(SERVICE, a.provider, a.model, "completion").inc(
-                a.usage.completion_tokens
-            )
-        if a.cost_usd is not None:
-            metrics.LLM_COST.labels(SERVICE, a.provider, a.model).inc(a.cost_usd)
-
-
-def _created(draft: Draft | None) -> Any:
-    assert draft is not None
-    return draft.created_at
-
-
-__all__ = ["Decision", "Drafter", "count_llm", "derived_id", "expiry_timer_id"]
+__all__ = ["Decision", "Drafter", "derived_id", "expiry_timer_id"]
 
 
 async def _queue_for_review(

@@ -14,11 +14,16 @@ from typing import Literal
 import msgspec
 import yaml
 
+from services.drafter.business_hours import HoursError, OpeningHours, check
+
 Language = Literal["en", "es"]
 LANGUAGES: tuple[Language, ...] = ("en", "es")
 
 #: Placeholders a template may use; anything else is rejected at load time.
 TEMPLATE_FIELDS = frozenset({"business", "hours", "services", "prices", "sign_off", "phone"})
+
+#: The after-hours acknowledgement may also name the next opening time.
+AFTER_HOURS_FIELDS = TEMPLATE_FIELDS | {"next_open"}
 
 #: The template used when an intent has none of its own.
 DEFAULT_INTENT = "default"
@@ -51,6 +56,17 @@ class Service(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     description: Localized | None = None
 
 
+class AfterHoursReply(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A fixed text (never an AI draft) a lead gets once per closed period (off by default)."""
+
+    enabled: bool = False
+    #: Placeholders: TEMPLATE_FIELDS and {next_open} ("8am", "8am Monday").
+    text: Localized = Localized(
+        en="Thanks! We're closed now and will get back to you after {next_open}. {sign_off}",
+        es="¡Gracias! Ahora estamos cerrados; le responderemos a partir de {next_open}. {sign_off}",
+    )
+
+
 class Profile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     hours: Localized
@@ -63,6 +79,9 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     #: Extra facts for the AI (policies, service area), one per line.
     facts: Localized | None = None
     max_reply_chars: int = 320
+    #: When the business is open (docs/business-hours.md); None = never "closed".
+    opening_hours: OpeningHours | None = None
+    after_hours_reply: AfterHoursReply = AfterHoursReply()
 
     def services_text(self, language: Language) -> str:
         return ", ".join(s.name.get(language) for s in self.services)
@@ -79,8 +98,9 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
         template = self.templates.get(key) or self.templates[DEFAULT_INTENT]
         return template.get(language)
 
-    def render(self, text: str, language: Language) -> str:
+    def render(self, text: str, language: Language, **extra: str) -> str:
         values = {
+            **extra,
             "business": self.name,
             "hours": self.hours.get(language),
             "services": self.services_text(language),
@@ -121,22 +141,38 @@ def _check(profile: Profile, source: Path | str) -> None:
         raise ProfileError(source, f"`templates` must contain a `{DEFAULT_INTENT}` entry")
     if profile.max_reply_chars < 40:
         raise ProfileError(source, "`max_reply_chars` must be at least 40")
+    if profile.opening_hours is not None:
+        try:
+            check(profile.opening_hours)
+        except HoursError as exc:
+            raise ProfileError(source, f"`opening_hours`: {exc}") from exc
+    if profile.after_hours_reply.enabled and profile.opening_hours is None:
+        raise ProfileError(source, "`after_hours_reply` is enabled but `opening_hours` is not set")
+    for language in LANGUAGES:
+        _check_text(
+            profile.after_hours_reply.text.get(language),
+            f"after_hours_reply.text.{language}",
+            AFTER_HOURS_FIELDS,
+            source,
+        )
     for intent, template in profile.templates.items():
         if intent != intent.lower():
             raise ProfileError(source, f"template intent `{intent}` must be lower case")
         for language in LANGUAGES:
-            text = template.get(language)
-            where = f"templates.{intent}.{language}"
-            if not text.strip():
-                raise ProfileError(source, f"`{where}` is empty")
-            try:
-                fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
-            except ValueError as exc:
-                raise ProfileError(source, f"`{where}`: {exc}") from exc
-            unknown = fields - TEMPLATE_FIELDS
-            if unknown:
-                allowed = ", ".join(sorted(TEMPLATE_FIELDS))
-                raise ProfileError(
-                    source,
-                    f"`{where}` uses unknown placeholder(s) {sorted(unknown)}; allowed: {allowed}",
-                )
+            _check_text(template.get(language), f"templates.{intent}.{language}", TEMPLATE_FIELDS, source)
+
+
+def _check_text(text: str, where: str, allowed_fields: frozenset[str], source: Path | str) -> None:
+    if not text.strip():
+        raise ProfileError(source, f"`{where}` is empty")
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    except ValueError as exc:
+        raise ProfileError(source, f"`{where}`: {exc}") from exc
+    unknown = fields - allowed_fields
+    if unknown:
+        allowed = ", ".join(sorted(allowed_fields))
+        raise ProfileError(
+            source,
+            f"`{where}` uses unknown placeholder(s) {sorted(unknown)}; allowed: {allowed}",
+        )

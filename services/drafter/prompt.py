@@ -7,6 +7,7 @@ conversation, and the new lead message is the last user turn.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
@@ -74,15 +75,20 @@ def build_messages(
     *,
     language: Language,
     intent: str | None,
-    lead_message: str,
+    lead_message: str | Sequence[str],
     history: Sequence[HistoryItem] = (),
 ) -> list[dict[str, str]]:
-    """Chat messages for the completion call: system, history turns, the new message."""
+    """Chat messages for the completion call: system, history turns, the new message(s).
+
+    A burst (several lead messages answered by one reply) is one user turn per message,
+    oldest first, as the lead sent them.
+    """
     messages = [{"role": "system", "content": system_prompt(profile, language, intent)}]
     for item in history:
         role = "user" if item.author == "lead" else "assistant"
         messages.append({"role": role, "content": item.body})
-    messages.append({"role": "user", "content": lead_message})
+    news = [lead_message] if isinstance(lead_message, str) else list(lead_message)
+    messages.extend({"role": "user", "content": body} for body in news)
     return messages
 
 
@@ -105,3 +111,27 @@ def clean_reply(text: str) -> str:
     if len(cleaned) >= 2 and cleaned[0] in "\"'“" and cleaned[-1] in "\"'”":
         cleaned = cleaned[1:-1].strip()
     return cleaned
+
+
+_SENTENCE_END = re.compile(r"[.!?…](?=\s|$)")
+
+
+def fit_draft(text: str, limit: int) -> str:
+    """The draft cut to ``limit`` characters, so the owner's prompt can show all of it.
+
+    Cut after the last whole sentence that fits when that keeps at least half the
+    limit, else at the last word boundary with "…". Truncating (rather than asking
+    the model again) costs nothing and is predictable; the owner sees exactly the
+    result and can EDIT it.
+    """
+    if len(text) <= limit:
+        return text
+    text = text.strip()
+    ends = [m.end() for m in _SENTENCE_END.finditer(text) if m.end() <= limit]
+    if ends and ends[-1] >= limit // 2:
+        return text[: ends[-1]]
+    head = text[: limit - 1]
+    space = max(head.rfind(" "), head.rfind("\n"), head.rfind("\t"))
+    if space >= limit // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:-") + "…"

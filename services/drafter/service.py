@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,14 @@ from libs.events import (
     DraftRequested,
     Event,
     InboundRouted,
+    OutboundFailed,
+    OutboundSent,
     TimerFired,
+    utcnow,
 )
+from libs.llm import LLM
 from libs.service import ServiceContext
 from services.drafter.handlers import Drafter
-from services.drafter.llm import LLM
 from services.drafter.profile import Profile, load_profile
 from services.drafter.rpc import serve_rpc
 from services.drafter.settings import DrafterSettings
@@ -44,7 +48,10 @@ def profile_from(settings: DrafterSettings) -> Profile:
 def llm_probe(
     llm: LLM, *, timeout: float = PROBE_TIMEOUT_S, cache_s: float = PROBE_CACHE_S
 ) -> Callable[[], Awaitable[dict[str, Any]]]:
-    """``ctx.probes["llm"]``: the providers' reachability, cached ``cache_s`` seconds."""
+    """``ctx.probes["llm"]``: the providers' reachability, cached ``cache_s`` seconds.
+
+    It travels in the drafter's heartbeat; ingest's GET /health/system shows it as
+    ``probes.llm`` (ingest needs no LLM settings of its own)."""
     lock = asyncio.Lock()
     cached: list[tuple[float, dict[str, Any]]] = []
 
@@ -52,20 +59,35 @@ def llm_probe(
         async with lock:
             if cached and time.monotonic() - cached[0][0] < cache_s:
                 return cached[0][1]
-            result = await llm.reachability(timeout)
+            result = await llm.reachability(timeout, off_detail="no LLM endpoint: drafts use templates")
             cached[:] = [(time.monotonic(), result)]
             return result
 
     return probe
 
 
-async def build(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Handler]:
+def make_build(
+    clock: Callable[[], datetime] | None = None,
+) -> Callable[[ServiceContext[DrafterSettings]], Awaitable[Mapping[type[Event], Handler]]]:
+    """The service's ``build``; tests pass a manual clock (business hours)."""
+
+    async def build_with_clock(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Handler]:
+        return await _build(ctx, clock or utcnow)
+
+    return build_with_clock
+
+
+async def _build(
+    ctx: ServiceContext[DrafterSettings], clock: Callable[[], datetime]
+) -> Mapping[type[Event], Handler]:
     settings = ctx.settings
     profile = profile_from(settings)  # a broken profile stops start-up with a ProfileError
-    llm = LLM(settings.providers(), settings.prices())
+    llm = LLM.from_settings(settings.drafter_llm, service=NAME)
     ctx.stack.push_async_callback(llm.aclose)
     ctx.probes["llm"] = llm_probe(llm)
-    drafter = Drafter(settings=settings, bus=ctx.bus, pool=ctx.pool, llm=llm, profile=profile)
+    drafter = Drafter(
+        settings=settings, bus=ctx.bus, pool=ctx.pool, llm=llm, profile=profile, clock=clock
+    )
     for sub in await serve_rpc(ctx.bus, ctx.pool):
         ctx.stack.push_async_callback(sub.unsubscribe)
     ctx.log.info(
@@ -80,4 +102,9 @@ async def build(ctx: ServiceContext[DrafterSettings]) -> Mapping[type[Event], Ha
         DraftRequested: drafter.on_requested,
         TimerFired: drafter.on_timer,
         ContactPaused: drafter.on_paused,
+        OutboundSent: drafter.on_outbound,
+        OutboundFailed: drafter.on_outbound,
     }
+
+
+build = make_build()

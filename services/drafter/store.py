@@ -11,7 +11,7 @@ import asyncpg
 import msgspec
 
 from libs.db import load_queries
-from services.drafter.llm import Attempt
+from libs.llm import Attempt
 
 Q = load_queries(Path(__file__).parent / "queries.sql")
 
@@ -47,6 +47,17 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str | None = None
     workflow_enrollment_id: str | None = None
     workflow_step_id: str | None = None
+    #: False when the text was too long to show whole in one owner prompt SMS: such a
+    #: version is decided on the dashboard/API only, never approved by SMS.
+    sms_prompted: bool = True
+    #: Every lead message this draft answers, oldest first (a burst and the messages of
+    #: the drafts it superseded); empty for drafts from before bursts and workflow drafts.
+    lead_messages: tuple[str, ...] = ()
+    #: Refs of the pending drafts this one replaced because the lead wrote again.
+    replaces_refs: tuple[str, ...] = ()
+    #: Set on a version superseded because the lead wrote again: the replacing draft.
+    replaced_by: str | None = None
+    burst_id: str | None = None
 
     @property
     def pending(self) -> bool:
@@ -74,6 +85,9 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "workflow_enrollment_id": self.workflow_enrollment_id,
+            "sms_prompted": self.sms_prompted,
+            "lead_messages": list(self.lead_messages),
+            "replaces_refs": list(self.replaces_refs),
         }
 
 
@@ -83,6 +97,9 @@ def draft_of(record: asyncpg.Record | None) -> Draft | None:
     row = dict(record)
     row.pop("id", None)
     row["draft_id"] = str(row["draft_id"])
+    for key in ("replaced_by", "burst_id"):
+        if row.get(key) is not None:
+            row[key] = str(row[key])
     return msgspec.convert(row, Draft)
 
 
@@ -106,6 +123,10 @@ async def insert_draft(
     request_id: str | None = None,
     workflow_enrollment_id: str | None = None,
     workflow_step_id: str | None = None,
+    sms_prompted: bool = True,
+    lead_messages: tuple[str, ...] = (),
+    replaces_refs: tuple[str, ...] = (),
+    burst_id: str | None = None,
 ) -> Draft:
     record = await conn.fetchrow(
         Q.insert_draft,
@@ -126,6 +147,10 @@ async def insert_draft(
         request_id,
         workflow_enrollment_id,
         workflow_step_id,
+        sms_prompted,
+        list(lead_messages),
+        list(replaces_refs),
+        uuid.UUID(burst_id) if burst_id else None,
     )
     draft = draft_of(record)
     assert draft is not None

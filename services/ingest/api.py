@@ -130,6 +130,8 @@ async def _publish(request: web.Request, event: Event, principal: Principal, act
 
 
 def _audit_details(event: Event) -> dict[str, Any]:
+    if isinstance(event, DraftDecided) and event.action == "send":
+        return {"action": "send", "number": event.number, "body": event.text}
     if isinstance(event, DraftDecided):
         return {"action": event.action, "draft_id": event.draft_id, "ref": event.ref}
     if isinstance(event, ContactPaused):
@@ -277,6 +279,76 @@ def _pause(paused: bool) -> Handler:
     return handler
 
 
+class OptedOut(Exception):
+    """The lead opted out (STOP): nothing may be sent to them (the API answers 409)."""
+
+
+#: Longest human reply (Twilio's limit for one concatenated message).
+MAX_REPLY_CHARS = 1600
+
+
+async def send_human_reply(
+    request: web.Request, principal: Principal, *, number: str, text: str, source: DecisionSource
+) -> DraftDecided:
+    """A person's free-text reply to a lead from the business number (API and dashboard).
+
+    The same path as an owner's ``SEND <ref> <text>`` SMS: a ``draft.decided`` with
+    action ``send`` that the drafter checks, audits and publishes as ``outbound.human``
+    (the sender's consent gate, outbox and status callbacks; HUMAN_TAKEOVER). An
+    opted-out lead is refused here at once, so the caller gets a clear answer.
+    """
+    e164, thread = number_and_thread(number)
+    body = text.strip()
+    if not body:
+        raise PayloadError("the message needs a non-empty 'text'")
+    if len(body) > MAX_REPLY_CHARS:
+        raise PayloadError(f"the message is longer than {MAX_REPLY_CHARS} characters")
+    check = request.app[DEPS_KEY].opted_out
+    if check is not None:
+        try:
+            if await check(e164):
+                raise OptedOut(f"{e164} has opted out (STOP); nothing can be sent to them")
+        except OptedOut:
+            raise
+        except Exception as exc:
+            raise Unavailable(f"cannot check the lead's consent ({type(exc).__name__})") from exc
+    event = DraftDecided(
+        thread=thread,
+        action="send",
+        reviewer=f"{source}:{principal.name}",
+        source=source,
+        number=e164,
+        text=body,
+    )
+    await _publish(request, event, principal, "human_reply.requested")
+    log.info("human_reply_requested", source=source, thread=thread)
+    return event
+
+
+async def post_message(request: web.Request) -> web.Response:
+    principal = await authenticate(request, "admin")
+    number = request.match_info["number"]
+    number_and_thread(number)  # a bad number is a 400 before the body is read
+    body = await json_body(request)
+    text = _str_field(body, "text", max_len=MAX_REPLY_CHARS) or _str_field(
+        body, "body", max_len=MAX_REPLY_CHARS
+    )
+    try:
+        event = await send_human_reply(request, principal, number=number, text=text or "", source="api")
+    except OptedOut as exc:
+        return json_error(409, str(exc), reason="opted_out")
+    return web.json_response(
+        {
+            "status": "accepted",
+            "event_id": event.id,
+            "request_id": f"human:{event.id}",
+            "thread": event.thread,
+            "takeover": True,
+        },
+        status=202,
+    )
+
+
 _YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 
 
@@ -363,3 +435,4 @@ def add_api_routes(app: web.Application) -> None:
     app.router.add_post("/api/drafts/{draft}/edit", _decide("edit"))
     app.router.add_post("/api/threads/{number}/pause", _pause(True))
     app.router.add_post("/api/threads/{number}/resume", _pause(False))
+    app.router.add_post("/api/threads/{number}/messages", post_message)

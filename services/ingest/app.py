@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
-from multidict import MultiDictProxy
 
 from libs import metrics
 from libs.events import OutboundStatus, thread_of
 from libs.tracing import current_traceparent, new_traceparent, trace_id_of
 from services.ingest.api import add_api_routes
+from services.ingest.contacts_api import add_contacts_routes
 from services.ingest.http_common import (
     DEPS_KEY,
     SETTINGS_KEY,
@@ -28,15 +28,11 @@ from services.ingest.http_common import (
 from services.ingest.lead_handler import post_lead
 from services.ingest.metrics import metrics_middleware
 from services.ingest.settings import IngestSettings
-from services.ingest.signature import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, SignatureCheck
-from services.ingest.twilio_payload import (
-    FORM_CONTENT_TYPE,
-    PayloadError,
-    parse_form,
-    parse_inbound,
-    parse_status,
-    raw_form,
-)
+from services.ingest.signature import SignatureCheck
+from services.ingest.twilio_checks import check_account, check_signature, read_twilio_form
+from services.ingest.twilio_payload import PayloadError, parse_inbound, parse_status, raw_form
+from services.ingest.voice import add_voice_routes
+from services.ingest.workflow_admin_api import add_workflow_admin_routes
 
 log = structlog.get_logger("ingest")
 
@@ -77,43 +73,11 @@ async def error_middleware(
         raise
 
 
-async def read_twilio_form(request: web.Request) -> MultiDictProxy[str]:
-    if request.content_type != FORM_CONTENT_TYPE:
-        raise PayloadError(
-            f"Content-Type must be {FORM_CONTENT_TYPE}, got {request.content_type or 'none'}"
-        )
-    # request.read() enforces client_max_size and raises 413 past it.
-    return parse_form(await request.read())
-
-
-def check_signature(request: web.Request, form: MultiDictProxy[str]) -> None:
-    result = request.app[SIGNATURE_KEY].check(
-        signature=request.headers.get(SIGNATURE_HEADER),
-        settings_header=request.headers.get(SIGNATURE_SETTINGS_HEADER),
-        raw_path=request.raw_path,
-        seen_url=str(request.url),
-        form=form,
-    )
-    if result.ok:
-        return
-    log.warning(
-        "twilio_signature_rejected",
-        reason=result.reason,
-        checked_url=result.url,
-        seen_url=str(request.url),
-        algorithm=result.algorithm,
-        remote=request.remote,
-        message_sid=form.get("MessageSid", ""),
-        hint="the URL must be exactly the one configured in Twilio: check "
-        "REPLYLINE_PUBLIC_BASE_URL (https vs http, port, path prefix) and the auth token",
-    )
-    raise web.HTTPForbidden(text=f"invalid Twilio signature ({result.reason})\n")
-
-
 async def twilio_sms(request: web.Request) -> web.Response:
     form = await read_twilio_form(request)
     check_signature(request, form)
     sms = parse_inbound(form)
+    check_account(request, sms.account_sid, sms.message_sid)
     deps = request.app[DEPS_KEY]
     try:
         recorded = await deps.recorder.record(sms, raw_form(form))
@@ -137,6 +101,7 @@ async def twilio_status(request: web.Request) -> web.Response:
     form = await read_twilio_form(request)
     check_signature(request, form)
     status = parse_status(form)
+    check_account(request, status.account_sid, status.message_sid)
     event = OutboundStatus(
         thread=thread_of(status.to_number) if status.to_number else "unknown",
         provider_sid=status.message_sid,
@@ -174,7 +139,10 @@ def create_app(settings: IngestSettings, deps: IngestDeps) -> web.Application:
     app[SIGNATURE_KEY] = SignatureCheck(settings.webhook_auth_token, settings.public_base_url)
     app.router.add_post("/twilio/sms", twilio_sms)
     app.router.add_post("/twilio/status", twilio_status)
+    add_voice_routes(app)
     app.router.add_post("/leads", post_lead)
     app.router.add_get("/healthz", health)
     add_api_routes(app)
+    add_workflow_admin_routes(app)
+    add_contacts_routes(app)
     return app

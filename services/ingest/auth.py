@@ -39,8 +39,25 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+def secret_bytes(value: str) -> bytes:
+    """A caller-supplied secret as bytes, whatever it holds.
+
+    ``hmac.compare_digest`` raises TypeError on a ``str`` with non-ASCII characters, and
+    aiohttp decodes undecodable header bytes to lone surrogates, which strict UTF-8
+    encoding refuses: either used to crash the check (a 503 with Retry-After, so clients
+    retried forever). ``surrogatepass`` encodes every ``str``; such a value simply never
+    equals a real token.
+    """
+    return value.encode("utf-8", "surrogatepass")
+
+
+def secrets_equal(a: str, b: str) -> bool:
+    """Constant-time comparison of two secrets (any characters; never raises)."""
+    return hmac.compare_digest(secret_bytes(a), secret_bytes(b))
+
+
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return hashlib.sha256(secret_bytes(token)).hexdigest()
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -62,7 +79,7 @@ class DbTokenVerifier:
         self._bootstrap = bootstrap_token
 
     async def verify(self, token: str) -> Principal | None:
-        if self._bootstrap and hmac.compare_digest(token, self._bootstrap):
+        if self._bootstrap and secrets_equal(token, self._bootstrap):
             return Principal(name="settings", scope="admin")
         row = await self._pool.fetchrow(self._q.verify_token, hash_token(token))
         if row is None:

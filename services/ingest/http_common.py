@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import structlog
 from aiohttp import web
 
@@ -31,6 +32,11 @@ class IngestDeps:
     drafter: DrafterApi
     audit: AuditFn
     scheduler: SchedulerApi | None = None
+    #: Whether a number has opted out, as the stream says now (libs/consent_state.py);
+    #: None: not known here, the drafter and the sender still refuse.
+    opted_out: Callable[[str], Awaitable[bool]] | None = None
+    #: rpc.scheduler.contacts.* (contact imports, services/ingest/contacts_api.py).
+    contacts: SchedulerApi | None = None
 
 
 SETTINGS_KEY = web.AppKey("settings", IngestSettings)
@@ -40,6 +46,16 @@ SIGNATURE_KEY = web.AppKey("signature", SignatureCheck)
 
 class Unavailable(Exception):
     """A dependency (Postgres, NATS, the drafter) failed: answer 503 so the caller retries."""
+
+
+#: What a token or session lookup raises when Postgres is down or slow. Anything else is
+#: a bug or bad input and must not become a 503 with Retry-After (clients retry forever).
+LOOKUP_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -60,7 +76,7 @@ async def authenticate(request: web.Request, scope: Scope) -> Principal:
         raise _refusal(web.HTTPUnauthorized, "missing bearer token", **challenge)
     try:
         principal = await request.app[DEPS_KEY].tokens.verify(token)
-    except Exception as exc:
+    except LOOKUP_ERRORS as exc:
         raise Unavailable(f"cannot check the token ({type(exc).__name__})") from exc
     if principal is None:
         log.warning("api_token_rejected", remote=request.remote)

@@ -38,17 +38,21 @@ RETURNING id;
 SELECT name, scope, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY id;
 
 -- name: create_session
-INSERT INTO dashboard_sessions (id_hash, principal, csrf_token, expires_at)
-VALUES ($1, $2, $3, now() + make_interval(secs => $4));
+INSERT INTO dashboard_sessions (id_hash, principal, csrf_token, expires_at, credential_hash)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5);
 
 -- name: get_session
--- A session dies with its token: revoked or no longer admin means logged out.
+-- A session dies with the credential that opened it: the bootstrap token's hash must
+-- equal the current setting's ($2, NULL when none is set), a database token must still
+-- be that very token (same hash), unrevoked and admin.
 SELECT s.principal, s.csrf_token, s.expires_at
 FROM dashboard_sessions s
 WHERE s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()
-  AND (s.principal = 'settings' OR EXISTS (
+  AND s.credential_hash IS NOT NULL
+  AND ((s.principal = 'settings' AND s.credential_hash = $2) OR EXISTS (
       SELECT 1 FROM api_tokens t
-      WHERE t.name = s.principal AND t.revoked_at IS NULL AND t.scope = 'admin'));
+      WHERE t.token_hash = s.credential_hash AND t.name = s.principal
+        AND t.revoked_at IS NULL AND t.scope = 'admin'));
 
 -- name: revoke_session
 UPDATE dashboard_sessions SET revoked_at = now() WHERE id_hash = $1 AND revoked_at IS NULL;

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from urllib.parse import urlsplit
 
 from libs.settings import DEV_TWILIO_AUTH_TOKEN, CommonSettings
-
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
 class IngestSettings(CommonSettings, frozen=True, kw_only=True):
     http_host: str = "127.0.0.1"
     #: 8080 is what `replyline sms` and the dev stack expect; 0 picks a free port (tests).
     http_port: int = 8080
+    #: Several ingest processes on one host share the port (SO_REUSEPORT, one per
+    #: core). Off by default: a second ingest on a taken port must fail loudly, not
+    #: silently take half the webhooks (e.g. a stale one left by a killed launcher).
+    http_reuse_port: bool = False
     #: Twilio's inbound payload is a few KB even with 10 media URLs; anything far larger
     #: is not Twilio and is refused with 413 before it is read.
     max_body_bytes: int = 64 * 1024
@@ -23,34 +27,55 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
     #: How long the owner API waits for the drafter's reply over NATS request/reply.
     drafter_rpc_timeout_s: float = 3.0
     scheduler_rpc_timeout_s: float = 3.0
+    #: Contact imports: how long each staging batch / the final commit may take in the scheduler.
+    contact_import_timeout_s: float = 120.0
     #: How long a webhook waits for the JetStream ack before answering 503.
     publish_timeout_s: float = 5.0
     #: Inbound transactions in flight at once; webhooks arriving meanwhile share the next one.
     record_concurrency: int = 4
     #: Region used to read lead phone numbers written without a country code.
     default_region: str = "US"
-    #: The drafter's LLM endpoints (same variables as the drafter's), probed by
-    #: GET /health/system when the drafter does not report its own `llm` probe.
-    #: Empty = "not configured" (the drafter drafts from templates).
-    llm_base_url: str = ""
-    llm_api_key: str = ""
-    llm_fallback_base_url: str = ""
-    llm_fallback_api_key: str = ""
-    llm_probe_timeout_s: float = 5.0
     #: Dashboard login sessions last this long (an admin token is asked again after).
     dashboard_session_ttl_s: float = 12 * 3600.0
+    #: Calls to the business number ring this phone (E.164, the owner's mobile); empty =
+    #: no forwarding: the caller hears ``call_missed_message`` and gets the text-back.
+    call_forward_number: str = ""
+    #: Seconds the forwarded call rings before it counts as missed (Twilio's <Dial timeout>).
+    call_ring_timeout_s: int = 20
+    #: What a caller hears when nobody answers (or there is no forward number), before
+    #: Replyline hangs up and texts them back. Empty = hang up without a message.
+    call_missed_message: str = "Sorry, we can't take your call right now. We'll text you shortly."
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.twilio_auth_token and not _is_loopback(self.public_base_url):
+        # The dev token is in this repository: with it, anyone who can reach the listener
+        # can forge Twilio webhooks (an owner's YES, a lead's START). Only a listener that
+        # nothing else can reach may use it.
+        dev_token = self.webhook_auth_token == DEV_TWILIO_AUTH_TOKEN
+        if dev_token and not is_loopback_host(self.http_host):
             raise ValueError(
-                "twilio_auth_token must be set when public_base_url is not a local address "
-                "(the dev token is public and would let anyone forge Twilio webhooks)"
+                f"REPLYLINE_TWILIO_AUTH_TOKEN must be set to the Twilio account's auth token: "
+                f"ingest listens on {self.http_host or 'every interface'!r} (REPLYLINE_HTTP_HOST), "
+                "not a loopback address, and the default dev token is public, so anyone "
+                "could forge Twilio webhooks"
+            )
+        if dev_token and not is_loopback_host(urlsplit(self.public_base_url).hostname or ""):
+            raise ValueError(
+                "REPLYLINE_TWILIO_AUTH_TOKEN (twilio_auth_token) must be set when "
+                "REPLYLINE_PUBLIC_BASE_URL is not a local address (the dev token is public "
+                "and would let anyone forge Twilio webhooks)"
             )
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
         if self.dashboard_session_ttl_s <= 0:
             raise ValueError("dashboard_session_ttl_s must be positive")
+        if self.call_forward_number and not re.fullmatch(r"\+[1-9]\d{6,14}", self.call_forward_number):
+            raise ValueError(
+                f"call_forward_number {self.call_forward_number!r} is not E.164 (+15551234567)"
+            )
+        # Twilio accepts 5..600 seconds for <Dial timeout>.
+        if not 5 <= self.call_ring_timeout_s <= 600:
+            raise ValueError("call_ring_timeout_s must be between 5 and 600")
 
     @property
     def webhook_auth_token(self) -> str:
@@ -58,5 +83,13 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
         return self.twilio_auth_token or DEV_TWILIO_AUTH_TOKEN
 
 
-def _is_loopback(url: str) -> bool:
-    return (urlsplit(url).hostname or "") in _LOOPBACK_HOSTS
+def is_loopback_host(host: str) -> bool:
+    """True for "localhost" and loopback IP literals (127.0.0.0/8, ::1). "0.0.0.0", "::"
+    and "" mean every interface, and any other name may resolve anywhere: not loopback."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -8,7 +8,7 @@ the HTTP layer turns into a 400.
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -18,9 +18,29 @@ from libs.events import Media
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
-#: Twilio SIDs are two letters and 32 hex digits; accept any short alphanumeric token so a
-#: future prefix does not get rejected, while keeping it safe as a Nats-Msg-Id part.
-Sid = Annotated[str, msgspec.Meta(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9]+$")]
+# Exact SID formats, as Twilio's OpenAPI description of the 2010 API states them
+# (tests/fakes/reference/twilio_api_v2010.json: api.v2010.account.message). Exactness is
+# a security property, not tidiness: the signature covers the fields' names and values
+# concatenated without separators, so a captured webhook re-split as
+# ``MessageSid=SM…NumMedia0`` (dropping ``NumMedia=0``) keeps a valid signature. A
+# fixed-length hex SID leaves no room to move text into it, so a replay is always the
+# same MessageSid, which ingest records once.
+MESSAGE_SID_PATTERN = r"^(SM|MM)[0-9a-fA-F]{32}$"
+ACCOUNT_SID_PATTERN = r"^AC[0-9a-fA-F]{32}$"
+MESSAGING_SERVICE_SID_PATTERN = r"^MG[0-9a-fA-F]{32}$"
+CALL_SID_PATTERN = r"^CA[0-9a-fA-F]{32}$"
+MessageSid = Annotated[str, msgspec.Meta(pattern=MESSAGE_SID_PATTERN)]
+CallSid = Annotated[str, msgspec.Meta(pattern=CALL_SID_PATTERN)]
+AccountSid = Annotated[str, msgspec.Meta(pattern=ACCOUNT_SID_PATTERN)]
+MessagingServiceSid = Annotated[str, msgspec.Meta(pattern=MESSAGING_SERVICE_SID_PATTERN)]
+#: Twilio's message status enum (message_enum_status in the same spec).
+MessageStatus = Literal[
+    "queued", "sending", "sent", "failed", "delivered", "undelivered", "receiving",
+    "received", "accepted", "scheduled", "read", "partially_delivered", "canceled",
+]  # fmt: skip
+#: Fields that name the message or the account: each may appear once, and the legacy
+#: aliases must agree with MessageSid.
+_SID_FIELDS = ("MessageSid", "SmsMessageSid", "SmsSid", "AccountSid", "MessagingServiceSid")
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 # Twilio delivers at most 10 media items per MMS.
 MediaCount = Annotated[int, msgspec.Meta(ge=0, le=10)]
@@ -37,12 +57,13 @@ class PayloadError(ValueError):
 class InboundSms(msgspec.Struct, frozen=True, kw_only=True):
     """The fields of Twilio's inbound-message webhook that Replyline uses."""
 
-    message_sid: Sid = msgspec.field(name="MessageSid")
+    message_sid: MessageSid = msgspec.field(name="MessageSid")
     from_number: NonEmpty = msgspec.field(name="From")
     to_number: str = msgspec.field(default="", name="To")
     body: str = msgspec.field(default="", name="Body")
-    account_sid: str = msgspec.field(default="", name="AccountSid")
-    messaging_service_sid: str = msgspec.field(default="", name="MessagingServiceSid")
+    # "" only when the field is absent; a present one must have the exact format.
+    account_sid: AccountSid = msgspec.field(default="", name="AccountSid")
+    messaging_service_sid: MessagingServiceSid = msgspec.field(default="", name="MessagingServiceSid")
     num_media: MediaCount = msgspec.field(default=0, name="NumMedia")
     num_segments: SegmentCount = msgspec.field(default=1, name="NumSegments")
     opt_out_type: str = msgspec.field(default="", name="OptOutType")
@@ -52,13 +73,43 @@ class InboundSms(msgspec.Struct, frozen=True, kw_only=True):
 class StatusCallback(msgspec.Struct, frozen=True, kw_only=True):
     """Twilio's message status callback (sent to the StatusCallback URL of an outbound message)."""
 
-    message_sid: Sid = msgspec.field(name="MessageSid")
-    message_status: NonEmpty = msgspec.field(name="MessageStatus")
+    message_sid: MessageSid = msgspec.field(name="MessageSid")
+    message_status: MessageStatus = msgspec.field(name="MessageStatus")
     to_number: str = msgspec.field(default="", name="To")
     from_number: str = msgspec.field(default="", name="From")
-    account_sid: str = msgspec.field(default="", name="AccountSid")
+    account_sid: AccountSid = msgspec.field(default="", name="AccountSid")
     # Absent on success; Twilio sends the numeric code (e.g. "30007") on failure.
     error_code: int | None = msgspec.field(default=None, name="ErrorCode")
+
+
+#: Twilio's DialCallStatus values (the outcome of a <Dial>'s forwarded leg).
+DialCallStatus = Literal["completed", "answered", "busy", "no-answer", "failed", "canceled"]
+#: Fields that name a call or the account: each may appear once.
+_CALL_SID_FIELDS = ("CallSid", "AccountSid", "DialCallSid", "ParentCallSid")
+
+
+class VoiceCall(msgspec.Struct, frozen=True, kw_only=True):
+    """The fields of Twilio's incoming-call webhook (the number's voice URL) Replyline uses."""
+
+    call_sid: CallSid = msgspec.field(name="CallSid")
+    account_sid: AccountSid = msgspec.field(default="", name="AccountSid")
+    # Anonymous callers arrive as "Anonymous", "+266696687" or empty: only an E.164
+    # caller gets a text-back (services/ingest/voice.py decides).
+    from_number: str = msgspec.field(default="", name="From")
+    to_number: str = msgspec.field(default="", name="To")
+    call_status: str = msgspec.field(default="", name="CallStatus")
+    direction: str = msgspec.field(default="", name="Direction")
+
+
+class DialStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The callback Twilio posts to a <Dial action> URL once the forwarded leg ends."""
+
+    call_sid: CallSid = msgspec.field(name="CallSid")
+    dial_call_status: DialCallStatus = msgspec.field(name="DialCallStatus")
+    account_sid: AccountSid = msgspec.field(default="", name="AccountSid")
+    from_number: str = msgspec.field(default="", name="From")
+    to_number: str = msgspec.field(default="", name="To")
+    dial_call_sid: CallSid = msgspec.field(default="", name="DialCallSid")
 
 
 def parse_form(body: bytes) -> MultiDictProxy[str]:
@@ -102,8 +153,25 @@ def _convert(form: MultiDictProxy[str], cls: type[T]) -> T:
         raise PayloadError(str(exc)) from exc
 
 
+def _check_sid_fields(form: MultiDictProxy[str], *, sid_field: str) -> None:
+    """Each SID field at most once, and the legacy aliases equal to ``sid_field``'s value.
+
+    Twilio sends ``SmsMessageSid`` and ``SmsSid`` with the same value as ``MessageSid``;
+    a form where they differ was not written by Twilio (or was re-split after signing).
+    """
+    for name in _SID_FIELDS:
+        if len(form.getall(name, ())) > 1:
+            raise PayloadError(f"{name} appears more than once")
+    sid = form.get(sid_field)
+    for alias in ("MessageSid", "SmsMessageSid", "SmsSid"):
+        value = form.get(alias)
+        if value is not None and sid is not None and value != sid:
+            raise PayloadError(f"{alias} does not match {sid_field}")
+
+
 def parse_inbound(form: MultiDictProxy[str]) -> InboundSms:
     """Validate an inbound-message webhook and collect its media (MediaUrlN/MediaContentTypeN)."""
+    _check_sid_fields(form, sid_field="MessageSid")
     sms = _convert(form, InboundSms)
     media: list[Media] = []
     for index in range(sms.num_media):
@@ -115,6 +183,7 @@ def parse_inbound(form: MultiDictProxy[str]) -> InboundSms:
 
 
 def parse_status(form: MultiDictProxy[str]) -> StatusCallback:
+    _check_sid_fields(form, sid_field="MessageSid" if "MessageSid" in form else "SmsSid")
     fields = _first_values(form)
     # Older callbacks carry SmsStatus/SmsSid only; an empty ErrorCode means "no error".
     fields.setdefault("MessageStatus", fields.get("SmsStatus", ""))
@@ -123,5 +192,30 @@ def parse_status(form: MultiDictProxy[str]) -> StatusCallback:
         del fields["ErrorCode"]
     try:
         return msgspec.convert(fields, StatusCallback, strict=False)
+    except msgspec.ValidationError as exc:
+        raise PayloadError(str(exc)) from exc
+
+
+def _check_call_sid_fields(form: MultiDictProxy[str]) -> None:
+    # Same reason as for messages: a SID field repeated is a re-split form, not Twilio's.
+    for name in _CALL_SID_FIELDS:
+        if len(form.getall(name, ())) > 1:
+            raise PayloadError(f"{name} appears more than once")
+
+
+def parse_voice(form: MultiDictProxy[str]) -> VoiceCall:
+    """Validate Twilio's incoming-call webhook."""
+    _check_call_sid_fields(form)
+    return _convert(form, VoiceCall)
+
+
+def parse_dial_status(form: MultiDictProxy[str]) -> DialStatus:
+    """Validate the <Dial action> callback (DialCallStatus tells whether it was answered)."""
+    _check_call_sid_fields(form)
+    fields = _first_values(form)
+    if fields.get("DialCallSid", None) == "":
+        del fields["DialCallSid"]  # no forwarded leg was created (e.g. failed at once)
+    try:
+        return msgspec.convert(fields, DialStatus, strict=False)
     except msgspec.ValidationError as exc:
         raise PayloadError(str(exc)) from exc

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +22,19 @@ from libs.events import (
     ContactPaused,
     DraftDecided,
     Event,
+    HumanReply,
     InboundReceived,
     InboundRouted,
+    TimerFired,
     thread_of,
 )
-from libs.owner_protocol import parse_owner_command
+from libs.owner_protocol import decision_of, parse_owner_command
 from services.router.classification import Classification, LocalClassifier
 from services.router.keywords import match_keyword
 from services.router.llm import LlmClassifier
 from services.router.rules import RouteInput, RouteResult, route
 from services.router.settings import RouterSettings
+from services.router.takeover import Takeover
 
 Q = load_queries(Path(__file__).parent / "queries.sql")
 log = structlog.get_logger(__name__)
@@ -58,6 +63,10 @@ class Router:
         self.local = local
         self.llm = llm
         self.owners = frozenset(settings.owner_numbers)
+        # Classification is CPU work: it runs here, not on the event loop, so one
+        # costly message cannot stall other threads' events (a STOP behind it).
+        self.executor = ThreadPoolExecutor(settings.classify_workers, thread_name_prefix="classify")
+        self.takeover = Takeover(settings, bus, pool)
 
     def _needs_classification(self, event: InboundReceived) -> bool:
         return (
@@ -71,9 +80,11 @@ class Router:
         # Done before the thread lock is taken: an LLM call must not hold it.
         if not self._needs_classification(event):
             return None
+        loop = asyncio.get_running_loop()
+        local = await loop.run_in_executor(self.executor, self.local.classify, event.body)
         if self.llm is not None:
-            return await self.llm.classify(event.body)
-        return self.local.classify(event.body)
+            return await self.llm.classify(event.body, local)
+        return local
 
     async def on_received(self, event: InboundReceived, d: Delivery) -> Retry | None:
         try:
@@ -106,6 +117,7 @@ class Router:
                 paused=state["paused"],
                 opted_out=state["opted_out"],
                 stale=d.seq < state["last_seq"],
+                takeover=state["takeover_since"] is not None,
             )
             result = route(inp, classification, language_threshold=self.settings.language_threshold)
             await self._store(conn, event, d, thread, result, classification)
@@ -210,18 +222,19 @@ class Router:
         sid = event.message_sid
         out: list[Event] = []
         if result.command is not None:
-            cmd = result.command
+            action, ref, text, notes = decision_of(result.command)
             out.append(
                 DraftDecided(
                     id=derived_id("decided", sid),
                     thread=thread,
-                    action=cmd.action,
+                    action=action,
                     reviewer=event.from_number,
                     source="sms",
-                    ref=cmd.ref,
-                    text=cmd.text,
-                    notes=cmd.notes,
+                    ref=ref,
+                    text=text,
+                    notes=notes,
                     message_sid=sid,
+                    received_at=event.received_at,
                 )
             )
         elif result.decision == "opt_out":
@@ -262,13 +275,31 @@ class Router:
         )
         return out
 
+    async def on_human(self, event: HumanReply, d: Delivery) -> Retry | None:
+        try:
+            await self.takeover.human_replied(event)
+        except _TRANSIENT as exc:
+            return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
+        return None
+
+    async def on_timer(self, event: TimerFired, d: Delivery) -> Retry | None:
+        try:
+            await self.takeover.quiet_period_over(event)
+        except _TRANSIENT as exc:
+            return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
+        return None
+
     async def on_paused(self, event: ContactPaused, d: Delivery) -> Retry | None:
         thread = thread_of(event.number) if event.number else event.thread
+        ended = None
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     Q.set_paused, thread, event.number, event.paused, event.actor, event.reason
                 )
+                if not event.paused:
+                    # RESUME (SMS, dashboard, API) hands a HUMAN_TAKEOVER thread back at once.
+                    ended = await self.takeover.end(conn, thread, event, reason="resume")
                 await audit(
                     conn,
                     service=NAME,
@@ -277,6 +308,8 @@ class Router:
                     thread=thread,
                     details={"actor": event.actor, "reason": event.reason},
                 )
+            if ended is not None:
+                await self.bus.publish(ended)
         except _TRANSIENT as exc:
             return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
         log.info("thread_pause_set", thread=thread, paused=event.paused)

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from services.router.features import MAX_CHARS
 from services.router.text import simplify
 
 UNKNOWN = "unknown"
@@ -30,6 +31,12 @@ class IntentResult(msgspec.Struct, frozen=True):
     score: float
 
 
+class ProfileHit(msgspec.Struct, frozen=True):
+    intent: str
+    score: float
+    by_pattern: bool
+
+
 class _IntentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     priority: int = 0
     max_score: float = 1.0
@@ -40,7 +47,7 @@ class _IntentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class _IntentsFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     intents: dict[str, _IntentSpec]
     min_score: float = 0.5
-    pattern_score: float = 0.7
+    pattern_score: float = 1.0
     extra_hit_score: float = 0.1
 
 
@@ -59,6 +66,7 @@ class _Intent:
                     self.patterns.append(re.compile(pattern))
                 except re.error as exc:
                     raise IntentsError(f"intent {name!r}: bad pattern {pattern!r}: {exc}") from None
+        self.raw_examples = spec.examples
         self.examples = [
             frozenset(simplify(example).split())
             for lang_examples in spec.examples.values()
@@ -102,8 +110,22 @@ class IntentClassifier:
                     score = max(score, 2.0 * shared / (len(tokens) + len(example)))
         return min(score, intent.max_score)
 
+    def match(self, text: str) -> ProfileHit | None:
+        """The best profile intent with any evidence, and whether a pattern (not only an example) hit."""
+        folded = simplify(text[:MAX_CHARS])
+        tokens = frozenset(folded.split())
+        best: tuple[float, int, str, bool] | None = None
+        for intent in self.intents:
+            by_pattern = any(p.search(folded) for p in intent.patterns)
+            score = self._score(intent, folded, tokens)
+            if score > 0 and (best is None or (score, intent.priority) > best[:2]):
+                best = (score, intent.priority, intent.name, by_pattern)
+        if best is None:
+            return None
+        return ProfileHit(intent=best[2], score=round(best[0], 4), by_pattern=best[3])
+
     def classify(self, text: str) -> IntentResult:
-        folded = simplify(text)
+        folded = simplify(text[:MAX_CHARS])
         tokens = frozenset(folded.split())
         best: tuple[float, int, str] = (0.0, -1, UNKNOWN)
         for intent in self.intents:

@@ -12,8 +12,10 @@ confidence:
   reported confidence is that language's share of the English+Spanish mass,
   i.e. how sure we are between the two languages we can answer in;
 - only a text long enough to judge (``short_text_letters`` letters or more)
-  can be called foreign, when one neighbour outweighs English and Spanish
-  together ``foreign_ratio`` times. Short texts ("k", "thx", "r u open") are
+  can be called foreign: when lingua's top language is a neighbour (it
+  outweighs both English and Spanish ``foreign_ratio`` times, 1.5 by default),
+  or when it has Galician function words (lingua has no Galician model and
+  calls it Spanish or Portuguese). Short texts ("k", "thx", "r u open") are
   where lingua guesses German or French for English slang;
 - a short text with a character only Spanish uses (ñ, ¿, ¡, an accented
   vowel) is Spanish;
@@ -30,11 +32,18 @@ from typing import Literal
 import msgspec
 from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
-from services.router.text import letter_count
+from services.router.features import MAX_CHARS
+from services.router.text import letter_count, simplify
 
 Method = Literal["detected", "short", "short_default", "neutral", "foreign"]
 ANSWERED = ("en", "es")
 _SPANISH_ONLY = frozenset("ñ¿¡áéíóú")
+#: Frequent Galician words that are not Spanish, Portuguese or English words (folded).
+_GALICIAN = frozenset(
+    {"unha", "grazas", "moito", "moita", "moitas", "moitos", "tamen", "vostede", "vostedes", "coa",
+     "polo", "pola", "xa", "ningun", "algunha", "facer", "quero", "cando", "hoxe", "onte", "eu", "teño"}
+)  # fmt: skip
+GALICIAN_MARKERS = 2
 
 
 class LanguageResult(msgspec.Struct, frozen=True):
@@ -61,10 +70,10 @@ class LanguageDetector:
     def __init__(
         self,
         *,
-        neighbours: tuple[str, ...] = ("pt", "fr", "it", "de"),
+        neighbours: tuple[str, ...] = ("pt", "fr", "it", "de", "ca", "nl", "ro"),
         default_language: str = "en",
         short_text_letters: int = 20,
-        foreign_ratio: float = 2.0,
+        foreign_ratio: float = 1.5,
         threshold: float = 0.7,
         short_threshold: float = 0.6,
     ) -> None:
@@ -82,6 +91,7 @@ class LanguageDetector:
         self.short_threshold = short_threshold
 
     def detect(self, text: str) -> LanguageResult:
+        text = text[:MAX_CHARS]  # bounded cost: the opening of a message says its language
         letters = letter_count(text)
         if letters == 0:
             return LanguageResult(self.default_language, 1.0, "neutral")
@@ -97,8 +107,10 @@ class LanguageDetector:
             key=lambda item: item[1],
             default=("", 0.0),
         )
-        if not short and foreign_value > self.foreign_ratio * answered_mass:
+        if not short and foreign_value > self.foreign_ratio * max(en, es):
             return LanguageResult(foreign, round(foreign_value, 4), "foreign")
+        if not short and len(_GALICIAN.intersection(simplify(text).split())) >= GALICIAN_MARKERS:
+            return LanguageResult("gl", 1.0, "foreign")
         if answered_mass <= 0.0:
             method: Method = "short_default" if short else "detected"
             return LanguageResult(self.default_language, 0.0, method)

@@ -1,10 +1,13 @@
 """Optional LLM classification of sentiment and intent, with structured output.
 
-Used only when ``llm_base_url`` is set. Language stays lingua's (measured,
+Used only when the router's own section ``router_llm`` has a base URL
+(``REPLYLINE_ROUTER_LLM_BASE_URL``). Language stays lingua's (measured,
 deterministic, and what rule 6 is tuned on); the model answers sentiment and
 intent as a JSON object constrained by a JSON schema. Any failure (network,
 timeout, HTTP error, refusal, malformed or out-of-schema answer) falls back to
 the local classifier's answer, so routing never waits on or fails with the LLM.
+The calls, fallback provider and metrics are the shared client's (libs/llm.py);
+this module holds the prompt and the parsing.
 """
 
 from __future__ import annotations
@@ -13,9 +16,8 @@ from typing import Any, Literal
 
 import msgspec
 import structlog
-from openai import AsyncOpenAI
 
-from libs import metrics
+from libs.llm import LLM, Completion
 from services.router.classification import Classification, LocalClassifier
 from services.router.intents import UNKNOWN
 from services.router.settings import RouterSettings
@@ -23,8 +25,6 @@ from services.router.settings import RouterSettings
 log = structlog.get_logger(__name__)
 
 SERVICE = "router"
-#: The router has one endpoint; the drafter's labels are "primary" / "fallback".
-PROVIDER = "primary"
 
 SYSTEM_PROMPT = (
     "You classify one inbound SMS sent by a lead to a small business. "
@@ -56,17 +56,9 @@ def answer_schema(intents: list[str]) -> dict[str, Any]:
 
 
 class LlmClassifier:
-    def __init__(
-        self, settings: RouterSettings, local: LocalClassifier, client: AsyncOpenAI | None = None
-    ) -> None:
+    def __init__(self, settings: RouterSettings, local: LocalClassifier) -> None:
         self.local = local
-        self.model = settings.llm_model
-        self.client = client or AsyncOpenAI(
-            base_url=settings.llm_base_url,
-            api_key=settings.llm_api_key or "not-needed",
-            timeout=settings.llm_timeout_s,
-            max_retries=1,
-        )
+        self.llm = LLM.from_settings(settings.router_llm, service=SERVICE)
         self._intents = local.intents.names
         self._response_format: Any = {
             "type": "json_schema",
@@ -78,21 +70,18 @@ class LlmClassifier:
         }
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.llm.aclose()
 
-    async def classify(self, text: str) -> Classification:
-        local = self.local.classify(text)
-        model = self.model
+    async def classify(self, text: str, local: Classification | None = None) -> Classification:
+        """``local``: the local answer when the caller computed it already (off the event loop)."""
+        if local is None:
+            local = self.local.classify(text)
         try:
-            response = await self._request(text)
-            model = _model_of(response, self.model)
-            _count_tokens(model, response)  # spent even when the answer is unusable
-            answer = self._answer(response)
-        except Exception as exc:  # any failure: the local answer stands
-            metrics.LLM_REQUESTS.labels(SERVICE, PROVIDER, model, "error").inc()
-            log.warning("llm_classify_failed", error=repr(exc)[:300])
+            completion = await self._request(text)
+        except Exception as exc:  # any failure (LLMFailure or other): the local answer stands
+            log.warning("llm_classify_failed", error=str(exc)[:300])
             return local
-        metrics.LLM_REQUESTS.labels(SERVICE, PROVIDER, model, "ok").inc()
+        answer = self._answer(completion.text)  # checked by the client already
         return msgspec.structs.replace(
             local,
             sentiment=answer.sentiment,
@@ -102,39 +91,22 @@ class LlmClassifier:
             source="llm",
         )
 
-    async def _request(self, text: str) -> Any:
-        return await self.client.chat.completions.create(
-            model=self.model,
-            temperature=0,
-            messages=[
+    async def _request(self, text: str) -> Completion:
+        return await self.llm.complete(
+            [
                 {"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": f"Intents: {', '.join(self._intents)}\nSMS: {text}"},
             ],
+            temperature=0,
             response_format=self._response_format,
+            check=self._answer,
         )
 
-    def _answer(self, response: Any) -> _Answer:
-        content = response.choices[0].message.content if response.choices else None
-        if not content:
-            raise ValueError("empty completion")
+    def _answer(self, content: str) -> _Answer:
+        """The model's answer, or ValueError (msgspec's errors are ValueErrors)."""
         answer = msgspec.json.decode(content, type=_Answer)
         if answer.intent not in (*self._intents, UNKNOWN):
             raise ValueError(f"intent {answer.intent!r} is not configured")
         if not (0.0 <= answer.intent_confidence <= 1.0 and -1.0 <= answer.sentiment_score <= 1.0):
             raise ValueError("score out of range")
         return answer
-
-
-def _model_of(response: Any, requested: str) -> str:
-    model = getattr(response, "model", None)
-    return model if isinstance(model, str) and model else requested
-
-
-def _count_tokens(model: str, response: Any) -> None:
-    usage = getattr(response, "usage", None)
-    prompt = getattr(usage, "prompt_tokens", None)
-    completion = getattr(usage, "completion_tokens", None)
-    if isinstance(prompt, int):
-        metrics.LLM_TOKENS.labels(SERVICE, PROVIDER, model, "prompt").inc(prompt)
-    if isinstance(completion, int):
-        metrics.LLM_TOKENS.labels(SERVICE, PROVIDER, model, "completion").inc(completion)

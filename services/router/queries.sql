@@ -3,11 +3,12 @@ INSERT INTO thread_controls (thread, number) VALUES ($1, $2)
 ON CONFLICT (thread) DO NOTHING;
 
 -- name: lock_thread
-SELECT thread, paused, opted_out, last_seq FROM thread_controls WHERE thread = $1 FOR UPDATE;
+SELECT thread, paused, opted_out, last_seq, takeover_since, takeover_until
+FROM thread_controls WHERE thread = $1 FOR UPDATE;
 
 -- name: get_thread
 SELECT thread, number, paused, paused_by, paused_reason, opted_out, consent_keyword,
-       consent_at, last_seq
+       consent_at, last_seq, takeover_since, takeover_until, last_human_reply_at, takeover_by
 FROM thread_controls WHERE thread = $1;
 
 -- name: decision_exists
@@ -40,3 +41,28 @@ SET paused = EXCLUDED.paused, paused_by = EXCLUDED.paused_by,
 
 -- name: get_decision
 SELECT * FROM routing_decisions WHERE message_sid = $1;
+
+-- name: start_takeover
+-- A person replied: the thread is (or stays) in HUMAN_TAKEOVER until $4. The caller
+-- locks the row first (ensure_thread + lock_thread) to learn whether this reply starts
+-- the takeover: a FOR UPDATE CTE read only by RETURNING runs after the upsert and
+-- skips the row this very statement updated, so it always answered NULL ("started").
+INSERT INTO thread_controls (thread, number, takeover_since, takeover_until, last_human_reply_at,
+                             takeover_by)
+VALUES ($1, $2, $3, $4, $3, $5)
+ON CONFLICT (thread) DO UPDATE
+SET takeover_since = coalesce(thread_controls.takeover_since, EXCLUDED.takeover_since),
+    takeover_until = GREATEST(coalesce(thread_controls.takeover_until, EXCLUDED.takeover_until),
+                              EXCLUDED.takeover_until),
+    last_human_reply_at = GREATEST(coalesce(thread_controls.last_human_reply_at,
+                                            EXCLUDED.last_human_reply_at),
+                                   EXCLUDED.last_human_reply_at),
+    takeover_by = EXCLUDED.takeover_by, updated_at = now()
+RETURNING takeover_since, takeover_until;
+
+-- name: end_takeover
+-- Hand the thread back to the AI. With $2 (a quiet-period timer's fire_at) only when
+-- no later human reply moved takeover_until past it.
+UPDATE thread_controls SET takeover_since = NULL, takeover_until = NULL, updated_at = now()
+WHERE thread = $1 AND takeover_since IS NOT NULL AND ($2::timestamptz IS NULL OR takeover_until <= $2)
+RETURNING number, takeover_since;

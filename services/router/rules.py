@@ -1,4 +1,4 @@
-"""DESIGN.md routing rules 2-9, in order, as one pure function.
+"""DESIGN.md routing rules 2-12, in order, as one pure function.
 
 Rule 1 (duplicate MessageSid) needs the store and lives in the handler.
 A thread that has opted out is treated like a paused one for any message that
@@ -10,6 +10,9 @@ to review, never to a draft (libs/consent_keywords.py says what counts).
 
 ``stale`` marks a message older (by stream sequence) than one the thread has
 already acted on (DESIGN.md, per-thread order): it is logged, not acted on.
+
+``takeover`` (HUMAN_TAKEOVER: a person replied from the business number) comes
+right after the pause: the message is forwarded to the owners, never drafted.
 Owner commands, STOP and HELP are exempt: the drafter checks a late owner
 command against the draft's state, and a late STOP is honoured. A late START
 is not (it might undo a newer STOP): consent errs towards "opted out".
@@ -22,11 +25,11 @@ from typing import Literal
 import msgspec
 
 from libs.events import RoutingDecision
-from libs.owner_protocol import OwnerCommand, parse_owner_command
+from libs.owner_protocol import Parsed, parse_owner_command
 from services.router.classification import Classification
 from services.router.keywords import match_keyword
 
-Status = Literal["RECEIVED", "NEEDS_REVIEW", "DRAFT_PENDING_APPROVAL"]
+Status = Literal["RECEIVED", "NEEDS_REVIEW", "DRAFT_PENDING_APPROVAL", "HUMAN_TAKEOVER"]
 ANSWERED_LANGUAGES = ("en", "es")
 
 
@@ -39,6 +42,7 @@ class RouteInput(msgspec.Struct, frozen=True, kw_only=True):
     paused: bool = False
     opted_out: bool = False
     stale: bool = False
+    takeover: bool = False  # a person is answering this thread (HUMAN_TAKEOVER)
 
 
 class RouteResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,7 +50,7 @@ class RouteResult(msgspec.Struct, frozen=True, kw_only=True):
     rule: str
     status: Status
     keyword: str | None = None  # the opt-out/opt-in/help keyword as received
-    command: OwnerCommand | None = None  # rule 2
+    command: Parsed | None = None  # rule 2: a Command or Unclear
 
 
 def _result(decision: RoutingDecision, rule: str, status: Status = "RECEIVED") -> RouteResult:
@@ -83,6 +87,10 @@ def route_before_classification(inp: RouteInput) -> RouteResult | None:
         return _result("log_only", "stale")
     if inp.paused:
         return _result("log_only", "paused")
+    if inp.takeover:
+        # A person is answering: the message goes to them as it is (media, negative,
+        # unknown intent alike), never to the AI.
+        return _result("forward", "human_takeover", "HUMAN_TAKEOVER")
     if inp.num_media > 0:
         return _result("needs_review", "media", "NEEDS_REVIEW")
     if not inp.body.strip():
@@ -103,8 +111,17 @@ def route(
         c.language_judged and c.language_confidence < language_threshold
     ):
         return _result("needs_review", "language", "NEEDS_REVIEW")
+    if c.intent == "spam":
+        # Marketing bait and phishing: a person looks, nothing is drafted.
+        return _result("needs_review", "spam", "NEEDS_REVIEW")
+    if c.intent == "complaint":
+        # A problem with past work goes to a person whatever the sentiment score.
+        return _result("needs_review", "complaint", "NEEDS_REVIEW")
     if c.sentiment == "NEGATIVE":
         return _result("needs_review", "negative_sentiment", "NEEDS_REVIEW")
     if c.intent == "unknown":
         return _result("needs_review", "unknown_intent", "NEEDS_REVIEW")
+    if c.intent == "acknowledgement":
+        # "ok thanks": nothing to answer; logged on the thread, no draft, no review.
+        return _result("log_only", "acknowledgement")
     return _result("draft", "draft", "DRAFT_PENDING_APPROVAL")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from libs.consumer import Handler
-from libs.events import ContactPaused, Event, InboundReceived
+from libs.events import ContactPaused, Event, HumanReply, InboundReceived, TimerFired
 from libs.service import ServiceContext
 from services.router.classification import LocalClassifier
 from services.router.handlers import NAME, Router
@@ -22,15 +22,21 @@ async def build(ctx: ServiceContext[RouterSettings]) -> Mapping[type[Event], Han
     settings = ctx.settings
     local = LocalClassifier(settings)  # a bad intents file stops start-up here
     llm: LlmClassifier | None = None
-    if settings.llm_base_url:
+    if settings.router_llm.enabled:
         llm = LlmClassifier(settings, local)
         ctx.stack.push_async_callback(llm.close)
     router = Router(settings, ctx.bus, ctx.pool, local, llm)
+    ctx.stack.callback(router.executor.shutdown, wait=False, cancel_futures=True)
     ctx.log.info(
         "router_configured",
         intents=local.intents.names,
         intents_path=str(local.intents.path),
-        llm=bool(llm),
+        llm=[f"{p.name}:{p.model}" for p in llm.llm.providers] if llm else "off",
         owners=len(settings.owner_numbers),
     )
-    return {InboundReceived: router.on_received, ContactPaused: router.on_paused}
+    return {
+        InboundReceived: router.on_received,
+        ContactPaused: router.on_paused,
+        HumanReply: router.on_human,
+        TimerFired: router.on_timer,
+    }

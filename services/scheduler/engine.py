@@ -66,6 +66,7 @@ from .workflow.model import (
     TagConfig,
     UpdateFieldConfig,
     WaitForReplyConfig,
+    sms_text,
 )
 from .workflow.template import render, render_url, render_value
 from .workflow.timeline import ab_variant
@@ -131,6 +132,9 @@ class Engine:
         self._definitions: dict[tuple[str, int], Definition] = {}
         #: The definition each workflow enrolls new contacts in (highest loaded version).
         self.active: dict[str, Definition] = {}
+        #: Workflows switched off (workflow_switches): they enroll nobody new; running
+        #: enrollments finish on their pinned version. Kept by workflow_admin.py.
+        self.disabled: set[str] = set()
 
     # --- definitions -----------------------------------------------------------
 
@@ -198,7 +202,7 @@ class Engine:
         errors: list[Exception] = []
         for definition in list(self.active.values()):
             trigger = definition.workflow.trigger
-            if trigger.type != trigger_type:
+            if trigger.type != trigger_type or definition.key in self.disabled:
                 continue
             if not all(evaluate(c.field, c.operator, c.value, view) for c in trigger.conditions):
                 continue
@@ -421,7 +425,7 @@ class Engine:
                 return StepResult(None, "paused", pause_reason="thread_paused", executed=False)
             if enrollment["replied"] and definition.workflow.on_reply == "pause":
                 return StepResult(None, "paused", pause_reason="lead_replied", executed=False)
-            body = render(config.body, view)
+            body = render(sms_text(config.body, view.get("language")), view)
             if config.approval == "required":
                 # The drafter owns the owner's approval loop; the draft it creates
                 # carries this request id back in draft.approved / draft.rejected.

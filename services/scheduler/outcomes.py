@@ -2,10 +2,12 @@
 
 Rules (docs/workflows.md): opt-out -> discarded, human take-over -> escalated,
 no reply for N days -> no_response, a goal/qualification tag or an ``end`` step
-with an ``outcome`` -> that outcome. With an LLM endpoint configured, the model
-gets the rule's verdict and the contact, answers with a JSON schema (one of the
-six outcomes and a reason), and its answer is kept only when it parses; any
-failure falls back to the rule.
+with an ``outcome`` -> that outcome. With the scheduler's own LLM section
+configured (``REPLYLINE_OUTCOME_LLM_BASE_URL``; the drafter's ``REPLYLINE_LLM_*``
+does not turn it on), the model gets the rule's verdict and the contact, answers
+with a JSON schema (one of the six outcomes and a reason), and its answer is kept
+only when it parses; any failure falls back to the rule. The calls are the shared
+client's (libs/llm.py); this module holds the prompt and the parsing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncpg
 import structlog
 
 from libs.db import audit
+from libs.llm import LLM
 
 from .settings import SchedulerSettings
 from .store import Q
@@ -45,24 +48,17 @@ class OutcomeJudge:
     """Optional LLM second opinion (OpenAI-compatible, structured output)."""
 
     def __init__(self, settings: SchedulerSettings) -> None:
-        self.settings = settings
-        self._client: Any = None
-        if settings.llm_base_url and settings.llm_model:
-            from openai import AsyncOpenAI
-
-            self._client = AsyncOpenAI(
-                base_url=settings.llm_base_url,
-                api_key=settings.llm_api_key or "unused",
-                timeout=settings.llm_timeout_s,
-                max_retries=1,
-            )
+        self._llm = LLM.from_settings(settings.outcome_llm, service=SERVICE)
 
     @property
     def enabled(self) -> bool:
-        return self._client is not None
+        return self._llm.configured
+
+    async def aclose(self) -> None:
+        await self._llm.aclose()
 
     async def judge(self, rule_outcome: str, reason: str, contact: dict[str, Any]) -> str | None:
-        if self._client is None:
+        if not self.enabled:
             return None
         prompt = (
             "Classify how this SMS lead conversation ended. Outcomes: success (goal reached), "
@@ -72,17 +68,24 @@ class OutcomeJudge:
             f"Contact: {json.dumps(contact, default=str)[:2000]}"
         )
         try:
-            response = await self._client.chat.completions.create(
-                model=self.settings.llm_model,
-                messages=[{"role": "user", "content": prompt}],
+            completion = await self._llm.complete(
+                [{"role": "user", "content": prompt}],
                 response_format={"type": "json_schema", "json_schema": _SCHEMA},
+                check=_outcome_of,
             )
-            data = json.loads(response.choices[0].message.content or "")
-            outcome = data.get("outcome")
-            return outcome if outcome in OUTCOMES else None
         except Exception as exc:  # any LLM trouble: the rule stands
             log.warning("outcome_llm_failed", error=repr(exc))
             return None
+        return _outcome_of(completion.text)
+
+
+def _outcome_of(text: str) -> str:
+    """The answer's outcome, or ValueError when it is not one of the six."""
+    data = json.loads(text)  # JSONDecodeError is a ValueError
+    outcome = data.get("outcome") if isinstance(data, dict) else None
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome {outcome!r} is not one of {OUTCOMES}")
+    return str(outcome)
 
 
 async def record_outcome(

@@ -133,3 +133,134 @@ WHERE workflow_key = $1 AND active ORDER BY version DESC LIMIT 1;
 -- name: list_definitions
 SELECT DISTINCT ON (workflow_key) workflow_key, name, version FROM workflow_definitions
 WHERE active ORDER BY workflow_key, version DESC;
+
+-- name: set_workflow_switch
+INSERT INTO workflow_switches (workflow_key, enabled, reason, changed_by)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (workflow_key) DO UPDATE SET
+    enabled = EXCLUDED.enabled, reason = EXCLUDED.reason,
+    changed_by = EXCLUDED.changed_by, changed_at = now();
+
+-- name: workflow_switches
+SELECT workflow_key, enabled, reason, changed_by, changed_at FROM workflow_switches;
+
+-- name: stored_sources
+-- The newest stored version of each workflow and where it came from (a file path or an API source name).
+SELECT DISTINCT ON (workflow_key) workflow_key, name, version, source FROM workflow_definitions
+WHERE active ORDER BY workflow_key, version DESC;
+
+-- name: enrollments_of_workflow
+-- $2: a status or NULL for all; newest first.
+SELECT e.id::text AS enrollment_id, e.thread, c.phone, e.workflow_version AS version, e.status,
+       e.current_step, e.waiting_for, e.pause_reason, e.ended_reason, e.created_at, e.updated_at,
+       e.finished_at
+FROM workflow_enrollments e JOIN contacts c ON c.thread = e.thread
+WHERE e.workflow_key = $1 AND ($2::text IS NULL OR e.status = $2)
+ORDER BY e.created_at DESC, e.id
+LIMIT $3;
+
+-- name: import_begin
+INSERT INTO contact_imports (import_id, source, status) VALUES ($1, $2, 'staging')
+ON CONFLICT (import_id) DO NOTHING;
+
+-- name: import_get
+SELECT import_id, status, result FROM contact_imports WHERE import_id = $1;
+
+-- name: import_stage
+-- One batch as parallel arrays; tags as the JSON text of an array per row (arrays of
+-- arrays must be rectangular in Postgres). A repeated batch is a no-op.
+INSERT INTO contact_import_rows
+    (import_id, line, thread, phone, first_name, last_name, email, tags, fields, opted_out)
+SELECT $1, r.line, r.thread, r.phone, r.first_name, r.last_name, r.email,
+       ARRAY(SELECT jsonb_array_elements_text(r.tags::jsonb)), r.fields, r.opted_out
+FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::jsonb[], $10::bool[])
+     AS r(line, thread, phone, first_name, last_name, email, tags, fields, opted_out)
+ON CONFLICT (import_id, line) DO NOTHING;
+
+-- name: import_staged_count
+SELECT count(*) FROM contact_import_rows WHERE import_id = $1;
+
+-- name: import_merge
+-- Duplicates of the file merged per number: the last non-empty value wins, tags are
+-- united, custom fields merged (later lines win), opted out if any row says so.
+CREATE TEMP TABLE import_merged ON COMMIT DROP AS
+WITH staged AS (SELECT * FROM contact_import_rows WHERE import_id = $1),
+base AS (
+    SELECT thread, min(phone) AS phone,
+        coalesce((array_agg(first_name ORDER BY line DESC) FILTER (WHERE first_name <> ''))[1], '') AS first_name,
+        coalesce((array_agg(last_name ORDER BY line DESC) FILTER (WHERE last_name <> ''))[1], '') AS last_name,
+        coalesce((array_agg(email ORDER BY line DESC) FILTER (WHERE email <> ''))[1], '') AS email,
+        bool_or(opted_out) AS opted_out
+    FROM staged GROUP BY thread
+),
+tag_sets AS (
+    SELECT thread, array_agg(DISTINCT t ORDER BY t) AS tags FROM staged, unnest(tags) AS t GROUP BY thread
+),
+field_sets AS (
+    SELECT thread, jsonb_object_agg(f.key, f.value ORDER BY line) AS fields
+    FROM staged, jsonb_each(fields) AS f GROUP BY thread
+)
+SELECT b.thread, b.phone, b.first_name, b.last_name, b.email, b.opted_out,
+       coalesce(t.tags, '{}'::text[]) AS tags, coalesce(f.fields, '{}'::jsonb) AS fields
+FROM base b LEFT JOIN tag_sets t USING (thread) LEFT JOIN field_sets f USING (thread);
+
+-- name: import_new_optouts
+SELECT m.thread, m.phone FROM import_merged m LEFT JOIN contacts c USING (thread)
+WHERE m.opted_out AND NOT coalesce(c.opted_out, false)
+ORDER BY m.thread;
+
+-- name: import_insert_new
+INSERT INTO contacts (thread, phone, first_name, last_name, email, fields, tags, opted_out)
+SELECT m.thread, m.phone, m.first_name, m.last_name, m.email, m.fields, m.tags, m.opted_out
+FROM import_merged m
+WHERE NOT EXISTS (SELECT 1 FROM contacts c WHERE c.thread = m.thread)
+RETURNING thread, opted_out;
+
+-- name: import_update_existing
+-- Fills in, never blanks; an opt-out is never undone by a file (opted_out only turns on).
+-- Only rows that really change are touched, so importing the same file again changes nothing.
+WITH next AS (
+    SELECT c.thread,
+        CASE WHEN m.first_name <> '' THEN m.first_name ELSE c.first_name END AS first_name,
+        CASE WHEN m.last_name <> '' THEN m.last_name ELSE c.last_name END AS last_name,
+        CASE WHEN m.email <> '' THEN m.email ELSE c.email END AS email,
+        c.fields || m.fields AS fields,
+        ARRAY(SELECT DISTINCT t FROM unnest(c.tags || m.tags) AS t ORDER BY 1) AS tags,
+        c.opted_out OR m.opted_out AS opted_out
+    FROM import_merged m JOIN contacts c USING (thread)
+)
+UPDATE contacts c SET first_name = n.first_name, last_name = n.last_name, email = n.email,
+    fields = n.fields, tags = n.tags, opted_out = n.opted_out, updated_at = now()
+FROM next n
+WHERE c.thread = n.thread
+  AND (c.first_name <> n.first_name OR c.last_name <> n.last_name OR c.email <> n.email
+       OR c.fields IS DISTINCT FROM n.fields OR NOT (c.tags @> n.tags) OR c.opted_out <> n.opted_out)
+RETURNING c.thread;
+
+-- name: import_finish
+UPDATE contact_imports SET status = $2, result = $3::jsonb, committed_at = now() WHERE import_id = $1;
+
+-- name: import_drop_rows
+DELETE FROM contact_import_rows WHERE import_id = $1;
+
+-- name: import_drop_stale
+-- Staging left behind by an import that never committed (a client that died).
+DELETE FROM contact_import_rows WHERE import_id IN (
+    SELECT import_id FROM contact_imports WHERE status = 'staging' AND created_at < now() - interval '1 day'
+);
+
+-- name: import_merged_count
+SELECT count(*) FROM import_merged;
+
+-- name: import_abort
+UPDATE contact_imports SET status = 'aborted' WHERE import_id = $1 AND status = 'staging';
+
+-- name: claim_trigger_window
+-- $5 is the window (interval). Returns a row when this event may fire the trigger.
+INSERT INTO trigger_windows AS w (thread, trigger_type, event_id, fired_at)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (thread, trigger_type) DO UPDATE
+    SET event_id = EXCLUDED.event_id, fired_at = EXCLUDED.fired_at
+    WHERE w.event_id = EXCLUDED.event_id OR w.fired_at <= EXCLUDED.fired_at - $5::interval
+RETURNING event_id;

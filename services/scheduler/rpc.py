@@ -4,7 +4,8 @@
 ``{"name", "version"}`` or ``{"error": "invalid", "issues": [{"source", "line", "reason"}]}``
 ``<prefix>rpc.scheduler.workflows.export`` ``{"name", "format"}`` -> ``{"text"}`` or
 ``{"error": "not_found"}``
-``<prefix>rpc.scheduler.workflows.list`` ``{}`` -> ``{"workflows": [{"name", "key", "version"}]}``
+``<prefix>rpc.scheduler.workflows.list`` ``{}`` -> ``{"workflows": [{"name", "key", "version", "active"}]}``
+``test``, ``enrollments``, ``deactivate``, ``reactivate``: see workflow_admin.py.
 Any other failure answers ``{"error": "..."}``. Replicas share the subjects in one queue group.
 """
 
@@ -23,6 +24,8 @@ from nats.aio.subscription import Subscription
 
 from libs.bus import Bus
 
+from . import contact_import
+from . import workflow_admin as admin
 from .engine import Engine
 from .store import Q
 from .workflow.definition import Definition, DefinitionError, load_text, slug
@@ -92,7 +95,15 @@ async def export_workflow(engine: Engine, request: ExportRequest) -> dict[str, A
 async def list_workflows(engine: Engine, request: ListRequest) -> dict[str, Any]:
     rows = await engine.pool.fetch(Q.list_definitions)
     return {
-        "workflows": [{"name": r["name"], "key": r["workflow_key"], "version": r["version"]} for r in rows]
+        "workflows": [
+            {
+                "name": r["name"],
+                "key": r["workflow_key"],
+                "version": r["version"],
+                "active": r["workflow_key"] not in engine.disabled,
+            }
+            for r in rows
+        ]
     }
 
 
@@ -106,6 +117,18 @@ METHODS = {
     "import": _method(ImportRequest, import_workflow),
     "export": _method(ExportRequest, export_workflow),
     "list": _method(ListRequest, list_workflows),
+    # Dry run, enrollments and switches (services/scheduler/workflow_admin.py).
+    "test": _method(admin.TestRequest, admin.dry_run),
+    "enrollments": _method(admin.EnrollmentsRequest, admin.enrollments),
+    "deactivate": _method(admin.SwitchRequest, admin.deactivate),
+    "reactivate": _method(admin.SwitchRequest, admin.reactivate),
+}
+
+#: ``rpc.scheduler.contacts.<method>``: contact imports (services/scheduler/contact_import.py).
+CONTACT_METHODS = {
+    "stage": _method(contact_import.StageRequest, contact_import.stage),
+    "commit": _method(contact_import.CommitRequest, contact_import.commit),
+    "abort": _method(contact_import.AbortRequest, contact_import.abort),
 }
 
 
@@ -118,6 +141,15 @@ async def serve_rpc(bus: Bus, engine: Engine) -> list[Subscription]:
                 rpc_subject(bus.prefix, name), queue=QUEUE_GROUP, cb=_responder(engine, name, kind, call)
             )
         )
+    for name, (kind, call) in CONTACT_METHODS.items():
+        subs.append(
+            await bus.nc.subscribe(
+                f"{bus.prefix}rpc.scheduler.contacts.{name}",
+                queue=QUEUE_GROUP,
+                cb=_responder(engine, f"contacts.{name}", kind, call),
+            )
+        )
+    subs.append(await admin.listen_for_changes(bus, engine))
     # A request sent right after start must find the interest registered on the server.
     await bus.nc.flush()
     return subs

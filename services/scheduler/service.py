@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,12 @@ import structlog
 from libs.consumer import Delivery, Drop, Handler
 from libs.db import audit, create_pool
 from libs.events import (
+    CallMissed,
     ContactOptin,
     ContactOptout,
     ContactPaused,
     ContactTagged,
+    ContactTakeover,
     ContactUpdated,
     DraftApproved,
     DraftRejected,
@@ -30,7 +33,7 @@ from libs.events import (
 )
 from libs.service import Build, ServiceContext
 
-from . import webhook
+from . import webhook, workflow_admin
 from .clock import Clock
 from .emailer import Emailer
 from .engine import Engine
@@ -49,6 +52,8 @@ OWN_KINDS = frozenset({"workflow_delay", "reply_timeout", "no_response"})
 NOT_A_REPLY = frozenset({"owner_command", "duplicate", "opt_out"})
 #: Outbound kinds that go to the lead (owner prompts and alerts do not count).
 LEAD_FACING = frozenset({"approved_draft", "reply", "workflow"})
+#: Languages the drafter answers in (a workflow's {en, es} texts follow the contact's).
+ANSWERED_LANGUAGES = frozenset({"en", "es"})
 
 
 def no_response_timer_id(thread: str) -> str:
@@ -78,10 +83,12 @@ class Scheduler:
             TimerCancel: self.on_timer_cancel,
             TimerFired: self.on_timer_fired,
             LeadCreated: self.on_lead,
+            CallMissed: self.on_call_missed,
             InboundRouted: self.on_inbound,
             ContactOptout: self.on_optout,
             ContactOptin: self.on_optin,
             ContactPaused: self.on_paused,
+            ContactTakeover: self.on_takeover,
             ContactTagged: self.on_tagged,
             ContactUpdated: self.on_updated,
             OutboundSent: self.on_sent,
@@ -218,9 +225,51 @@ class Scheduler:
             event_id=event.lead_id,
         )
 
+    async def on_call_missed(self, event: CallMissed, d: Delivery) -> None:
+        """A missed call: start ``call_missed`` workflows (the text-back), once per window.
+
+        The window is kept in Postgres (trigger_windows), so it holds across replicas
+        and restarts; it is measured on when ingest saw the call, not on delivery time.
+        """
+        window = timedelta(seconds=self.settings.call_textback_window_s)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.ensure_contact, event.thread, event.from_number)
+            claimed = await conn.fetchval(
+                Q.claim_trigger_window,
+                event.thread,
+                "call_missed",
+                event.call_sid,
+                event.received_at,
+                window,
+            )
+            if claimed is None:
+                await audit(
+                    conn,
+                    service=SERVICE,
+                    action="call_textback_skipped",
+                    thread=event.thread,
+                    details={
+                        "call_sid": event.call_sid,
+                        "reason": "repeat_call_within_window",
+                        "window_s": self.settings.call_textback_window_s,
+                    },
+                )
+                return
+        await self.engine.trigger(
+            "call_missed",
+            event.thread,
+            context={"call_sid": event.call_sid, "missed_reason": event.reason},
+            event_id=event.call_sid,
+        )
+
     async def on_inbound(self, event: InboundRouted, d: Delivery) -> None:
         if event.decision in NOT_A_REPLY:
             return
+        if event.language in ANSWERED_LANGUAGES and event.decision == "draft":
+            # The language the router answered them in picks {en, es} workflow texts.
+            async with self.pool.acquire() as conn:
+                await conn.execute(Q.ensure_contact, event.thread, event.from_number)
+                await set_field(conn, event.thread, "language", event.language)
         await self.engine.lead_replied(event.thread, event.from_number, event.body, event.message_sid)
         await self.timers.cancel(no_response_timer_id(event.thread))
         await self.engine.trigger(
@@ -238,6 +287,17 @@ class Scheduler:
     async def on_paused(self, event: ContactPaused, d: Delivery) -> None:
         await self.engine.paused(
             event.thread, event.number, paused=event.paused, actor=event.actor, event_id=event.id
+        )
+
+    async def on_takeover(self, event: ContactTakeover, d: Delivery) -> None:
+        """HUMAN_TAKEOVER holds the thread's workflow sends like a pause (docs/scheduler.md):
+        a person is talking to the lead; the enrollments go on when the AI takes over again."""
+        await self.engine.paused(
+            event.thread,
+            event.number,
+            paused=event.active,
+            actor=event.actor or "human_takeover",
+            event_id=event.id,
         )
 
     async def on_tagged(self, event: ContactTagged, d: Delivery) -> None:
@@ -303,6 +363,7 @@ def make_build(clock: Clock | None = None, expose: dict[str, Any] | None = None)
         settings = ctx.settings
         the_clock = clock or Clock()
         judge = OutcomeJudge(settings)
+        ctx.stack.push_async_callback(judge.aclose)
         http = webhook.session(webhook.Destinations(settings.http_step_allow))
         ctx.stack.push_async_callback(http.close)
         # Execution rows committed ahead of a side effect: their own connections.
@@ -338,6 +399,7 @@ def make_build(clock: Clock | None = None, expose: dict[str, Any] | None = None)
             )
         await engine.register(definitions)
         await engine.activate_stored()
+        await workflow_admin.retire_missing_files(engine, settings.workflows_dir, definitions)
         for sub in await serve_rpc(ctx.bus, engine):
             ctx.stack.push_async_callback(sub.unsubscribe)
         scheduler = holder["scheduler"] = Scheduler(ctx, engine, timers, judge)

@@ -6,6 +6,7 @@ from typing import Literal
 
 import msgspec
 
+from libs.llm import LlmSettings
 from libs.settings import CommonSettings
 
 OverduePolicy = Literal["fire_late", "skip", "escalate"]
@@ -17,6 +18,10 @@ DEFAULT_OVERDUE_POLICY: dict[str, OverduePolicy] = {
     "reply_timeout": "fire_late",
     "quiet_hours": "fire_late",
     "no_response": "escalate",
+    # Handing a thread back to the AI late is harmless; never handing it back is not.
+    "takeover_quiet": "fire_late",
+    # A lead's burst still needs its one draft, however late (the drafter was waiting).
+    "burst_debounce": "fire_late",
 }
 
 
@@ -50,6 +55,9 @@ class SchedulerSettings(CommonSettings, frozen=True, kw_only=True):
     smtp_use_tls: bool = False
     smtp_from: str = "Replyline <noreply@localhost>"
     smtp_timeout_s: float = 30.0
+    #: A caller who rings again within this window after a missed call that fired the
+    #: ``call_missed`` trigger is not texted back again (docs/missed-calls.md).
+    call_textback_window_s: float = 1800.0
     #: Days without a lead reply after our last message before the outcome is no_response.
     no_response_days: float = 7.0
     #: Tags that settle a conversation's outcome when added.
@@ -65,11 +73,9 @@ class SchedulerSettings(CommonSettings, frozen=True, kw_only=True):
     #: Hosts, IPs or CIDRs http steps may call although they are internal (loopback,
     #: private, link-local...); everything internal is refused otherwise.
     http_step_allow: tuple[str, ...] = ()
-    # Optional LLM judgement of outcomes (OpenAI-compatible); rules apply without it.
-    llm_base_url: str = ""
-    llm_api_key: str = ""
-    llm_model: str = ""
-    llm_timeout_s: float = 20.0
+    #: ``REPLYLINE_OUTCOME_LLM_*``: optional LLM judgement of conversation outcomes
+    #: (libs/llm.py); off while base_url is empty, the rules apply alone then.
+    outcome_llm: LlmSettings = LlmSettings()
 
     def overdue_policy(self, kind: str) -> OverduePolicy:
         return self.timer_overdue_policy.get(kind, DEFAULT_OVERDUE_POLICY.get(kind, "fire_late"))

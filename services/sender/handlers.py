@@ -15,6 +15,7 @@ from libs.events import (
     ContactUpdated,
     DraftApproved,
     Event,
+    HumanReply,
     OutboundRequested,
     OutboundStatus,
     TimerFired,
@@ -56,6 +57,19 @@ def build_handlers(outbox: Outbox) -> Mapping[type[Event], Handler]:
         )
         return await outbox.drive(outbox_id)
 
+    async def on_human_reply(event: HumanReply, _: Delivery) -> Decision:
+        # A person's reply: lead-facing like any other (consent gate, outbox, callbacks).
+        outbox_id = await outbox.accept(
+            NewMessage(
+                dedup_key=event.dedup_id(),
+                kind="human_reply",
+                to_number=event.to_number,
+                body=event.body,
+                request_id=event.request_id,
+            )
+        )
+        return await outbox.drive(outbox_id)
+
     async def on_timer_fired(event: TimerFired, _: Delivery) -> Decision:
         if event.kind != "quiet_hours":
             return None
@@ -87,6 +101,7 @@ def build_handlers(outbox: Outbox) -> Mapping[type[Event], Handler]:
     return {
         DraftApproved: on_draft_approved,
         OutboundRequested: on_outbound_requested,
+        HumanReply: on_human_reply,
         TimerFired: on_timer_fired,
         OutboundStatus: on_status,
         ContactOptout: on_consent,

@@ -1,18 +1,27 @@
 """The outbox: every outbound message goes through one state machine, at most once.
 
 ``drive(id)`` is the only path to the transport, whoever calls it (an event
-handler, a fired timer, the sweep). It runs under a Postgres session advisory
-lock on the row, so one worker at a time acts on a message, and the lock dies
-with the worker's connection if the process is killed. The row is marked
-SENDING and committed *before* the API call; a row found in SENDING by a worker
-that holds the lock was therefore left by a dead worker, and is reconciled
-against the provider's message list before anything is resent.
+handler, a fired timer, the sweep). It first takes the row's **lease**: a
+fencing token (``lease_epoch``, incremented by each new holder) and an expiry
+(``lease_until``) on the database clock, both stored in the row. Nothing depends
+on the worker's database session staying alive (failover, network blips,
+``idle_session_timeout`` and PgBouncer transaction pooling all break sessions):
+every write the worker makes names its epoch, so a worker that lost the lease
+changes nothing.
+
+The row is marked SENDING with ``lease_until = now() + call timeout + margin``
+and committed *before* the API call, and the call is cut off at the timeout. A
+SENDING row can therefore be taken over only once its attempt has ended; the
+new holder reconciles against the provider's message list before anything is
+resent (see docs/sender.md, "The send lease").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,11 +51,13 @@ from libs.events import (
     thread_of,
     utcnow,
 )
+from libs.twilio_errors import describe
 from services.sender.quiet_hours import Window, contact_zones, next_allowed
 from services.sender.settings import SenderSettings
 from services.sender.transport import (
     UNSUBSCRIBED_CODES,
     SendFailure,
+    SendOutcome,
     SendResult,
     SendUnknown,
     Transport,
@@ -86,6 +97,22 @@ def contact_key(number: str) -> str:
     return f"+{digits}" if digits.isdigit() else text
 
 
+class LeaseLost(Exception):
+    """Another worker took the row over: this worker's writes are fenced off."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The fencing token this worker holds on one outbox row."""
+
+    outbox_id: uuid.UUID
+    epoch: int
+
+
+#: Errors of a database session that died under us (terminated, failover, network).
+CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
 def quiet_hours_timer_id(outbox_id: uuid.UUID | str) -> str:
     return f"sender-quiet-hours:{outbox_id}"
 
@@ -122,6 +149,8 @@ class Outbox:
         self.clock = clock
         self.window = Window.parse(settings.quiet_hours_start, settings.quiet_hours_end)
         self.owners = frozenset(settings.owner_numbers)
+        #: Names this worker in lease_owner (for operators; the epoch is what fences).
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # --- intake --------------------------------------------------------------
 
@@ -159,24 +188,41 @@ class Outbox:
     async def drive(self, outbox_id: uuid.UUID) -> Decision:
         """Move one message forward as far as it can go now."""
         async with self.pool.acquire() as conn:
-            if not await conn.fetchval(Q.try_lock, outbox_id):
-                return Retry(self._backoff(1), "another worker holds this message")
+            row = await conn.fetchrow(Q.take_lease, outbox_id, self.worker, self.settings.send_lease_s)
+            if row is None:
+                remaining = await conn.fetchval(Q.lease_remaining, outbox_id)
+                if remaining is None:
+                    log.warning("outbox_row_missing", outbox_id=str(outbox_id))
+                    return None
+                # The holder finishes the row; look again once its lease could have expired.
+                delay = min(max(remaining, 0.0) + 0.2, self.settings.send_lease_s)
+                return Retry(delay, "another worker holds this message's lease")
+            lease = Lease(outbox_id, row["lease_epoch"])
             try:
-                return await self._drive_locked(conn, outbox_id)
-            finally:
-                with contextlib.suppress(asyncpg.PostgresError, OSError):
-                    await conn.execute(Q.unlock, outbox_id)
+                decision = await self._drive_leased(conn, row, lease)
+            except LeaseLost:
+                # Someone took over after our lease expired (we stalled): it owns the row now.
+                log.warning("lease_lost", outbox_id=str(outbox_id), epoch=lease.epoch)
+                return None
+            # Not in a finally: after an error the lease simply runs out.
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await conn.execute(Q.release_lease, outbox_id, lease.epoch)
+            return decision
 
-    async def _drive_locked(self, conn: asyncpg.Connection, outbox_id: uuid.UUID) -> Decision:
-        row = await conn.fetchrow(Q.get_outbox, outbox_id)
-        if row is None:
-            log.warning("outbox_row_missing", outbox_id=str(outbox_id))
-            return None
+    async def _write(self, conn: asyncpg.Connection, lease: Lease, query: str, *args: Any) -> None:
+        """A fenced update of the leased row: raises LeaseLost if another worker took it over."""
+        done = await conn.execute(query, lease.outbox_id, *args, lease.epoch)
+        if done != "UPDATE 1":
+            raise LeaseLost(str(lease.outbox_id))
+
+    async def _drive_leased(self, conn: asyncpg.Connection, row: asyncpg.Record, lease: Lease) -> Decision:
+        outbox_id = row["id"]
         if row["status"] in FINAL:
             return await self._publish_outcome(conn, row)
         if row["status"] in ("SENDING", "UNKNOWN"):
-            # We hold the lock, so no live worker is mid-call: the last attempt's fate is unknown.
-            row, decision = await self._reconcile(conn, row)
+            # We hold the lease, and a SENDING row's lease outlives its call: the last
+            # attempt has ended (its fate is unknown) and nobody else is acting on the row.
+            row, decision = await self._reconcile(conn, row, lease)
             if row["status"] in FINAL or decision is not None:
                 return decision if decision is not None else await self._publish_outcome(conn, row)
         if row["lead_facing"]:
@@ -185,16 +231,18 @@ class Outbox:
             except (NatsError, OSError, TimeoutError, msgspec.DecodeError) as exc:
                 return Retry(self._backoff(2), f"consent check failed: {exc!r}"[:200])
         if row["lead_facing"] and await conn.fetchval(Q.is_opted_out, row["to_number"]):
-            await conn.execute(Q.mark_refused, outbox_id)
+            await self._write(conn, lease, Q.mark_refused)
             await self._audit(conn, row, "outbound.refused_opted_out", {})
             log.info("refused_opted_out", outbox_id=str(outbox_id), to=row["to_number"])
             return await self._publish_outcome(conn, await self._reload(conn, outbox_id))
         due = await self._due(conn, row)
         if due is not None:
-            return await self._defer(conn, row, due)
+            return await self._defer(conn, row, due, lease)
         if row["attempts"] >= self.settings.max_send_attempts:
-            return await self._fail(conn, row, None, "gave up after transient errors", "retries_exhausted")
-        return await self._send(conn, row)
+            return await self._fail(
+                conn, row, lease, None, "gave up after transient errors", "retries_exhausted"
+            )
+        return await self._send(conn, row, lease)
 
     async def _reload(self, conn: asyncpg.Connection, outbox_id: uuid.UUID) -> asyncpg.Record:
         row = await conn.fetchrow(Q.get_outbox, outbox_id)
@@ -205,15 +253,19 @@ class Outbox:
         """When the message may go, if not now (quiet hours, requested not_before)."""
         now = self.clock()
         earliest = max(row["not_before"] or now, now)
-        if row["lead_facing"]:
+        if row["lead_facing"] and (
+            row["kind"] != "human_reply" or self.settings.human_reply_quiet_hours
+        ):
             known = await conn.fetchval(Q.contact_time_zone, row["to_number"])
             zones = contact_zones(row["to_number"], known, self.settings.quiet_hours_default_tz)
             earliest = next_allowed(earliest, zones, self.window, self.settings.quiet_hours_default_tz)
         return earliest if earliest - now > EARLY_TOLERANCE else None
 
-    async def _defer(self, conn: asyncpg.Connection, row: asyncpg.Record, due: datetime) -> Decision:
+    async def _defer(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, due: datetime, lease: Lease
+    ) -> Decision:
         outbox_id = row["id"]
-        await conn.execute(Q.mark_deferred, outbox_id, due)
+        await self._write(conn, lease, Q.mark_deferred, due)
         if row["status"] != "DEFERRED" or row["not_before"] != due:
             await self._audit(conn, row, "outbound.deferred", {"until": due.isoformat()})
         # Same timer id and fire_at on a repeat, so a re-drive republishes a duplicate NATS drops.
@@ -230,34 +282,72 @@ class Outbox:
         log.info("deferred", outbox_id=str(outbox_id), until=due.isoformat())
         return None
 
-    async def _send(self, conn: asyncpg.Connection, row: asyncpg.Record) -> Decision:
+    async def _send(self, conn: asyncpg.Connection, row: asyncpg.Record, lease: Lease) -> Decision:
         outbox_id = row["id"]
-        await conn.execute(Q.mark_sending, outbox_id)
-        outcome = await self.transport.send(
-            to=row["to_number"], body=row["body"], media_urls=tuple(row["media_urls"])
+        loop = asyncio.get_running_loop()
+        # The deadline is taken before lease_until is written (DB clock, later), so the
+        # call ends at least send_lease_margin_s before anyone may take the row over.
+        deadline = loop.time() + self.settings.twilio_timeout_s
+        attempts = await conn.fetchval(
+            Q.mark_sending, outbox_id, self.settings.send_lease_s, lease.epoch
         )
-        attempts = row["attempts"] + 1
-        if isinstance(outcome, SendResult):
-            return await self._record_sent(conn, row, outcome.provider_sid, outcome.status, "sent")
-        if isinstance(outcome, SendUnknown):
-            await conn.execute(Q.mark_unknown, outbox_id, outcome.message)
-            log.warning("send_outcome_unknown", outbox_id=str(outbox_id), error=outcome.message)
-            return Retry(self._backoff(attempts), f"outcome unknown: {outcome.message}")
-        return await self._failed_attempt(conn, row, outcome, attempts)
+        if attempts is None:
+            raise LeaseLost(str(outbox_id))
+        outcome: SendOutcome
+        if loop.time() >= deadline:
+            # The database took the whole call budget to commit SENDING: do not call late.
+            outcome = SendFailure(transient=True, message="no call budget left after marking SENDING")
+        else:
+            try:
+                async with asyncio.timeout_at(deadline):  # whatever the transport's own bound
+                    outcome = await self.transport.send(
+                        to=row["to_number"], body=row["body"], media_urls=tuple(row["media_urls"])
+                    )
+            except TimeoutError:
+                outcome = SendUnknown(message="no answer within twilio_timeout_s")
+        try:
+            if isinstance(outcome, SendResult):
+                return await self._record_sent(
+                    conn, row, lease, outcome.provider_sid, outcome.status, "sent"
+                )
+            if isinstance(outcome, SendUnknown):
+                # The lease is kept (release_lease skips UNKNOWN): a request abandoned at the
+                # timeout gets the margin to surface in Twilio's list before anyone reconciles.
+                await self._write(conn, lease, Q.mark_unknown, outcome.message)
+                log.warning("send_outcome_unknown", outbox_id=str(outbox_id), error=outcome.message)
+                return Retry(self._backoff(attempts), f"outcome unknown: {outcome.message}")
+        except LeaseLost:
+            # Only possible after our lease expired, i.e. after this call had ended: a
+            # message it created is already in Twilio's list for the new holder's reconcile.
+            log.warning(
+                "send_result_not_recorded",
+                outbox_id=str(outbox_id),
+                outcome=type(outcome).__name__,
+                provider_sid=getattr(outcome, "provider_sid", None),
+            )
+            raise
+        return await self._failed_attempt(conn, row, lease, outcome, attempts)
 
     async def _failed_attempt(
-        self, conn: asyncpg.Connection, row: asyncpg.Record, failure: SendFailure, attempts: int
+        self,
+        conn: asyncpg.Connection,
+        row: asyncpg.Record,
+        lease: Lease,
+        failure: SendFailure,
+        attempts: int,
     ) -> Decision:
         if not failure.transient:
             if failure.code in UNSUBSCRIBED_CODES:
                 await self._set_consent(
                     conn, row["to_number"], True, "", f"provider_{failure.code}", None, utcnow()
                 )
-            return await self._fail(conn, row, failure.code, failure.message, "provider_error")
+            return await self._fail(conn, row, lease, failure.code, failure.message, "provider_error")
         if attempts >= self.settings.max_send_attempts:
-            return await self._fail(conn, row, failure.code, failure.message, "retries_exhausted")
+            return await self._fail(
+                conn, row, lease, failure.code, failure.message, "retries_exhausted"
+            )
         delay = self._backoff(attempts)
-        await conn.execute(Q.mark_retry, row["id"], delay, failure.code, failure.message)
+        await self._write(conn, lease, Q.mark_retry, delay, failure.code, failure.message)
         log.warning(
             "send_transient_failure",
             outbox_id=str(row["id"]),
@@ -273,9 +363,15 @@ class Outbox:
         return steps[min(max(attempts, 1) - 1, len(steps) - 1)]
 
     async def _record_sent(
-        self, conn: asyncpg.Connection, row: asyncpg.Record, sid: str, status: str, how: str
+        self,
+        conn: asyncpg.Connection,
+        row: asyncpg.Record,
+        lease: Lease,
+        sid: str,
+        status: str,
+        how: str,
     ) -> Decision:
-        await conn.execute(Q.mark_sent, row["id"], sid, status)
+        await self._write(conn, lease, Q.mark_sent, sid, status)
         await self._audit(conn, row, "outbound.sent", {"provider_sid": sid, "how": how})
         log.info("sent", outbox_id=str(row["id"]), sid=sid, how=how, transport=self.transport.name)
         fresh = await self._reload(conn, row["id"])
@@ -287,11 +383,12 @@ class Outbox:
         self,
         conn: asyncpg.Connection,
         row: asyncpg.Record,
+        lease: Lease,
         code: int | None,
         message: str,
         reason: str,
     ) -> Decision:
-        await conn.execute(Q.mark_failed, row["id"], code, message, reason)
+        await self._write(conn, lease, Q.mark_failed, code, message, reason)
         await self._audit(
             conn, row, "outbound.failed", {"error_code": code, "error": message, "reason": reason}
         )
@@ -301,12 +398,17 @@ class Outbox:
     # --- reconciliation --------------------------------------------------------
 
     async def _reconcile(
-        self, conn: asyncpg.Connection, row: asyncpg.Record
+        self, conn: asyncpg.Connection, row: asyncpg.Record, lease: Lease
     ) -> tuple[asyncpg.Record, Decision]:
-        """Find out whether an interrupted attempt reached the provider."""
+        """Find out whether an interrupted attempt reached the provider.
+
+        Twilio's Messages API has no idempotency key, and the list resource does not
+        show a message's StatusCallback, so matching is by To/From, creation time,
+        body, and a sid no other outbox row owns.
+        """
         outbox_id = row["id"]
         if row["status"] == "SENDING":
-            await conn.execute(Q.mark_unknown, outbox_id, "attempt interrupted")
+            await self._write(conn, lease, Q.mark_unknown, "attempt interrupted")
         started = row["sending_started_at"] or row["created_at"]
         since = started - timedelta(seconds=self.settings.reconcile_slack_s)
         try:
@@ -321,11 +423,13 @@ class Outbox:
         match = next((m for m in reversed(candidates) if m.sid not in taken), None)
         if match is not None:
             await self._audit(conn, row, "outbound.reconciled", {"provider_sid": match.sid})
-            decision = await self._record_sent(conn, row, match.sid, match.status, "reconciled")
+            decision = await self._record_sent(
+                conn, row, lease, match.sid, match.status, "reconciled"
+            )
             return await self._reload(conn, outbox_id), decision
         await self._audit(conn, row, "outbound.reconciled_not_found", {"since": since.isoformat()})
         log.info("reconcile_not_found", outbox_id=str(outbox_id))
-        await conn.execute(Q.mark_pending, outbox_id)
+        await self._write(conn, lease, Q.mark_pending)
         return await self._reload(conn, outbox_id), None
 
     # --- outcomes ----------------------------------------------------------------
@@ -373,13 +477,15 @@ class Outbox:
             return
         if reason == "opted_out" and row["kind"] != "approved_draft":
             return  # workflow steps to opted-out contacts are expected, not news
-        why = {
-            "opted_out": "they opted out (STOP)",
-            "retries_exhausted": "Twilio kept failing",
-            "undelivered": f"the carrier did not deliver it (error {row['error_code']})",
-        }.get(reason, f"Twilio error {row['error_code']}: {row['error_message']}")
+        # A known Twilio code says what happened and what to do (libs/data/twilio_errors.yaml).
+        explained = describe(row["error_code"]) if reason != "opted_out" else None
+        why = explained or {
+            "opted_out": "they opted out (STOP).",
+            "retries_exhausted": "Twilio kept failing.",
+            "undelivered": "the carrier did not deliver it.",
+        }.get(reason, f"Twilio error: {row['error_message']}.")
         preview = row["body"] if len(row["body"]) <= 60 else row["body"][:57] + "..."
-        body = f'Not delivered to {row["to_number"]}: {why}. Message: "{preview}"'
+        body = f'Not delivered to {row["to_number"]}: {why} Message: "{preview}"'
         for owner in sorted(self.owners):
             await self.bus.publish(
                 OutboundRequested(
@@ -438,7 +544,7 @@ class Outbox:
                 await self._set_consent(
                     conn, row["to_number"], True, "", f"provider_{code}", None, best["occurred_at"]
                 )
-            await conn.execute(Q.mark_failed, row["id"], code, f"delivery {best['status']}", "undelivered")
+            await conn.execute(Q.mark_undelivered, row["id"], code, f"delivery {best['status']}")
             await self._audit(
                 conn, row, "outbound.undelivered", {"error_code": code, "status": best["status"]}
             )
@@ -518,7 +624,10 @@ class Outbox:
             Q.sweep_candidates, self.settings.sweep_grace_s, self.settings.deferred_grace_s, 100
         )
         for r in rows:
-            await self.drive(r["id"])
+            try:
+                await self.drive(r["id"])
+            except CONNECTION_ERRORS as exc:  # e.g. our session was terminated mid-drive
+                log.warning("sweep_drive_failed", outbox_id=str(r["id"]), error=repr(exc))
         if rows:
             log.info("sweep", rows=len(rows))
         return len(rows)
@@ -531,5 +640,5 @@ class Outbox:
                 return
             try:
                 await self.sweep_once()
-            except (asyncpg.PostgresError, OSError) as exc:
+            except CONNECTION_ERRORS as exc:
                 log.warning("sweep_failed", error=repr(exc))

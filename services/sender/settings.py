@@ -13,7 +13,11 @@ class SenderSettings(CommonSettings, frozen=True, kw_only=True):
     twilio_messaging_service_sid: str = ""
     #: Override of https://api.twilio.com (tests, egress proxies).
     twilio_api_base_url: str = ""
+    #: Bound on one Twilio API call; a create still unanswered then is abandoned (UNKNOWN).
     twilio_timeout_s: float = 15.0
+    #: A SENDING row's lease lasts twilio_timeout_s + this margin on the database clock,
+    #: so no other worker takes it over while the first attempt could still be in flight.
+    send_lease_margin_s: float = 15.0
     #: Delays between attempts after transient provider errors (429, 5xx).
     send_backoff_s: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0, 60.0)
     #: Attempts before a transiently failing message becomes FAILED_SEND.
@@ -27,6 +31,10 @@ class SenderSettings(CommonSettings, frozen=True, kw_only=True):
     #: Lead-facing messages go out only inside this local window [start, end).
     quiet_hours_start: str = "08:00"
     quiet_hours_end: str = "21:00"
+    #: Whether a person's reply to a lead (outbound.human) waits for the quiet-hours
+    #: window too. Default false: someone answering a lead who just wrote is a reply,
+    #: not a campaign message, and goes at once (docs/sender.md, "Quiet hours").
+    human_reply_quiet_hours: bool = False
     #: Zone used when neither the contact nor the number tells one.
     quiet_hours_default_tz: str = "America/New_York"
     #: Reconciliation looks for provider messages created this long before the attempt.
@@ -38,6 +46,15 @@ class SenderSettings(CommonSettings, frozen=True, kw_only=True):
             raise ValueError("sender_transport must be auto, twilio or console")
         if self.max_send_attempts < 1:
             raise ValueError("max_send_attempts must be at least 1")
+        if self.twilio_timeout_s <= 0:
+            raise ValueError("twilio_timeout_s must be positive")
+        if self.send_lease_margin_s <= 0:
+            raise ValueError("send_lease_margin_s must be positive")
+
+    @property
+    def send_lease_s(self) -> float:
+        """How long a worker's lease on an outbox row lasts (see docs/sender.md)."""
+        return self.twilio_timeout_s + self.send_lease_margin_s
 
     @property
     def twilio_configured(self) -> bool:

@@ -52,8 +52,10 @@ async def start_drafter(make_settings: Callable[..., Any]) -> AsyncIterator[Star
             "owner_numbers": [OWNER],
             "business_number": BUSINESS,
             "profile_path": PROFILE,
-            "llm_max_retries": 0,
-            "llm_timeout_s": 2.0,
+            "drafter_llm_max_retries": 0,
+            "drafter_llm_timeout_s": 2.0,
+            # Tests decide right after the prompt; test_versions.py covers the grace.
+            "bare_reply_grace_s": 0.0,
         }
         values.update(overrides)
         settings = make_settings(DrafterSettings, **values)
@@ -69,11 +71,11 @@ async def start_drafter(make_settings: Callable[..., Any]) -> AsyncIterator[Star
 @pytest.fixture
 def llm_settings(primary: FakeOpenAI, fallback: FakeOpenAI) -> dict[str, Any]:
     return {
-        "llm_base_url": primary.base_url,
-        "llm_model": "gpt-4o-mini",
-        "llm_fallback_base_url": fallback.base_url,
-        "llm_fallback_model": "small-model",
-        "llm_prices": {"gpt-4o-mini": [0.15, 0.60], "small-model": [1.0, 2.0]},
+        "drafter_llm_base_url": primary.base_url,
+        "drafter_llm_model": "gpt-4o-mini",
+        "drafter_llm_fallback_base_url": fallback.base_url,
+        "drafter_llm_fallback_model": "small-model",
+        "drafter_llm_prices": {"gpt-4o-mini": [0.15, 0.60], "small-model": [1.0, 2.0]},
     }
 
 

@@ -113,12 +113,14 @@ async def test_edit_makes_a_new_version_and_a_new_prompt_then_yes_sends_it(
     await bus.publish(owner_says("edit", ref, text="Drain cleaning is $129 flat. Tomorrow at 9?"))
 
     (v2,) = await collector.wait_for(DraftCreated, lambda e: e.version == 2)
-    assert (v2.draft_id, v2.ref, v2.source) == (created.draft_id, ref, "edit")
+    # Each version has its own ref: a reply to the old prompt never approves the new text.
+    assert (v2.draft_id, v2.source) == (created.draft_id, "edit")
+    assert v2.ref != ref
     assert v2.body == "Drain cleaning is $129 flat. Tomorrow at 9?"
     prompts = await collector.wait_for(OutboundRequested, _to_owner(), count=2)
     assert prompts[1].body == (
-        f'Draft #{ref} for +15551234567: "Drain cleaning is $129 flat. Tomorrow at 9?" '
-        f"Reply YES {ref}, NO {ref}, or EDIT {ref} <new text>."
+        f'Draft #{v2.ref} for +15551234567: "Drain cleaning is $129 flat. Tomorrow at 9?" '
+        f"Reply YES {v2.ref}, NO {v2.ref}, or EDIT {v2.ref} <new text>."
     )
     # The expiry timer is replaced for the new version.
     timers = await collector.wait_for(TimerSet, count=2)
@@ -135,7 +137,7 @@ async def test_edit_makes_a_new_version_and_a_new_prompt_then_yes_sends_it(
          "status": "DRAFT_PENDING_APPROVAL", "source": "edit", "created_by": OWNER},
     ]
 
-    await bus.publish(owner_says("approve", ref))
+    await bus.publish(owner_says("approve", v2.ref))
     (approved,) = await collector.wait_for(DraftApproved)
     assert approved.version == 2 and approved.body == "Drain cleaning is $129 flat. Tomorrow at 9?"
     approvals = await settled(pool, "SELECT action, outcome, version FROM approvals ORDER BY id",
@@ -292,9 +294,9 @@ async def test_a_redelivered_decision_is_applied_once(
     decision = owner_says("edit", created.ref, text="New text")
     await bus.publish(decision)
     await bus.publish(decision, msg_id="replayed-decision")  # past the stream's dedup
-    await collector.wait_for(DraftCreated, lambda e: e.version == 2)
+    (v2,) = await collector.wait_for(DraftCreated, lambda e: e.version == 2)
     await settled(pool, "SELECT 1 FROM approvals")
-    await bus.publish(owner_says("approve", created.ref))  # a marker after the replay
+    await bus.publish(owner_says("approve", v2.ref))  # a marker after the replay
     await collector.wait_for(DraftApproved)
     versions = await rows(pool, "SELECT version FROM drafts ORDER BY version")
     assert [v["version"] for v in versions] == [1, 2]
@@ -326,11 +328,12 @@ async def test_expiry_alerts_the_owner_and_never_sends_the_draft(
     assert item["reason"] == "draft_expired"
 
     # A second firing (replayed timer) does not alert twice. The marker is on the
-    # same thread, so once it is drafted the replay has been handled.
+    # same thread, so once it is handled the replay has been handled. (A needs-review
+    # message: a draftable one would supersede the pending draft.)
     await bus.publish(fired, msg_id="replayed-timer")
-    await bus.publish(routed("SM299"))
-    await collector.wait_for(DraftCreated, lambda e: e.in_reply_to == "SM299")
-    alerts = [e for e in collector.of_type(OutboundRequested) if e.kind == "owner_alert"]
+    await bus.publish(routed("SM299", decision="needs_review", rule="7_negative"))
+    await collector.wait_for(OutboundRequested, lambda e: e.request_id.startswith("needs_review:SM299"))
+    alerts = [e for e in collector.of_type(OutboundRequested) if e.body.startswith("Draft expired")]
     assert len(alerts) == 1
     await moved("replyline_drafts_expired_total", expired_before, 1)
 

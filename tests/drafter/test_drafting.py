@@ -126,7 +126,7 @@ async def test_every_owner_number_gets_the_prompt(
 async def test_without_an_endpoint_the_profile_template_is_used_in_the_lead_language(
     start_drafter: StartDrafter, bus: Bus, collector: EventCollector, pool: asyncpg.Pool
 ) -> None:
-    service = await start_drafter()  # no llm_base_url
+    service = await start_drafter()  # no drafter_llm_base_url
     assert await service.ctx.probes["llm"]() == {
         "configured": False, "ok": True, "detail": "no LLM endpoint: drafts use templates"
     }
@@ -204,7 +204,7 @@ async def test_primary_timeout_falls_back(
 ) -> None:
     primary.delay(5.0, then="too late")
     fallback.reply("On time from the fallback.")
-    await start_drafter(**llm_settings, llm_timeout_s=0.5)
+    await start_drafter(**llm_settings, drafter_llm_timeout_s=0.5)
     await bus.publish(routed("SM105"))
     (created,) = await collector.wait_for(DraftCreated)
     assert created.body == "On time from the fallback."
@@ -229,9 +229,11 @@ async def test_both_providers_failing_sends_the_message_for_review_with_an_owner
 
     (alert,) = await collector.wait_for(OutboundRequested)
     assert alert.kind == "owner_alert" and alert.to_number == OWNER
+    ref = alert.body.split()[0].lstrip("#")
     assert alert.body == (
-        'Could not draft a reply for +15551234567 (AI unavailable). They wrote: "Can someone '
-        'come today?" It is in the manual-intervention queue; please answer them yourself.'
+        f'#{ref} Could not draft a reply for +15551234567 (AI unavailable). They wrote: "Can someone '
+        'come today?" It is in the manual-intervention queue. Answer from the business number: '
+        f"SEND {ref} <your text>."
     )
     await collector.assert_none(DraftCreated, within=0.5)
     traces = await settled(pool, "SELECT * FROM ai_traces ORDER BY id", count=2)
@@ -257,9 +259,10 @@ async def test_needs_review_goes_to_the_manual_queue_with_an_alert(
     )
     (alert,) = await collector.wait_for(OutboundRequested)
     assert alert.kind == "owner_alert"
+    ref = alert.body.split()[0].lstrip("#")
     assert alert.body == (
-        'Needs review (7_negative_sentiment): +15551234567 wrote "This is the worst service '
-        'ever" No reply was drafted; please answer them yourself.'
+        f'#{ref} Needs review (7_negative_sentiment): +15551234567 wrote "This is the worst service '
+        f'ever" No reply was drafted. Answer from the business number: SEND {ref} <your text>.'
     )
     await collector.assert_none(DraftCreated, within=0.3)
     (item,) = await settled(pool, "SELECT * FROM manual_queue")

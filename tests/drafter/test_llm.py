@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.drafter.llm import (
+from libs.llm import (
     LLM,
     LLMFailure,
     ModelPrice,
@@ -44,7 +44,7 @@ def _llm(primary: FakeOpenAI, fallback: FakeOpenAI | None = None, timeout: float
             ProviderConfig(name="fallback", base_url=fallback.base_url, model="small-model",
                            timeout=timeout, max_retries=0)
         )
-    return LLM(providers, PRICES)
+    return LLM(providers, PRICES, service="drafter")
 
 
 async def test_completion_returns_text_usage_cost_and_latency(primary: FakeOpenAI) -> None:
@@ -136,7 +136,7 @@ async def test_client_retries_inside_one_provider_before_falling_back(
 ) -> None:
     primary.fail(500).reply("second try worked")
     llm = LLM([ProviderConfig(name="primary", base_url=primary.base_url, model="gpt-4o-mini",
-                              max_retries=1, timeout=2.0)], PRICES)
+                              max_retries=1, timeout=2.0)], PRICES, service="drafter")
     try:
         result = await llm.complete(MESSAGES)
     finally:
@@ -152,7 +152,7 @@ async def test_unreachable_provider_is_a_connection_error(fallback: FakeOpenAI) 
     await fake.close()
     llm = LLM([ProviderConfig(name="dead", base_url=dead_url, model="m", max_retries=0),
                ProviderConfig(name="fallback", base_url=fallback.base_url, model="small-model",
-                              max_retries=0)], PRICES)
+                              max_retries=0)], PRICES, service="drafter")
     try:
         result = await llm.complete(MESSAGES)
     finally:
@@ -199,7 +199,7 @@ async def test_reachability_lists_models_and_names_the_unreachable_provider(
     dead_url = dead.base_url
     await dead.close()
     llm = LLM([ProviderConfig(name="primary", base_url=primary.base_url, model="gpt-4o-mini"),
-               ProviderConfig(name="fallback", base_url=dead_url, model="small-model")], PRICES)
+               ProviderConfig(name="fallback", base_url=dead_url, model="small-model")], PRICES, service="drafter")
     try:
         result = await llm.reachability(timeout=2.0)
     finally:
@@ -217,7 +217,9 @@ async def test_llm_probe_is_cached_between_heartbeats() -> None:
 
     fake = FakeOpenAI()
     await fake.start()
-    llm = LLM([ProviderConfig(name="primary", base_url=fake.base_url, model="gpt-4o-mini")])
+    llm = LLM(
+        [ProviderConfig(name="primary", base_url=fake.base_url, model="gpt-4o-mini")], service="drafter"
+    )
     cached, fresh = llm_probe(llm, cache_s=60), llm_probe(llm, cache_s=0)
     try:
         assert (await cached())["ok"] is True
@@ -230,7 +232,7 @@ async def test_llm_probe_is_cached_between_heartbeats() -> None:
 
 
 async def test_without_providers_the_probe_says_not_configured() -> None:
-    llm = LLM([])
+    llm = LLM([], service="drafter")
     assert llm.configured is False
     result = await llm.reachability(timeout=1.0)
     assert (result["configured"], result["ok"]) == (False, True)

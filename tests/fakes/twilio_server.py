@@ -10,6 +10,10 @@ Behaviour a test can program:
 
 - ``fail_to(number, error, times=None)``: creates to that number fail.
 - ``queue_errors(*errors)``: the next create requests fail in order, whatever the number.
+- ``hold_creates()`` / ``release_creates()``: create requests wait before anything is
+  stored (the list does not show them) until released, like a create still in flight
+  inside Twilio; ``wait_for_held(n)``. A held request whose client gave up is still
+  processed on release, as Twilio would.
 - ``on_create``: an async callback run after a message is accepted and before the
   response is written, e.g. to SIGKILL the sender between the API call and its
   recording of the result.
@@ -143,6 +147,8 @@ class FakeTwilio:
         self._per_number: dict[str, _Failure] = {}
         self._queue: list[TwilioError] = []
         self._changed = asyncio.Condition()
+        self._gate: asyncio.Event | None = None
+        self.held = 0  # create requests that reached the gate while creates were held
         self._runner: web.AppRunner | None = None
         self._callback_session: aiohttp.ClientSession | None = None
         self.base_url = ""
@@ -182,6 +188,19 @@ class FakeTwilio:
 
     def queue_errors(self, *errors: TwilioError) -> None:
         self._queue.extend(errors)
+
+    def hold_creates(self) -> None:
+        self._gate = asyncio.Event()
+
+    def release_creates(self) -> None:
+        if self._gate is not None:
+            self._gate.set()
+            self._gate = None
+
+    async def wait_for_held(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until at least ``count`` create requests are (or were) held at the gate."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: self.held >= count)
 
     @property
     def violations(self) -> list[str]:
@@ -290,9 +309,14 @@ class FakeTwilio:
         fields: dict[str, list[str]] = {}
         for name, value in form:
             fields.setdefault(name, []).append(value)
+        gate = self._gate
         async with self._changed:
             self.creates.append(fields)
+            if gate is not None:
+                self.held += 1
             self._changed.notify_all()
+        if gate is not None:
+            await gate.wait()
         first = {name: values[0] for name, values in fields.items()}
         failure = self._next_failure(first["To"])
         if failure is not None:

@@ -49,8 +49,11 @@ def fault_env(ingest_port: int, twilio_url: str) -> tuple[dict[str, str], dict[s
             "REPLYLINE_QUIET_HOURS_START": "00:00", "REPLYLINE_QUIET_HOURS_END": "00:00",
             "REPLYLINE_SWEEP_INTERVAL_S": "2", "REPLYLINE_SWEEP_GRACE_S": "5",
             "REPLYLINE_TWILIO_TIMEOUT_S": "5",
+            # Send lease 5 + 2 s: an interrupted send is taken over within the settle window.
+            "REPLYLINE_SEND_LEASE_MARGIN_S": "2",
         },
-        "drafter": {"REPLYLINE_LLM_BASE_URL": ""},
+        # Bursts off: each fault scenario expects a draft per message, at once.
+        "drafter": {"REPLYLINE_LLM_BASE_URL": "", "REPLYLINE_BURST_DEBOUNCE_S": "0"},
     }  # fmt: skip
     return common, per
 

@@ -26,6 +26,19 @@ class Ingest:
     session: aiohttp.ClientSession
     service: RunningService
 
+    @property
+    def internal_url(self) -> str:
+        """The health port (REPLYLINE_HEALTH_PORT): /metrics and /health/system without a token."""
+        port = self.service.ctx.health_port
+        assert port is not None, "start ingest with health_port=0 to get a health port"
+        return f"http://127.0.0.1:{port}"
+
+    async def internal(self, path: str) -> tuple[int, Any]:
+        async with self.session.get(self.internal_url + path) as resp:
+            if resp.content_type == "application/json":
+                return resp.status, await resp.json()
+            return resp.status, await resp.text()
+
     async def post_twilio(
         self,
         path: str,

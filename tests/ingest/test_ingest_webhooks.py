@@ -14,6 +14,8 @@ from libs.bus import Bus
 from libs.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from libs.events import InboundReceived, OutboundStatus
 from services.ingest.app import EMPTY_TWIML
+from services.ingest.auth import create_token
+from services.ingest.service import QUERIES
 from services.ingest.settings import IngestSettings
 from tests.harness import EventCollector
 from tests.ingest.running import (
@@ -261,10 +263,14 @@ async def test_postgres_down_answers_503_and_publishes_nothing(
     assert rows == 1
 
 
-async def test_health_and_metrics_on_the_public_port(ingest: Ingest) -> None:
+async def test_health_on_the_public_port_and_metrics_behind_a_token(
+    ingest: Ingest, pool: asyncpg.Pool
+) -> None:
     assert (await ingest.post_twilio("/twilio/sms", inbound_form(), token="wrong"))[0] == 403
     status, body = await ingest.request("GET", "/health/ready")
     assert status == 200 and body["ready"] is True
-    status, text = await ingest.request("GET", "/metrics")
+    assert (await ingest.request("GET", "/metrics"))[0] == 401
+    token = await create_token(pool, QUERIES, "prometheus", "admin")
+    status, text = await ingest.request("GET", "/metrics", token=token)
     assert status == 200
     assert 'replyline_ingest_requests_total{route="/twilio/sms",status="403"}' in text

@@ -26,6 +26,8 @@ SAMPLES: list[ev.Event] = [
     ev.ContactOptout(thread="1", number="+1", keyword="STOP"),
     ev.ContactOptin(thread="1", number="+1", keyword="START"),
     ev.ContactPaused(thread="1", number="+1"),
+    ev.ContactTakeover(thread="1", number="+1", active=True, actor="+15550000001"),
+    ev.HumanReply(thread="1", request_id="human:1", to_number="+1", body="hi", author="+15550000001"),
     ev.ContactTagged(thread="1", number="+1", tag_name="cold_lead"),
     ev.ContactUpdated(thread="1", number="+1", field="first_name", value="Ana"),
     ev.LeadCreated(thread="1", lead_id="l1", phone="+1", fields={"source": "facebook_ad"}),

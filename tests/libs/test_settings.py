@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import ClassVar
 
 import msgspec
 import pytest
@@ -96,6 +97,65 @@ def test_one_yaml_file_serves_every_service(tmp_path: Path) -> None:
     config.write_text("drafter: {api_key: k, tresholdd: 1}\n")
     with pytest.raises(SettingsError, match="tresholdd"):
         load(DemoSettings, section="drafter", env=env)
+
+
+class DemoSection(msgspec.Struct, frozen=True, kw_only=True):
+    base_url: str = ""
+    model: str = "m-default"
+    timeout_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+
+
+class SectionSettings(CommonSettings, frozen=True, kw_only=True):
+    section_defaults: ClassVar[dict[str, str]] = {"first_llm": "llm"}
+
+    first_llm: DemoSection = DemoSection()
+    second_llm: DemoSection = DemoSection(timeout_s=5.0)
+
+
+def test_a_section_reads_its_own_prefixed_variables() -> None:
+    s = load(
+        SectionSettings,
+        env={"REPLYLINE_SECOND_LLM_BASE_URL": "http://b/v1", "REPLYLINE_SECOND_LLM_TIMEOUT_S": "2.5"},
+    )
+    assert s.second_llm == DemoSection(base_url="http://b/v1", timeout_s=2.5)
+    assert s.first_llm == DemoSection()
+    with pytest.raises(SettingsError, match=r"REPLYLINE_SECOND_LLM_TIMEOUT_S: Expected `float`"):
+        load(SectionSettings, env={"REPLYLINE_SECOND_LLM_TIMEOUT_S": "soon"})
+    with pytest.raises(SettingsError, match=r"REPLYLINE_SECOND_LLM: timeout_s must be positive"):
+        load(SectionSettings, env={"REPLYLINE_SECOND_LLM_TIMEOUT_S": "0"})
+
+
+def test_the_shared_default_is_read_only_by_the_section_naming_it() -> None:
+    env = {
+        "REPLYLINE_LLM_BASE_URL": "http://shared/v1",
+        "REPLYLINE_LLM_MODEL": "shared-model",
+        "REPLYLINE_FIRST_LLM_MODEL": "own-model",
+    }
+    s = load(SectionSettings, env=env)
+    # Its own variable wins value by value; the shared one fills the rest.
+    assert (s.first_llm.base_url, s.first_llm.model) == ("http://shared/v1", "own-model")
+    assert s.second_llm == DemoSection(timeout_s=5.0)
+
+
+def test_sections_merge_file_env_and_overrides_value_by_value(tmp_path: Path) -> None:
+    config = tmp_path / "replyline.yaml"
+    config.write_text(
+        "drafter:\n"
+        "  first_llm: {base_url: 'http://file/v1', model: file-model}\n"
+        "  second_llm_base_url: 'http://flat/v1'\n"
+    )
+    env = {"REPLYLINE_CONFIG": str(config), "REPLYLINE_FIRST_LLM_MODEL": "env-model"}
+    s = load(SectionSettings, section="drafter", env=env, overrides={"second_llm_model": "o"})
+    assert s.first_llm == DemoSection(base_url="http://file/v1", model="env-model")
+    # The field's default instance fills what no layer set (timeout_s=5.0, not the class's 20).
+    assert s.second_llm == DemoSection(base_url="http://flat/v1", model="o", timeout_s=5.0)
+    config.write_text("drafter: {first_llm_modle: typo}\n")
+    with pytest.raises(SettingsError, match="first_llm_modle"):
+        load(SectionSettings, section="drafter", env=env)
 
 
 def test_nats_url_lists_several_servers_and_replicas_are_bounded() -> None:

@@ -12,7 +12,9 @@ import asyncpg
 import pytest
 
 from libs.bus import Bus
+from libs.db import migrate
 from libs.events import ContactPaused, DraftDecided
+from replyline.services import migrations_dir
 from services.ingest.auth import create_token
 from services.ingest.service import QUERIES
 from tests.harness import EventCollector
@@ -214,3 +216,63 @@ async def test_pages_degrade_without_the_drafter_and_other_slices(
         assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
         assert "script-src" not in resp.headers["Content-Security-Policy"]  # default-src 'none'
     assert (await browser.request("GET", "/dashboard/threads/not-a-number"))[0] == 404
+
+
+def thread_page_form(page: str, action: str) -> tuple[str, dict[str, str]]:
+    """The thread page's form for a draft decision: its action URL and hidden fields."""
+    match = re.search(rf'<form method="post" action="([^"]*/{action})">(.*?)</form>', page, re.S)
+    assert match, f"no {action} form on the thread page"
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', match.group(2)))
+    return match.group(1), fields
+
+
+async def test_decisions_on_the_thread_page_return_to_it(
+    start_ops_ingest: StartIngest,
+    admin_token: Callable[..., Awaitable[str]],
+    collector: EventCollector,
+    rpc: FakeDrafterRpc,
+    pool: asyncpg.Pool,
+) -> None:
+    ingest = await start_ops_ingest()
+    await migrate(pool, "drafter", migrations_dir("drafter"))
+    draft = DRAFTS[0]
+    await pool.execute(
+        "INSERT INTO drafts (draft_id, version, ref, thread, to_number, body, source, status)"
+        " VALUES ($1, 1, $2, $3, $4, $5, 'llm', 'DRAFT_PENDING_APPROVAL')",
+        draft["draft_id"], draft["ref"], draft["thread"], draft["to_number"], draft["body"],
+    )  # fmt: skip
+    browser = Browser(ingest)
+    await browser.login(await admin_token("owner"))
+    page_url = f"/dashboard/threads/{draft['thread']}"
+    status, _, page = await browser.request("GET", page_url)
+    assert status == 200 and 'id="pending-draft"' in page
+
+    expected = {
+        "approve": f"Approval of draft #{draft['ref']} sent",
+        "edit": f"Edit of draft #{draft['ref']} sent",
+        "reject": f"Rejection of draft #{draft['ref']} sent.",
+    }
+    for action, notice in expected.items():
+        url, fields = thread_page_form(page, action)
+        data = {**fields, **({"text": "Saturday 10:00 works!"} if action == "edit" else {})}
+        status, location, _ = await browser.request("POST", url, data=data)
+        assert status == 303 and location == f"{page_url}?notice={action}&ref={draft['ref']}", location
+        status, _, shown = await browser.request("GET", location)
+        assert status == 200 and "<h1>Thread +15551234567</h1>" in shown
+        assert re.search(rf'<div class="notice" role="status">{re.escape(notice)}', shown), shown
+        await collector.wait_for(DraftDecided, lambda e, a=action: e.action == a)  # type: ignore[misc]
+
+    # An empty edit and an unknown draft come back to the thread page too.
+    url, fields = thread_page_form(page, "edit")
+    _, location, _ = await browser.request("POST", url, data={**fields, "text": " "})
+    assert location == f"{page_url}?notice=empty_edit&ref={draft['ref']}"
+    _, location, _ = await browser.request(
+        "POST", "/dashboard/drafts/ZZZ/approve", data={**fields, "ref": "ZZZ"}
+    )
+    assert location == f"{page_url}?notice=not_found&ref=ZZZ"
+    # The return target is built from the thread's digits only: no redirect elsewhere.
+    _, location, _ = await browser.request(
+        "POST", url, data={**fields, "thread": "//evil.example/x", "text": "hi"}
+    )
+    assert location.startswith("/dashboard?") or location.startswith("/dashboard/threads/")
+    assert "evil" not in location

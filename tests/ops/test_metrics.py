@@ -28,6 +28,9 @@ DOCUMENTED = {
     "replyline_drafts_created": "counter",
     "replyline_draft_decisions": "counter",
     "replyline_drafts_expired": "counter",
+    "replyline_takeovers": "counter",
+    "replyline_human_replies": "counter",
+    "replyline_time_to_first_human_reply_seconds": "histogram",
     "replyline_llm_requests": "counter",
     "replyline_llm_tokens": "counter",
     "replyline_llm_cost_usd": "counter",
@@ -65,7 +68,8 @@ async def test_every_service_exposes_the_documented_metrics(
 ) -> None:
     ingest = await start_ops_ingest()
     fleet = await start_fleet("router", "sender", health_port=0)
-    urls = [ingest.url + "/metrics"] + [
+    # The internal health port (the public port wants an admin token for /metrics).
+    urls = [ingest.internal_url + "/metrics"] + [
         f"http://127.0.0.1:{svc.ctx.health_port}/metrics" for svc in fleet.values()
     ]
     for url in urls:
@@ -74,14 +78,14 @@ async def test_every_service_exposes_the_documented_metrics(
         assert not missing, (url, missing)
         assert {n: families[n].type for n in DOCUMENTED} == DOCUMENTED
 
-    families = await scrape(ingest.url + "/metrics")
+    families = await scrape(ingest.internal_url + "/metrics")
     metric = "replyline_webhooks_received_total"
     before = sample(families, "replyline_webhooks_received", metric, kind="sms", result="recorded")
     dup_before = sample(families, "replyline_webhooks_received", metric, kind="sms", result="duplicate")
     form = inbound_form("Do you fix water heaters?")
     assert (await ingest.post_twilio("/twilio/sms", form))[0] == 200
     assert (await ingest.post_twilio("/twilio/sms", form))[0] == 200  # Twilio's retry
-    families = await scrape(ingest.url + "/metrics")
+    families = await scrape(ingest.internal_url + "/metrics")
     assert (
         sample(families, "replyline_webhooks_received", metric, kind="sms", result="recorded") == before + 1
     )

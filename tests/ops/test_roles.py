@@ -22,10 +22,15 @@ JOIN pg_class t ON t.oid = d.refobjid
 WHERE s.relkind = 'S' AND t.relname = $1
 """
 _CREATE_TABLE = re.compile(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", re.IGNORECASE)
+_CREATE_VIEW = re.compile(r"CREATE (?:OR REPLACE )?VIEW (\w+)", re.IGNORECASE)
 
 
 def slice_tables(folder: Path) -> set[str]:
     return {m.group(1) for f in sorted(folder.glob("*.sql")) for m in _CREATE_TABLE.finditer(f.read_text())}
+
+
+def slice_views(folder: Path) -> set[str]:
+    return {m.group(1) for f in sorted(folder.glob("*.sql")) for m in _CREATE_VIEW.finditer(f.read_text())}
 
 
 def as_role(dsn: str, role: str) -> str:
@@ -83,5 +88,37 @@ async def test_ingest_runs_under_its_own_role(
     assert role == "replyline_ingest"
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await ingest.service.ctx.pool.execute("UPDATE drafts SET body = 'x'")
-    status, _ = await ingest.request("GET", "/health/system")
+    status, _ = await ingest.internal("/health/system")
     assert status in (200, 503)
+
+
+async def test_ingest_reads_other_slices_only_through_their_read_views(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    """The dashboard and the export read the other slices' views, never their tables."""
+    tables = await apply_roles(pool)
+    views = {v for name in SERVICES if (folder := migrations_dir(name)) for v in slice_views(folder)}
+    assert {"drafter_v1_drafts", "sender_v1_outbound", "router_v1_threads", "scheduler_v1_outcomes",
+            "ingest_v1_inbound"} <= views  # fmt: skip
+    for view in views:
+        assert await pool.fetchval("SELECT has_table_privilege('replyline_ingest', $1, 'SELECT')", view), view
+        assert not await pool.fetchval(
+            "SELECT has_table_privilege('replyline_ingest', $1, 'INSERT, UPDATE, DELETE')", view
+        ), view
+    for other, owned in tables.items():
+        if other == "ingest":
+            continue
+        for table in owned:
+            assert not await pool.fetchval(
+                "SELECT has_table_privilege('replyline_ingest', $1, 'SELECT')", table
+            ), table
+    # And for real, under ingest's role: the views answer, the tables behind them refuse.
+    conn = await asyncpg.connect(as_role(database_url, "replyline_ingest"))
+    try:
+        for view in views:
+            await conn.fetch(f"SELECT * FROM {view} LIMIT 1")
+        for table in ("drafts", "outbound_messages", "routing_decisions", "conversation_outcomes"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.fetch(f"SELECT 1 FROM {table} LIMIT 1")
+    finally:
+        await conn.close()

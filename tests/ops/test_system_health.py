@@ -23,7 +23,8 @@ async def llm() -> AsyncIterator[FakeOpenAI]:
 
 
 async def _system(ingest: Any) -> tuple[int, dict[str, Any]]:
-    status, body = await ingest.request("GET", "/health/system")
+    # The internal health port: on the public port it needs an admin token.
+    status, body = await ingest.internal("/health/system")
     assert isinstance(body, dict), body
     return status, body
 
@@ -31,9 +32,9 @@ async def _system(ingest: Any) -> tuple[int, dict[str, Any]]:
 async def test_all_five_services_ready_then_a_stopped_one_blocks(
     start_ops_ingest: StartIngest, start_fleet: StartFleet, llm: FakeOpenAI
 ) -> None:
-    ingest = await start_ops_ingest(llm_base_url=llm.base_url)
+    ingest = await start_ops_ingest()  # ingest has no LLM settings: the drafter reports its own
     fleet = await start_fleet("router", "sender", "scheduler")
-    fleet.update(await start_fleet("drafter", llm_base_url=llm.base_url))
+    fleet.update(await start_fleet("drafter", drafter_llm_base_url=llm.base_url))
 
     async def ready() -> dict[str, Any] | None:
         status, body = await _system(ingest)
@@ -63,27 +64,46 @@ async def test_all_five_services_ready_then_a_stopped_one_blocks(
     assert body["services"]["router"]["ready"] is True
 
 
-async def test_llm_probe_reports_unreachable_and_not_configured(start_ops_ingest: StartIngest) -> None:
-    # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
-    down = await start_ops_ingest(llm_base_url="http://127.0.0.1:9/v1")
+async def test_llm_probe_reports_unreachable_and_not_configured(
+    start_ops_ingest: StartIngest, start_fleet: StartFleet
+) -> None:
+    ingest = await start_ops_ingest()
 
     async def ingest_beating() -> tuple[int, dict[str, Any]] | None:
-        status, body = await _system(down)
+        status, body = await _system(ingest)
         return (status, body) if body["services"]["ingest"]["instances"] else None
 
+    # No drafter heartbeat: the LLM's state is unknown (the missing drafter is the blocker).
     status, body = await eventually(ingest_beating, timeout=10)
     assert status == 503  # router, drafter, sender and scheduler are not running
     assert sorted(body["blockers"]) == sorted(
         f"{name}: no heartbeat (not running?)" for name in SERVICES if name != "ingest"
     )
-    assert body["services"]["ingest"]["ready"] is True
+    assert body["probes"]["llm"]["ok"] is None and body["probes"]["llm"]["configured"] is None
+    assert not any(w.startswith("llm:") for w in body["warnings"])
+
+    # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
+    down = await start_fleet("drafter", drafter_llm_base_url="http://127.0.0.1:9/v1")
+
+    async def drafter_probe() -> dict[str, Any] | None:
+        _, body = await _system(ingest)
+        return body if body["probes"]["llm"]["ok"] is not None else None
+
+    body = await eventually(drafter_probe, timeout=15, interval=0.3)
+    assert body["probes"]["llm"]["source"] == "drafter"
     assert body["probes"]["llm"]["ok"] is False
     assert body["probes"]["llm"]["providers"]["primary"]["error"]
     assert any(w.startswith("llm: no provider reachable") for w in body["warnings"])
+    await down["drafter"].stop()
 
-    plain = await start_ops_ingest()
-    _, body = await _system(plain)
-    assert body["probes"]["llm"]["configured"] is False and body["probes"]["llm"]["ok"] is None
+    # A drafter without an LLM (templates): configured false, nothing to warn about.
+    await start_fleet("drafter")
+
+    async def templates_probe() -> dict[str, Any] | None:
+        _, body = await _system(ingest)
+        return body if body["probes"]["llm"]["configured"] is False else None
+
+    body = await eventually(templates_probe, timeout=15, interval=0.3)
     assert not any(w.startswith("llm:") for w in body["warnings"])
 
 

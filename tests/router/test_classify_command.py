@@ -41,11 +41,11 @@ def test_every_field_and_rule() -> None:
     first = out[0]
     assert set(first) >= {
         "language", "language_confidence", "sentiment", "sentiment_score",
-        "intent", "intent_score", "decision", "rule",
+        "intent", "intent_score", "intent_rule", "evidence", "language_method", "decision", "rule",
     }  # fmt: skip
     assert (first["language"], first["intent"], first["decision"]) == ("es", "booking", "draft")
     assert [o["rule"] for o in out] == [
-        "draft", "opt_out", "owner_command", "media", "negative_sentiment", "language",
+        "draft", "opt_out", "owner_command", "media", "complaint", "language",
         "unknown_intent",
     ]  # fmt: skip
 

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from services.router.classification import LocalClassifier
 from services.router.llm import LlmClassifier
-from services.router.settings import RouterSettings
+from services.router.settings import RouterLlmSettings, RouterSettings
 from tests.fakes.openai_server import FakeOpenAI, RecordedRequest
 
 
@@ -26,7 +26,9 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 
 def make(fake: FakeOpenAI, local: LocalClassifier) -> LlmClassifier:
-    settings = RouterSettings(llm_base_url=fake.base_url, llm_api_key="k", llm_timeout_s=1.0)
+    settings = RouterSettings(
+        router_llm=RouterLlmSettings(base_url=fake.base_url, api_key="k", timeout_s=1.0)
+    )
     return LlmClassifier(settings, local)
 
 
@@ -36,7 +38,7 @@ def sample(name: str, **labels: str) -> float:
 
 def llm_labels() -> dict[str, str]:
     # The configured model; the fake answers with the model it was asked for.
-    return {"service": "router", "provider": "primary", "model": RouterSettings().llm_model}
+    return {"service": "router", "provider": "primary", "model": RouterSettings().router_llm.model}
 
 
 def answer(intent: str = "pricing", sentiment: str = "POSITIVE", score: float = 0.5) -> str:

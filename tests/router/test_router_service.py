@@ -3,6 +3,7 @@ inbound.routed / draft.decided / contact.* out, rows in routing_decisions and th
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -40,13 +41,13 @@ CASES: list[tuple[str, str, int, tuple[str, str, str]]] = [
         "This is the worst service ever, your tech never showed up!",
         "+15551110006",
         0,
-        ("needs_review", "negative_sentiment", REVIEW),
+        ("needs_review", "complaint", REVIEW),
     ),
     (
         "El servicio fue pésimo, nadie vino",
         "+15551110007",
         0,
-        ("needs_review", "negative_sentiment", REVIEW),
+        ("needs_review", "complaint", REVIEW),
     ),
     ("my uncle said hi", "+15551110008", 0, ("needs_review", "unknown_intent", REVIEW)),
     ("HELP", "+15551110009", 0, ("help", "help", "RECEIVED")),
@@ -72,7 +73,7 @@ async def test_every_rule_is_routed_stored_and_published(
         assert row is not None
         assert (row["decision"], row["rule"], row["status"]) == (decision, rule, status)
         assert row["stream_seq"] == routed.stream_seq
-        if rule in ("draft", "language", "negative_sentiment", "unknown_intent"):
+        if rule in ("draft", "language", "complaint", "negative_sentiment", "unknown_intent"):
             # Classified: the scores are in the event and the row alike.
             assert routed.language is not None and routed.intent is not None
             assert row["language_confidence"] == routed.language_confidence
@@ -264,7 +265,7 @@ async def test_llm_classification_when_configured_and_fallback(
             "sentiment_score": 0.0,
         }
         fake.reply(json.dumps(verdict))
-        await start_router(llm_base_url=fake.base_url, llm_timeout_s=2.0)
+        await start_router(router_llm_base_url=fake.base_url, router_llm_timeout_s=2.0)
         first = received("my uncle said hi", lead="+15557770001")
         await pipeline.send(first)
         routed = await pipeline.routed(first.message_sid)
@@ -277,3 +278,24 @@ async def test_llm_classification_when_configured_and_fallback(
         routed = await pipeline.routed(second.message_sid)
         assert (routed.decision, routed.rule) == ("needs_review", "unknown_intent")
         assert (await pipeline.row(second.message_sid))["classifier"] == "local"  # type: ignore[index]
+
+
+async def test_stop_right_behind_a_costly_message_is_routed_within_seconds(
+    start_router: StartRouter, pipeline: Pipeline
+) -> None:
+    """Issue 11 item 7: a long emoji SMS (VADER was quadratic on emoji and ran on the
+    event loop: 1,600 x 😸 blocked the router 5.6 s) must not hold up another lead's STOP."""
+    await start_router()
+    warm = received("hi", lead="+15551119000")
+    await pipeline.send(warm)
+    await pipeline.routed(warm.message_sid)
+    heavy = received("😸" * 3200, lead="+15551119001")
+    stop = received("STOP", lead="+15551119002")
+    await pipeline.send(heavy)
+    await pipeline.send(stop)
+    started = time.monotonic()
+    # Generous for a loaded 2-core machine; the old code took 20 s+ on this message.
+    routed = await pipeline.routed(stop.message_sid, wait_s=3.0)
+    assert routed.decision == "opt_out"
+    assert time.monotonic() - started < 3.0
+    assert (await pipeline.routed(heavy.message_sid, wait_s=5.0)).intent is not None

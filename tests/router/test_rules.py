@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from libs.owner_protocol import Command
 from services.router.classification import Classification
 from services.router.rules import RouteInput, RouteResult, route, route_before_classification
 
@@ -41,8 +42,8 @@ def test_owner_number_is_a_command_never_a_draft() -> None:
         "owner_command",
         "RECEIVED",
     )
-    assert result.command is not None
-    assert (result.command.action, result.command.ref) == ("approve", "4821")
+    assert isinstance(result.command, Command)
+    assert (result.command.kind, result.command.ref) == ("approve", "4821")
 
 
 def test_owner_wins_even_over_keywords_and_pause() -> None:
@@ -124,3 +125,21 @@ def test_classification_needed_only_for_rules_6_to_9() -> None:
         route(inp, None, language_threshold=0.7)
     media = RouteInput(from_number=LEAD, body="", num_media=2)
     assert route(media, None, language_threshold=0.7).rule == "media"
+
+
+def test_spam_and_complaint_go_to_review_whatever_the_sentiment() -> None:
+    """Issue 12: spam is never drafted; a complaint is reviewed even when it reads positive."""
+    for sentiment in ("POSITIVE", "NEUTRAL", "NEGATIVE"):
+        spam = decide(c=clf(intent="spam", sentiment=sentiment))
+        assert (spam.decision, spam.rule, spam.status) == ("needs_review", "spam", "NEEDS_REVIEW")
+        complaint = decide(c=clf(intent="complaint", sentiment=sentiment))
+        assert (complaint.decision, complaint.rule) == ("needs_review", "complaint")
+    # The language rule still comes first.
+    assert decide(c=clf(intent="spam", language="fr")).rule == "language"
+
+
+def test_acknowledgement_is_logged_not_drafted() -> None:
+    result = decide("ok thanks", c=clf(intent="acknowledgement", sentiment="POSITIVE"))
+    assert (result.decision, result.rule, result.status) == ("log_only", "acknowledgement", "RECEIVED")
+    # A negative "ok" is still a person's job.
+    assert decide(c=clf(intent="acknowledgement", sentiment="NEGATIVE")).rule == "negative_sentiment"

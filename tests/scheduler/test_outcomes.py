@@ -21,7 +21,10 @@ async def test_llm_refines_the_rule_and_falls_back_on_failure(
     await migrate(pool, "scheduler", MIGRATIONS)
     async with FakeOpenAI() as fake:
         settings: SchedulerSettings = make_settings(
-            SchedulerSettings, llm_base_url=fake.base_url, llm_model="judge-1", llm_api_key="k"
+            SchedulerSettings,
+            outcome_llm_base_url=fake.base_url,
+            outcome_llm_model="judge-1",
+            outcome_llm_api_key="k",
         )
         judge = OutcomeJudge(settings)
         fake.reply(json.dumps({"outcome": "qualified", "reason": "asked for a quote"}))

@@ -55,6 +55,8 @@ def sender_settings(
             "twilio_from_number": FROM,
             "twilio_api_base_url": fake_twilio.base_url,
             "twilio_timeout_s": 5.0,
+            # Short, so reconciling after a timed-out call does not wait the production margin.
+            "send_lease_margin_s": 1.0,
             "public_base_url": PUBLIC,
             "owner_numbers": [OWNER],
             "send_backoff_s": [0.2, 0.4],

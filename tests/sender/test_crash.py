@@ -85,6 +85,10 @@ async def sender_env(
             "REPLYLINE_ACK_WAIT_S": "3",
             "REPLYLINE_SWEEP_INTERVAL_S": "1",
             "REPLYLINE_SWEEP_GRACE_S": "1",
+            # The restarted sender takes the SENDING row over once its lease (call timeout +
+            # margin) has run out: keep that short so the test runs in seconds.
+            "REPLYLINE_TWILIO_TIMEOUT_S": "2",
+            "REPLYLINE_SEND_LEASE_MARGIN_S": "1",
             "REPLYLINE_LOG_FORMAT": "console",
         }
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,7 @@ from libs.events import (
     ContactOptout,
     ContactUpdated,
     DraftApproved,
+    HumanReply,
     OutboundFailed,
     OutboundRequested,
     OutboundSent,
@@ -441,3 +442,68 @@ async def test_known_contact_time_zone_beats_the_area_code(
     await bus.publish(draft)
     await collector.wait_for(OutboundSent, lambda e: e.draft_id == draft.draft_id)
     assert collector.of_type(TimerSet) == []
+
+
+@pytest.mark.parametrize("human_quiet", [False, True], ids=["default", "human_reply_quiet_hours"])
+async def test_human_reply_at_night_is_sent_at_once_unless_configured(
+    start_sender: StartSender,
+    bus: Bus,
+    collector: EventCollector,
+    fake_twilio: FakeTwilio,
+    pool: asyncpg.Pool,
+    clock: Clock,
+    human_quiet: bool,
+) -> None:
+    # A person answering a lead who just wrote is a reply, not a campaign message:
+    # by default it goes at 03:00 the lead's time; a workflow message at the same
+    # moment waits for the window either way (docs/sender.md, "Quiet hours").
+    ny = ZoneInfo("America/New_York")
+    clock.now = datetime(2030, 6, 4, 3, 0, tzinfo=ny)
+    morning = datetime(2030, 6, 4, 8, 0, tzinfo=ny)
+    await start_sender(human_reply_quiet_hours=human_quiet)
+    human = HumanReply(
+        thread=thread_of(LEAD),
+        request_id="human-1",
+        to_number=LEAD,
+        body="Sorry about that, I can come at 3pm",
+        author=OWNER,
+        channel="sms",
+        ref="1006",
+    )
+    workflow = OutboundRequested(
+        thread=thread_of(LEAD),
+        request_id="wf-night",
+        to_number=LEAD,
+        body="Still interested?",
+        kind="workflow",
+    )
+    await bus.publish(human)
+    await bus.publish(workflow)
+
+    async def status(request_id: str) -> str:
+        value = await pool.fetchval(
+            "SELECT status FROM outbound_messages WHERE request_id = $1", request_id
+        )
+        return str(value)
+
+    await eventually(lambda: _is(status("wf-night"), "DEFERRED"))
+    wf_id = await pool.fetchval("SELECT id FROM outbound_messages WHERE request_id = 'wf-night'")
+    [wf_timer] = await collector.wait_for(TimerSet, lambda t: t.timer_id == quiet_hours_timer_id(wf_id))
+    assert wf_timer.fire_at == morning
+    if human_quiet:
+        await eventually(lambda: _is(status("human-1"), "DEFERRED"))
+        timers = await collector.wait_for(TimerSet, count=2)
+        assert {t.fire_at for t in timers} == {morning}
+        await collector.assert_none(OutboundSent, within=1.0)
+        assert fake_twilio.messages == []
+    else:
+        [sent] = await collector.wait_for(OutboundSent, lambda e: e.request_id == "human-1")
+        assert sent.kind == "human_reply"
+        [message] = fake_twilio.messages
+        assert (message["to"], message["from"], message["body"]) == (LEAD, FROM, human.body)
+        assert await status("human-1") == "SENT"
+        assert collector.of_type(TimerSet) == [wf_timer]
+
+
+async def _is(value: Awaitable[str], expected: str) -> bool:
+    return await value == expected

@@ -61,6 +61,7 @@ class ThreadRow:
     detail: str = ""
     paused: bool = False
     opted_out: bool = False
+    takeover: bool = False
 
 
 async def recent_threads(pool: asyncpg.Pool, limit: int = 100) -> tuple[list[ThreadRow], list[str]]:
@@ -94,8 +95,11 @@ async def recent_threads(pool: asyncpg.Pool, limit: int = 100) -> tuple[list[Thr
         control = by_thread.get(t.thread)
         if control:
             t.paused, t.opted_out = bool(control["paused"]), bool(control["opted_out"])
+            t.takeover = control.get("takeover_since") is not None
             if t.paused:
                 t.status = "PAUSED_THREAD"
+            elif t.takeover:
+                t.status = "HUMAN_TAKEOVER"
     return threads, notes
 
 
@@ -109,13 +113,17 @@ class ThreadDetail:
     outbound: Section
     control: dict[str, Any] | None
     control_note: str | None
+    #: The thread as a chat, oldest first (see :func:`conversation`).
+    conversation: list[dict[str, Any]] = field(default_factory=list)
+    #: The draft waiting for approval, if any (approve/edit/reject in place).
+    pending: dict[str, Any] | None = None
 
 
 async def thread_detail(pool: asyncpg.Pool, thread: str, inbound_query: str) -> ThreadDetail:
     controls = await fetch(pool, Q.controls_for, [thread], what="thread controls")
     inbound = await fetch(pool, inbound_query, thread, 200, what="inbound messages")
     inbound.rows.reverse()  # the query answers newest first
-    return ThreadDetail(
+    detail = ThreadDetail(
         thread=thread,
         audit=await fetch(pool, Q.audit_for_thread, thread, what="audit log"),
         inbound=inbound,
@@ -125,6 +133,45 @@ async def thread_detail(pool: asyncpg.Pool, thread: str, inbound_query: str) -> 
         control=controls.rows[0] if controls.rows else None,
         control_note=controls.unavailable,
     )
+    humans = await fetch(pool, Q.human_replies_for_thread, thread, what="human replies")
+    detail.conversation = conversation(detail, {r["request_id"]: r for r in humans.rows})
+    pending = [d for d in detail.drafts.rows if d["status"] == "DRAFT_PENDING_APPROVAL"]
+    detail.pending = pending[-1] if pending else None
+    return detail
+
+
+def conversation(detail: ThreadDetail, humans: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Inbound and outbound messages, drafts and decisions in time order, as chat entries.
+
+    Each entry: ``side`` (lead, us, note), ``at``, ``body``, ``label`` and ``status``.
+    Owner prompts and alerts go to the owner, not the lead: they are not in the chat.
+    """
+    entries: list[dict[str, Any]] = []
+    routing = {r["message_sid"]: r for r in detail.routing.rows}
+    for m in detail.inbound.rows:
+        decided = routing.get(m.get("message_sid", ""))
+        entries.append({
+            "side": "lead", "at": m["received_at"], "body": m["body"],
+            "label": f"+{m['num_media']} media" if m.get("num_media") else "",
+            "status": decided["status"] if decided else "RECEIVED", "kind": "inbound",
+        })
+    for o in detail.outbound.rows:
+        if o["kind"] in ("owner_prompt", "owner_alert"):
+            continue
+        human = humans.get(o.get("request_id") or "")
+        label = f"{human['author']} via {human['channel']}" if human else o["kind"].replace("_", " ")
+        status = o["status"] + (f" · {o['provider_status']}" if o.get("provider_status") else "")
+        if o.get("failure_reason"):
+            status += f" · {o['failure_reason']}"
+        entries.append({"side": "us", "at": o["created_at"], "body": o["body"], "label": label,
+                        "status": status, "kind": o["kind"]})
+    for d in detail.drafts.rows:
+        by = f" · {d['decided_by']}" if d.get("decided_by") else ""
+        entries.append({"side": "note", "at": d["created_at"], "body": d["body"],
+                        "label": f"draft #{d['ref']} v{d['version']} ({d['source']})",
+                        "status": d["status"] + by, "kind": "draft"})
+    entries.sort(key=lambda e: e["at"])
+    return entries
 
 
 async def paused_threads(pool: asyncpg.Pool, limit: int = 200) -> Section:

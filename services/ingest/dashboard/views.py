@@ -22,9 +22,18 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from libs import twilio_errors
+from libs.conversation import FORMATS, Filters
 from libs.db import Queries
-from services.ingest.api import DraftNotFound, decide_draft, number_and_thread, pause_thread
-from services.ingest.auth import Principal
+from services.ingest.api import (
+    DraftNotFound,
+    OptedOut,
+    decide_draft,
+    number_and_thread,
+    pause_thread,
+    send_human_reply,
+)
+from services.ingest.auth import Principal, secrets_equal
 from services.ingest.dashboard import reads
 from services.ingest.dashboard.sessions import (
     COOKIE_PATH,
@@ -34,7 +43,8 @@ from services.ingest.dashboard.sessions import (
     SessionStore,
 )
 from services.ingest.drafter_rpc import PENDING, QUEUE, DrafterError, DrafterUnavailable
-from services.ingest.http_common import DEPS_KEY, SETTINGS_KEY, Unavailable
+from services.ingest.export_api import stream_export
+from services.ingest.http_common import DEPS_KEY, LOOKUP_ERRORS, SETTINGS_KEY, Unavailable
 from services.ingest.system_health import SYSTEM_HEALTH_KEY
 from services.ingest.twilio_payload import PayloadError
 
@@ -68,6 +78,10 @@ NOTICES = {
     "unavailable": "Could not send the decision right now (NATS or the drafter is down); try again.",
     "pause": "Pause of thread {ref} sent.",
     "resume": "Resume of thread {ref} sent.",
+    "sent": "Your message to {ref} is on its way from the business number; you have taken over "
+    "the thread (the AI stops drafting until you resume it or it stays quiet).",
+    "opted_out": "NOT sent: {ref} has opted out (STOP); nothing can be sent to them.",
+    "empty_message": "The message needs some text.",
     "logged_out": "Logged out.",
     "bad_csrf": "The form expired; please try again.",
 }
@@ -123,7 +137,7 @@ def _safe_next(target: str | None) -> str:
 async def _session(request: web.Request) -> Session | None:
     try:
         return await request.app[DASHBOARD_KEY].sessions.get(request.cookies.get(SESSION_COOKIE))
-    except (OSError, asyncpg.PostgresError) as exc:
+    except LOOKUP_ERRORS as exc:
         raise Unavailable(f"cannot check the session ({type(exc).__name__})") from exc
 
 
@@ -178,18 +192,18 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     submitted = _field(form, "csrf") or ""
-    if not expected or not secrets.compare_digest(expected, submitted):
+    if not expected or not secrets_equal(expected, submitted):
         return await login_form(request, "The form expired; please try again.", status=403)
     token = (_field(form, "token") or "").strip()
     try:
         principal = await request.app[DEPS_KEY].tokens.verify(token) if token else None
-    except Exception as exc:
+    except LOOKUP_ERRORS as exc:
         raise Unavailable(f"cannot check the token ({type(exc).__name__})") from exc
     if principal is None or principal.scope != "admin":
         log.warning("dashboard_login_refused", remote=request.remote)
         return await login_form(request, "That is not an active admin token.", status=401)
     sessions = request.app[DASHBOARD_KEY].sessions
-    session_id = await sessions.create(principal.name)
+    session_id = await sessions.create(principal.name, token)
     log.info("dashboard_login", principal=principal.name)
     response = _redirect(_safe_next(_field(form, "next")))
     _set_cookie(request, response, SESSION_COOKIE, session_id, max_age=int(sessions.ttl_s))
@@ -276,7 +290,22 @@ async def thread(request: web.Request, session: Session) -> web.Response:
         number=number,
         detail=detail,
         as_json=lambda value: json.dumps(value, default=str, ensure_ascii=False),
+        explain_error=twilio_errors.explain,
     )
+
+
+@logged_in
+async def thread_export(request: web.Request, session: Session) -> web.StreamResponse:
+    """The thread page's download link: the same export as GET /api/export, one thread."""
+    try:
+        _, thread_id = number_and_thread(request.match_info["thread"])
+    except PayloadError:
+        raise web.HTTPNotFound(text="not a phone number") from None
+    fmt = request.query.get("format", "csv")
+    if fmt not in FORMATS:
+        raise web.HTTPBadRequest(text="format must be csv or jsonl")
+    pool = request.app[DASHBOARD_KEY].pool
+    return await stream_export(request, pool, Filters(thread=thread_id), fmt, who=session.principal)
 
 
 @logged_in
@@ -298,6 +327,7 @@ def decide(action: Literal["approve", "reject", "edit"]) -> Handler:
         key = request.match_info["draft"]
         form = await request.post()
         ref = _field(form, "ref") or key
+        back = _decision_return(form)
         try:
             await decide_draft(
                 request,
@@ -310,14 +340,28 @@ def decide(action: Literal["approve", "reject", "edit"]) -> Handler:
                 source="dashboard",
             )
         except DraftNotFound:
-            raise _redirect("/dashboard", notice="not_found", ref=ref) from None
+            raise _redirect(back, notice="not_found", ref=ref) from None
         except PayloadError:
-            raise _redirect("/dashboard", notice="empty_edit", ref=ref) from None
+            raise _redirect(back, notice="empty_edit", ref=ref) from None
         except Unavailable:
-            raise _redirect("/dashboard", notice="unavailable", ref=ref) from None
-        raise _redirect("/dashboard", notice=action, ref=ref)
+            raise _redirect(back, notice="unavailable", ref=ref) from None
+        raise _redirect(back, notice=action, ref=ref)
 
     return handler
+
+
+def _decision_return(form: Any) -> str:
+    """Where a decision returns: the thread page it was made on (``back=thread``), else the inbox.
+
+    Built from the thread's digits only, never from a URL in the form (no open redirect).
+    """
+    if _field(form, "back") == "thread":
+        try:
+            _, thread_id = number_and_thread(_field(form, "thread") or "")
+        except PayloadError:
+            return "/dashboard"
+        return f"/dashboard/threads/{quote(thread_id)}"
+    return "/dashboard"
 
 
 def pause(paused: bool) -> Handler:
@@ -347,6 +391,29 @@ def pause(paused: bool) -> Handler:
     return handler
 
 
+@logged_in
+async def send_message(request: web.Request, session: Session) -> web.StreamResponse:
+    """The compose box: the same send path as SEND by SMS and the API (api.send_human_reply)."""
+    raw = request.match_info["thread"]
+    form = await request.post()
+    try:
+        number, thread_id = number_and_thread(raw)
+    except PayloadError:
+        raise web.HTTPNotFound(text="not a phone number") from None
+    back = f"/dashboard/threads/{quote(thread_id)}"
+    try:
+        await send_human_reply(
+            request, _principal(session), number=number, text=_field(form, "text") or "", source="dashboard"
+        )
+    except OptedOut:
+        raise _redirect(back, notice="opted_out", ref=number) from None
+    except PayloadError:
+        raise _redirect(back, notice="empty_message", ref=number) from None
+    except Unavailable:
+        raise _redirect(back, notice="unavailable", ref=number) from None
+    raise _redirect(back, notice="sent", ref=number)
+
+
 def add_dashboard_routes(app: web.Application, deps: DashboardDeps) -> None:
     app[DASHBOARD_KEY] = deps
     app.router.add_get("/dashboard", overview)
@@ -355,9 +422,11 @@ def add_dashboard_routes(app: web.Application, deps: DashboardDeps) -> None:
     app.router.add_post("/dashboard/logout", logout)
     app.router.add_get("/dashboard/threads", threads)
     app.router.add_get("/dashboard/threads/{thread}", thread)
+    app.router.add_get("/dashboard/threads/{thread}/export", thread_export)
     app.router.add_get("/dashboard/health", health)
     app.router.add_get("/dashboard/style.css", style)
     for action in ("approve", "reject", "edit"):
         app.router.add_post(f"/dashboard/drafts/{{draft}}/{action}", decide(action))
     app.router.add_post("/dashboard/threads/{thread}/pause", pause(True))
     app.router.add_post("/dashboard/threads/{thread}/resume", pause(False))
+    app.router.add_post("/dashboard/threads/{thread}/messages", send_message)

@@ -54,8 +54,24 @@ SUPPLEMENT = {
 }
 
 
+#: Spanish function words: they carry no feeling, and a valence on them swamps a
+#: sentence ("y", "o", "a" are in nearly every message). "no"/"ni"/"sin" are
+#: negators, handled by the rule engine, not by a valence of their own.
+STOP_WORDS = frozenset(
+    {
+        "a", "al", "como", "con", "de", "del", "e", "el", "en", "es", "esa", "ese", "esta", "este",
+        "fe", "ha", "la", "las", "le", "les", "lo", "los", "me", "mi", "mis", "na", "ni", "no", "o",
+        "para", "pero", "por", "que", "se", "si", "sí", "sin", "su", "sus", "te", "tu", "u", "un",
+        "una", "x", "y", "ya", "yo",
+    }
+)  # fmt: skip
+
+
 def _strip_accents(word: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", word)
+    # Canonical decomposition (NFD) only: compatibility folding (NFKD) turned
+    # circled-letter emoji (ⓐ ⓨ ⓞ ⓧ, +5 in AFINN-es) into the words "a", "y",
+    # "o", "x" worth +4.0 each, so most Spanish texts scored POSITIVE.
+    decomposed = unicodedata.normalize("NFD", word)
     kept = "".join(ch for ch in decomposed if not unicodedata.combining(ch) or ch == "\u0303")
     return unicodedata.normalize("NFC", kept)
 
@@ -113,6 +129,9 @@ def build(tarball: Path) -> dict[str, float]:
     for word in list(lexicon):
         bare = _strip_accents(word)
         lexicon.setdefault(bare, lexicon[word])
+    # Single letters and function words carry no valence, whatever a source says.
+    for word in [w for w in lexicon if w in STOP_WORDS or (len(w) == 1 and w.isalpha())]:
+        del lexicon[word]
     return lexicon
 
 

@@ -31,6 +31,7 @@ from .model import (
     StepConfig,
     WaitForReplyConfig,
     Workflow,
+    sms_texts,
 )
 from .source import Document, Issue, parse
 from .template import template_errors, url_problems
@@ -237,12 +238,14 @@ def _step_config(
 
 def _config_problems(config: StepConfig) -> Iterable[str]:
     if isinstance(config, SendSmsConfig):
-        if not config.body.strip():
+        texts = sms_texts(config.body)
+        if not all(sms.strip() for sms in texts):
             yield "body must not be empty"
         if config.approval == "required" and config.media_urls:
             # The owner approves (or edits) text by SMS; a draft carries no media.
             yield "media_urls cannot be combined with approval: required"
-        yield from template_errors(config.body)
+        for sms in texts:
+            yield from template_errors(sms)
     elif isinstance(config, SendEmailConfig):
         if config.template is None and (config.subject is None or config.body is None):
             yield "needs a template, or a subject and a body"

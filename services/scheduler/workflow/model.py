@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
-TriggerType = Literal["contact_created", "tag_added", "sms_received", "field_updated"]
+TriggerType = Literal["contact_created", "tag_added", "sms_received", "field_updated", "call_missed"]
 Operator = Literal["equals", "not_equals", "contains", "exists", "greater_than", "less_than"]
 TimeUnit = Literal["seconds", "minutes", "hours", "days"]
 Outcome = Literal["success", "qualified", "unqualified", "escalated", "no_response", "discarded"]
@@ -64,11 +64,32 @@ class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     pass
 
 
+class LocalizedBody(_Config, frozen=True, kw_only=True):
+    """A lead-facing text in English and Spanish, like every text of the business profile."""
+
+    en: str
+    es: str
+
+
 class SendSmsConfig(_Config, frozen=True, kw_only=True):
-    body: str
+    #: One text, or ``{en: ..., es: ...}``: the contact's ``language`` field picks
+    #: (set from the router's detection of their messages, an import or update_field),
+    #: English when it is unknown.
+    body: str | LocalizedBody
     #: ``required`` sends it through the drafter's owner approval loop (draft.requested).
     approval: Literal["required", "none"] = "none"
     media_urls: tuple[str, ...] = ()
+
+
+def sms_texts(body: str | LocalizedBody) -> tuple[str, ...]:
+    return (body,) if isinstance(body, str) else (body.en, body.es)
+
+
+def sms_text(body: str | LocalizedBody, language: object) -> str:
+    """The text to send for a contact whose ``language`` field is ``language``."""
+    if isinstance(body, str):
+        return body
+    return body.es if str(language or "").strip().lower()[:2] == "es" else body.en
 
 
 class SendEmailConfig(_Config, frozen=True, kw_only=True):

@@ -28,6 +28,7 @@ from .model import (
     TagConfig,
     UpdateFieldConfig,
     WaitForReplyConfig,
+    sms_text,
 )
 from .template import render, render_value
 
@@ -84,7 +85,8 @@ def simulate(definition: Definition, contact: dict[str, Any], start: datetime) -
         summary = ""
         if isinstance(config, SendSmsConfig):
             held = " (held for owner approval)" if config.approval == "required" else ""
-            summary = f"SMS to {view['phone'] or '?'}{held}: {render(config.body, view)!r}"
+            text = render(sms_text(config.body, view.get("language")), view)
+            summary = f"SMS to {view['phone'] or '?'}{held}: {text!r}"
         elif isinstance(config, SendEmailConfig):
             what = (
                 f"template {config.template!r}"

@@ -1,22 +1,97 @@
-"""Chat completions against OpenAI-compatible endpoints, with a fallback provider.
+"""The one LLM client: chat completions against OpenAI-compatible endpoints.
+
+Used by the drafter (drafts), the router (classification) and the scheduler (outcome
+judging); each keeps only its prompt and the parsing of the answer. Each feature has
+its own settings section (:class:`LlmSettings`: ``drafter_llm``, ``router_llm``,
+``outcome_llm``), off while its ``base_url`` is empty.
 
 Each provider is tried in order with the official ``openai`` client (its own small
-retry budget for 429/5xx/timeouts); an error, a timeout or an unusable answer moves on
-to the next provider, and when all fail :class:`LLMFailure` carries every attempt so
-the caller can trace them and send the message for human review. Nothing here decides
-what happens to the lead; see handlers.py for that policy.
+retry budget for 429/5xx/timeouts); an error, a timeout or an unusable answer (empty,
+malformed, or refused by the caller's ``check``) moves on to the next provider, and
+when all fail :class:`LLMFailure` carries every attempt so the caller can trace them
+and fall back (a template, the local classifier, the rule). Every attempt is counted
+in the shared LLM metrics (requests, tokens, estimated cost) under the caller's
+service label. Nothing here decides what happens to the lead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 import openai
 from openai import AsyncOpenAI
+
+from libs import metrics
+
+#: USD per 1M tokens (input, output). Estimates for traces and the cost metric only;
+#: a section's ``prices`` (e.g. REPLYLINE_DRAFTER_LLM_PRICES='{"my-model": [0.2, 0.8]}')
+#: adds to or overrides it.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1": (2.00, 8.00),
+}
+
+
+class LlmSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """One feature's LLM section (a field of a service's settings, see libs/settings.py:
+    field ``router_llm`` is read from ``REPLYLINE_ROUTER_LLM_<NAME>``). Empty
+    ``base_url`` = the feature is off."""
+
+    #: OpenAI-compatible endpoint (".../v1"); empty = this feature does not use an LLM.
+    base_url: str = ""
+    api_key: str = ""
+    model: str = "gpt-4o-mini"
+    #: Tried when the primary fails (error, timeout, unusable answer); empty = none.
+    fallback_base_url: str = ""
+    fallback_model: str = ""  # empty = model
+    fallback_api_key: str = ""
+    timeout_s: float = 20.0  # per HTTP attempt
+    max_retries: int = 1  # inside the openai client, per provider
+    #: Added to / overriding DEFAULT_PRICES: {"model": [usd_per_1M_input, usd_per_1M_output]}.
+    prices: dict[str, tuple[float, float]] = {}
+
+    def __post_init__(self) -> None:
+        if self.fallback_base_url and not self.base_url:
+            raise ValueError("fallback_base_url needs base_url (the primary) as well")
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        if self.max_retries < 0:
+            raise ValueError("max_retries must not be negative")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url)
+
+    def providers(self) -> list[ProviderConfig]:
+        """The primary then the fallback provider; empty when the feature is off."""
+        found: list[ProviderConfig] = []
+        if self.base_url:
+            found.append(self._provider("primary", self.base_url, self.model, self.api_key))
+        if self.fallback_base_url:
+            model = self.fallback_model or self.model
+            found.append(self._provider("fallback", self.fallback_base_url, model, self.fallback_api_key))
+        return found
+
+    def price_table(self) -> dict[str, ModelPrice]:
+        table = {**DEFAULT_PRICES, **self.prices}
+        return {model: ModelPrice(inp, out) for model, (inp, out) in table.items()}
+
+    def _provider(self, name: str, base_url: str, model: str, api_key: str) -> ProviderConfig:
+        return ProviderConfig(
+            name=name,
+            base_url=base_url,
+            model=model,
+            api_key=api_key,
+            timeout=self.timeout_s,
+            max_retries=self.max_retries,
+        )
 
 
 class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,6 +152,11 @@ class _Unusable(Exception):
     """A 200 answer that holds no usable text (malformed body, no choices, empty content)."""
 
 
+#: A caller's test of an answer's text (e.g. "parses as my JSON schema"): it raises
+#: ValueError (msgspec's errors are ValueErrors) to make the answer unusable.
+Check = Callable[[str], object]
+
+
 def price_for(prices: Mapping[str, ModelPrice], model: str) -> ModelPrice | None:
     """Exact model name first, else the longest configured prefix ("gpt-4o-mini" prices
     "gpt-4o-mini-2024-07-18", the dated name providers answer with)."""
@@ -99,13 +179,18 @@ def estimate_cost(prices: Mapping[str, ModelPrice], model: str, usage: Usage) ->
 
 
 class LLM:
-    """Tries providers in order. ``configured`` is False when there is no provider at all."""
+    """Tries providers in order. ``configured`` is False when there is no provider at all.
+
+    ``service`` labels the metrics every attempt is counted in."""
 
     def __init__(
         self,
         providers: Sequence[ProviderConfig],
         prices: Mapping[str, ModelPrice] | None = None,
+        *,
+        service: str,
     ) -> None:
+        self.service = service
         self.providers = tuple(providers)
         self.prices = dict(prices or {})
         self._clients = [
@@ -120,6 +205,10 @@ class LLM:
             for p in self.providers
         ]
 
+    @classmethod
+    def from_settings(cls, settings: LlmSettings, *, service: str) -> LLM:
+        return cls(settings.providers(), settings.price_table(), service=service)
+
     @property
     def configured(self) -> bool:
         return bool(self.providers)
@@ -131,8 +220,30 @@ class LLM:
         max_tokens: int | None = None,
         temperature: float | None = None,
         response_format: Mapping[str, Any] | None = None,
+        check: Check | None = None,
     ) -> Completion:
+        """The first usable answer; :class:`LLMFailure` when every provider failed.
+
+        Every attempt is counted in the LLM metrics as soon as the call returns (the
+        call was made and paid for even if the caller's transaction rolls back)."""
         attempts: list[Attempt] = []
+        try:
+            completion = await self._complete(
+                attempts, messages, max_tokens, temperature, response_format, check
+            )
+        finally:
+            count_attempts(self.service, attempts)
+        return completion
+
+    async def _complete(
+        self,
+        attempts: list[Attempt],
+        messages: Sequence[Mapping[str, Any]],
+        max_tokens: int | None,
+        temperature: float | None,
+        response_format: Mapping[str, Any] | None,
+        check: Check | None,
+    ) -> Completion:
         extra: dict[str, Any] = {}
         if max_tokens is not None:
             extra["max_tokens"] = max_tokens
@@ -161,6 +272,22 @@ class LLM:
                 continue
             latency = _ms_since(started)
             cost = estimate_cost(self.prices, model, usage)
+            if check is not None:
+                try:
+                    check(text)
+                except ValueError as exc:
+                    # Answered (and paid for) but unusable: the next provider is tried.
+                    attempts.append(
+                        Attempt(
+                            provider=provider.name,
+                            model=model,
+                            latency_ms=latency,
+                            usage=usage,
+                            cost_usd=cost,
+                            error=f"unusable answer: {_describe(exc)}",
+                        )
+                    )
+                    continue
             attempts.append(
                 Attempt(
                     provider=provider.name,
@@ -181,11 +308,13 @@ class LLM:
             )
         raise LLMFailure(attempts)
 
-    async def reachability(self, timeout: float) -> dict[str, Any]:
+    async def reachability(
+        self, timeout: float, *, off_detail: str = "no LLM endpoint configured"
+    ) -> dict[str, Any]:
         """List each provider's models (no tokens spent), all at once, within ``timeout``."""
         if not self.providers:
-            # Templates need no provider: nothing is unreachable.
-            return {"configured": False, "ok": True, "detail": "no LLM endpoint: drafts use templates"}
+            # The feature is off (e.g. the drafter drafts from templates): nothing is unreachable.
+            return {"configured": False, "ok": True, "detail": off_detail}
         found = await asyncio.gather(
             *(
                 _list_models(provider, client, timeout)
@@ -193,12 +322,25 @@ class LLM:
             )
         )
         providers = {p.name: result for p, result in zip(self.providers, found, strict=True)}
-        # Drafting works while any provider answers (the fallback takes over).
+        # The feature works while any provider answers (the fallback takes over).
         return {"configured": True, "ok": any(r["ok"] for r in found), "providers": providers}
 
     async def aclose(self) -> None:
         for client in self._clients:
             await client.close()
+
+
+def count_attempts(service: str, attempts: Sequence[Attempt]) -> None:
+    """The shared LLM metrics for each provider call: requests by outcome, tokens, cost."""
+    for a in attempts:
+        metrics.LLM_REQUESTS.labels(service, a.provider, a.model, "ok" if a.ok else "error").inc()
+        if a.usage is not None:
+            metrics.LLM_TOKENS.labels(service, a.provider, a.model, "prompt").inc(a.usage.prompt_tokens)
+            metrics.LLM_TOKENS.labels(service, a.provider, a.model, "completion").inc(
+                a.usage.completion_tokens
+            )
+        if a.cost_usd is not None:
+            metrics.LLM_COST.labels(service, a.provider, a.model).inc(a.cost_usd)
 
 
 async def _list_models(

@@ -1,0 +1,243 @@
+"""One draft per burst: a lead's messages that arrive close together get one reply.
+
+A draftable message does not draft at once (unless ``burst_debounce_s`` is 0): it
+joins the thread's open burst (or opens one) in Postgres, and the burst's durable
+scheduler timer (``timer.set`` kind ``burst_debounce``, id ``burst_debounce:<id>``)
+is set to ``debounce`` after this message, but never later than ``max_wait`` after
+the burst's first message. When it fires, services/drafter/replying.py drafts one
+reply to all of them. Both the burst (rows) and the timer (the scheduler's KV) are
+durable, so a restart of the drafter or the scheduler mid-debounce loses nothing.
+
+Routing still applies per message: a message that needs review puts its whole
+burst in review (nothing of it is drafted; messages that join it later in the
+window go to review too), and an opt-out or a paused thread drops the burst.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import asyncpg
+import structlog
+
+from libs.consumer import Delivery, Drop, Retry
+from libs.db import audit
+from libs.events import InboundRouted, TimerCancel, TimerFired, TimerSet, utcnow
+from services.drafter import owner_texts
+from services.drafter.replying import BurstToken, LeadMessage, Replier, message_of
+from services.drafter.store import Q, draft_of
+from services.drafter.takeover import thread_ref
+
+if TYPE_CHECKING:
+    from services.drafter.handlers import Drafter
+
+SERVICE = "drafter"
+log = structlog.get_logger("drafter")
+
+#: Router decisions after which a thread's open burst is not drafted: the lead opted
+#: out (the STOP itself acts at once in ingest), or the thread is paused / a person
+#: handles it. A new "a human has the thread" decision belongs here too.
+DROPS_BURST = frozenset({"opt_out", "log_only"})
+
+#: The rule shown to the owner for a message that joined a burst in review.
+BURST_RULE = "same burst as a message that needs review"
+
+
+def burst_timer_id(burst_id: str) -> str:
+    return f"burst_debounce:{burst_id}"
+
+
+@dataclass
+class Bursts:
+    drafter: Drafter
+
+    @property
+    def on(self) -> bool:
+        return self.drafter.settings.burst_debounce_s > 0
+
+    def _fire_at(self, first_at: datetime, now: datetime) -> datetime:
+        s = self.drafter.settings
+        return min(
+            now + timedelta(seconds=s.burst_debounce_s), first_at + timedelta(seconds=s.burst_max_wait_s)
+        )
+
+    async def _join(
+        self, conn: asyncpg.Connection, event: InboundRouted, *, review: str = ""
+    ) -> tuple[asyncpg.Record, bool]:
+        """Add the message to the thread's open burst (a new one if none); the burst after it,
+        and whether it was in review before this message."""
+        now = utcnow()
+        row = await conn.fetchrow(Q.open_burst, event.thread)
+        if row is None:
+            burst_id = uuid.uuid4()
+            row = await conn.fetchrow(
+                Q.insert_burst,
+                burst_id,
+                event.thread,
+                event.from_number,
+                "review" if review else "open",
+                now,
+                self._fire_at(now, now),
+                review,
+            )
+            was_review = False
+        else:
+            was_review = row["status"] == "review"
+            row = await conn.fetchrow(
+                Q.extend_burst, row["burst_id"], now, self._fire_at(row["first_at"], now)
+            )
+        m = message_of(event)
+        await conn.execute(
+            Q.insert_burst_message,
+            m.sid,
+            row["burst_id"],
+            m.body,
+            m.seq,
+            m.intent,
+            m.language,
+            event.decision,
+            event.rule,
+        )
+        return row, was_review
+
+    async def _set_timer(self, row: asyncpg.Record) -> None:
+        burst_id = str(row["burst_id"])
+        await self.drafter.bus.publish(
+            TimerSet(
+                thread=row["thread"],
+                timer_id=burst_timer_id(burst_id),
+                kind="burst_debounce",
+                fire_at=row["fire_at"],  # same id: replaces the previous fire_at
+                payload={"burst_id": burst_id, "to_number": row["number"]},
+            )
+        )
+
+    # --- inbound.routed ------------------------------------------------------
+
+    async def collect(self, event: InboundRouted) -> None:
+        """A draftable message: hold it in the thread's burst until the timer fires."""
+        dr = self.drafter
+        async with dr.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.lock_thread, event.thread)
+            known = await conn.fetchrow(Q.burst_of_message, event.message_sid)
+            if known is not None:  # redelivered after the commit
+                if known["status"] in ("open", "review"):
+                    await self._set_timer(known)  # deduplicated; covers a lost ack
+                return
+            if await dr._stale(conn, event):
+                await dr._skip_stale(event, conn)
+                return
+            row, was_review = await self._join(conn, event)
+            if was_review:
+                # The burst has a message that needs a person: so does this one.
+                await dr.replier.to_review(
+                    conn, event.thread, event.from_number, [message_of(event)], BURST_RULE
+                )
+                if dr.settings.alert_on_needs_review:
+                    await dr._tell_owners(
+                        owner_texts.needs_review(
+                            event.from_number,
+                            event.body,
+                            BURST_RULE,
+                            await thread_ref(conn, event.thread, event.from_number),
+                        ),
+                        f"needs_review:{event.message_sid}",
+                    )
+            await self._set_timer(row)
+        log.info("burst_held", message_sid=event.message_sid, burst_id=str(row["burst_id"]))
+
+    async def review(self, event: InboundRouted) -> None:
+        """A message that needs review: its burst (open or new) goes to review, drafts nothing.
+
+        Its own queue item and alert come from Drafter._needs_review; the burst's earlier
+        draftable messages are queued with it (the dashboard shows them).
+        """
+        dr = self.drafter
+        async with dr.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.lock_thread, event.thread)
+            if await conn.fetchrow(Q.burst_of_message, event.message_sid) is not None:
+                return  # redelivered after the commit
+            row, _ = await self._join(conn, event, review=event.rule)
+            if row["status"] == "open":
+                await conn.execute(Q.burst_to_review, row["burst_id"], event.rule)
+                earlier = [
+                    LeadMessage(sid=m["message_sid"], body=m["body"], seq=m["seq"])
+                    for m in await conn.fetch(Q.burst_messages, row["burst_id"])
+                    if m["decision"] == "draft"
+                ]
+                if earlier:
+                    await dr.replier.to_review(conn, event.thread, event.from_number, earlier, BURST_RULE)
+            await self._set_timer(row)  # the window stays open: later messages go to review too
+        log.info("burst_review", message_sid=event.message_sid, rule=event.rule)
+
+    async def drop(self, thread: str, reason: str) -> None:
+        """Opt-out, paused thread: the open burst is never drafted."""
+        async with self.drafter.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.lock_thread, thread)
+            row = await conn.fetchrow(Q.open_burst, thread)
+            if row is None:
+                return
+            await conn.execute(Q.close_burst, row["burst_id"], "dropped", None, reason)
+            await audit(
+                conn,
+                service=SERVICE,
+                action="burst_dropped",
+                thread=thread,
+                details={"burst_id": str(row["burst_id"]), "reason": reason},
+            )
+            await self.drafter.bus.publish(
+                TimerCancel(
+                    thread=thread,
+                    id=str(uuid.uuid5(row["burst_id"], "dropped")),
+                    timer_id=burst_timer_id(str(row["burst_id"])),
+                )
+            )
+        log.info("burst_dropped", thread=thread, reason=reason)
+
+    # --- timer.fired ---------------------------------------------------------
+
+    async def on_timer(self, event: TimerFired, d: Delivery) -> Drop | Retry | None:
+        raw = event.payload.get("burst_id")
+        try:
+            burst_id = uuid.UUID(str(raw))
+        except ValueError:
+            return Drop(f"burst timer {event.timer_id}: bad burst_id {raw!r}")
+        dr = self.drafter
+        async with dr.pool.acquire() as conn:
+            row = await conn.fetchrow(Q.burst_by_id, burst_id)
+            if row is None:
+                return Drop(f"burst timer {event.timer_id}: unknown burst {burst_id}")
+            if row["status"] == "review":
+                await conn.execute(Q.close_burst, burst_id, "closed", None, "")
+                return None
+            if row["status"] == "drafted" and row["draft_id"] is not None:
+                # Redelivered after the draft committed: re-announce it while pending.
+                draft = draft_of(await conn.fetchrow(Q.current_version, row["draft_id"]))
+                if draft is not None and draft.pending and draft.version == 1:
+                    await dr._announce(draft)
+                return None
+            if row["status"] != "open":
+                return None  # dropped or closed
+            if event.fire_at < row["fire_at"]:
+                log.info("burst_timer_superseded", burst_id=str(burst_id))
+                return None  # a newer message moved the timer; that firing drafts
+            msgs = [
+                LeadMessage(
+                    sid=m["message_sid"],
+                    body=m["body"],
+                    seq=m["seq"],
+                    intent=m["intent"],
+                    language=m["language"],
+                )
+                for m in await conn.fetch(Q.burst_messages, burst_id)
+            ]
+        if not msgs:
+            return Drop(f"burst {burst_id} has no messages")
+        token = BurstToken(burst_id=str(burst_id), fire_at=row["fire_at"])
+        return await dr.replier.draft(row["thread"], row["number"], msgs, d, burst=token)
+
+
+__all__ = ["BURST_RULE", "DROPS_BURST", "Bursts", "Replier", "burst_timer_id"]

@@ -1,0 +1,271 @@
+"""Human takeover, the drafter's side (docs/drafter.md, "Human takeover").
+
+- ``send``: a person's free text to a lead, from any channel (an owner's
+  ``SEND <ref> <text>`` SMS, the API, the dashboard: all arrive as ``draft.decided``
+  with action ``send``). Checked (owner number / known ref / consent), audited (who,
+  what, channel), the thread's manual-queue items resolved, and published as
+  ``outbound.human``: the sender sends it through its outbox, the router puts the
+  thread in HUMAN_TAKEOVER. The owner who sent it by SMS is told the delivery
+  result (``outbound.sent`` / ``outbound.failed``, including a later undelivered
+  status callback).
+- ``forward``: a lead message of a thread in HUMAN_TAKEOVER goes to the owners as
+  it is, one SMS each, with the thread's ref, and waits in the manual queue.
+- The owner console: ``PAUSE`` / ``RESUME <ref>`` (as ``contact.paused``),
+  ``LIST`` / ``?``, ``HELP``.
+
+Every owner alert carries a ref: a draft's own, or the thread's (``thread_refs``,
+from the same sequence, so one number names one thing).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+
+from libs import consent_state, metrics
+from libs.bus import Bus
+from libs.db import audit
+from libs.events import (
+    ContactPaused,
+    DraftDecided,
+    HumanReply,
+    InboundRouted,
+    OutboundFailed,
+    OutboundSent,
+    thread_of,
+    utcnow,
+)
+from services.drafter import owner_texts
+from services.drafter.settings import DrafterSettings
+from services.drafter.store import Q, enqueue_manual
+
+SERVICE = "drafter"
+log = structlog.get_logger("drafter.takeover")
+
+#: draft.decided actions handled here rather than as decisions on a draft.
+CONSOLE_ACTIONS = frozenset({"send", "pause", "resume", "list", "help"})
+#: Lines of a LIST answer.
+LIST_MAX = 8
+
+TellOwner = Callable[..., Awaitable[None]]
+
+
+async def thread_ref(conn: asyncpg.Connection, thread: str, number: str) -> str:
+    """The thread's ref, made on first use."""
+    ref = await conn.fetchval(Q.thread_ref, thread)
+    if ref is None:
+        ref = await conn.fetchval(Q.insert_thread_ref, thread, number)
+        if ref is None:  # a concurrent insert won
+            ref = await conn.fetchval(Q.thread_ref, thread)
+    return str(ref)
+
+
+def human_request_id(decision_id: str) -> str:
+    return f"human:{decision_id}"
+
+
+@dataclass
+class Console:
+    settings: DrafterSettings
+    bus: Bus
+    pool: asyncpg.Pool
+    tell_owner: TellOwner
+
+    # --- forward -------------------------------------------------------------
+
+    async def forward(self, event: InboundRouted, num_media: int = 0) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            ref = await thread_ref(conn, event.thread, event.from_number)
+            await enqueue_manual(
+                conn,
+                key=f"forwarded:{event.message_sid}",
+                thread=event.thread,
+                number=event.from_number,
+                reason="forwarded",
+                detail="HUMAN_TAKEOVER",
+                message_sid=event.message_sid,
+                body=event.body,
+            )
+            await audit(
+                conn,
+                service=SERVICE,
+                action="forwarded_to_owner",
+                thread=event.thread,
+                details={"message_sid": event.message_sid, "ref": ref},
+            )
+            text = owner_texts.forwarded(ref, event.from_number, event.body, num_media)
+            for owner in self.settings.owner_numbers:
+                await self.tell_owner(owner, text, f"forward:{event.message_sid}")
+
+    # --- draft.decided (console actions) ----------------------------------------
+
+    async def apply(self, conn: asyncpg.Connection, ev: DraftDecided) -> str:
+        """Apply one console command inside the caller's transaction; returns the outcome."""
+        by_sms = ev.source == "sms"
+        if by_sms and ev.reviewer not in self.settings.owner_numbers:
+            # Non-owners get none of this, and no answer (as for YES/NO).
+            return await self._record(conn, ev, ev.thread, "refused", "reviewer is not an owner number")
+        reply: Callable[[str], Awaitable[None]] = self._replier(ev)
+        if ev.action == "help":
+            await reply(owner_texts.HELP)
+            return await self._record(conn, ev, ev.thread, "accepted", "help")
+        if ev.action == "list":
+            rows = await conn.fetch(Q.waiting_threads, LIST_MAX)
+            total = int(await conn.fetchval(Q.count_waiting))
+            lines = [(r["what"], r["ref"], r["number"], r["body"]) for r in rows]
+            await reply(owner_texts.waiting_list(lines, total))
+            return await self._record(conn, ev, ev.thread, "accepted", "list")
+        target = await self._target(conn, ev)
+        if target is None:
+            await reply(owner_texts.unknown_thread_ref(ev.ref or ""))
+            return await self._record(conn, ev, ev.thread, "refused", f"unknown ref {ev.ref}")
+        thread, number = target
+        ref = await thread_ref(conn, thread, number)
+        if ev.action in ("pause", "resume"):
+            paused = ev.action == "pause"
+            await self.bus.publish(
+                ContactPaused(
+                    id=_derived(ev.id, "paused"),
+                    thread=thread,
+                    number=number,
+                    paused=paused,
+                    actor=ev.reviewer,
+                    reason=f"{ev.action} by {ev.source}",
+                )
+            )
+            await reply(owner_texts.paused(ref, number) if paused else owner_texts.resumed(ref, number))
+            return await self._record(conn, ev, thread, "accepted", f"{ev.action} {number}")
+        return await self._send(conn, ev, thread, number, ref, reply)
+
+    async def _send(
+        self,
+        conn: asyncpg.Connection,
+        ev: DraftDecided,
+        thread: str,
+        number: str,
+        ref: str,
+        reply: Callable[[str], Awaitable[None]],
+    ) -> str:
+        body = (ev.text or "").strip()
+        if not body:
+            await reply(owner_texts.HELP)
+            return await self._record(conn, ev, thread, "refused", "empty text")
+        if await consent_state.opted_out(self.bus, number):
+            # The sender would refuse it too; say so now, clearly, on the channel used.
+            await reply(owner_texts.send_refused_opted_out(number))
+            metrics.HUMAN_REPLIES.labels(ev.source, "refused").inc()
+            return await self._record(conn, ev, thread, "refused", "lead opted out")
+        request_id = human_request_id(ev.id)
+        notify = ev.reviewer if ev.source == "sms" else ""
+        await conn.execute(
+            Q.insert_human_reply, request_id, thread, number, body, ev.reviewer, ev.source, notify, ref
+        )
+        oldest = await conn.fetchval(Q.oldest_open_manual, thread)
+        resolved = await conn.execute(Q.resolve_manual_for_thread, thread, ev.reviewer)
+        await audit(
+            conn,
+            service=SERVICE,
+            action="human_reply",
+            thread=thread,
+            actor="HUMAN",
+            details={
+                "author": ev.reviewer,
+                "channel": ev.source,
+                "body": body,
+                "request_id": request_id,
+                "ref": ref,
+                "manual_items_resolved": int(resolved.split()[-1]),
+            },
+        )
+        await self.bus.publish(
+            HumanReply(
+                id=_derived(ev.id, "human"),
+                thread=thread,
+                request_id=request_id,
+                to_number=number,
+                body=body,
+                author=ev.reviewer,
+                channel=ev.source,
+                ref=ref,
+            )
+        )
+        metrics.HUMAN_REPLIES.labels(ev.source, "accepted").inc()
+        if oldest is not None:
+            metrics.TIME_TO_FIRST_HUMAN_REPLY.observe(max((utcnow() - oldest).total_seconds(), 0.0))
+        log.info("human_reply", thread=thread, channel=ev.source, ref=ref)
+        return await self._record(conn, ev, thread, "accepted", f"sent as {request_id}")
+
+    async def _target(self, conn: asyncpg.Connection, ev: DraftDecided) -> tuple[str, str] | None:
+        if ev.ref:
+            row = await conn.fetchrow(Q.thread_by_ref, ev.ref.lstrip("#"))
+            return (row["thread"], row["number"]) if row else None
+        if ev.source != "sms" and ev.number:
+            return thread_of(ev.number), ev.number
+        return None
+
+    def _replier(self, ev: DraftDecided) -> Callable[[str], Awaitable[None]]:
+        async def reply(text: str) -> None:
+            if ev.source == "sms":
+                await self.tell_owner(ev.reviewer, text, f"reply:{ev.id}", kind="owner_prompt")
+
+        return reply
+
+    async def _record(
+        self, conn: asyncpg.Connection, ev: DraftDecided, thread: str, outcome: str, notes: str
+    ) -> str:
+        await conn.execute(
+            Q.insert_approval,
+            ev.id, None, None, ev.ref, ev.reviewer, ev.source, ev.action, outcome, notes,
+        )
+        await audit(
+            conn,
+            service=SERVICE,
+            action=f"console_{ev.action}_{outcome}",
+            thread=thread,
+            actor="HUMAN",
+            details={
+                "decision_id": ev.id,
+                "reviewer": ev.reviewer,
+                "source": ev.source,
+                "ref": ev.ref,
+                "notes": notes,
+            },
+        )
+        return outcome
+
+    # --- outbound.sent / outbound.failed of a human reply -------------------------
+
+    async def on_outcome(self, event: OutboundSent | OutboundFailed) -> None:
+        if event.kind != "human_reply" or not event.request_id:
+            return
+        sent = isinstance(event, OutboundSent)
+        if isinstance(event, OutboundSent):
+            status, error = "sent", ""
+        else:
+            status = "refused" if event.reason == "opted_out" else "failed"
+            error = _why(event)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(Q.human_reply_outcome, event.request_id, status, error)
+            if row is None or not row["notify"]:
+                return  # already told (a redelivery), or not asked by SMS
+            text = owner_texts.send_result(row["ref"], row["number"], row["body"], sent=sent, why=error)
+            await self.tell_owner(row["notify"], text, f"human-result:{event.request_id}:{status}")
+
+
+def _why(event: OutboundFailed) -> str:
+    if event.reason == "opted_out":
+        return "they opted out (STOP)"
+    if event.reason == "undelivered":
+        return f"the carrier did not deliver it (error {event.error_code})"
+    if event.reason == "retries_exhausted":
+        return "Twilio kept failing"
+    return f"Twilio error {event.error_code}: {event.error_message}".strip()
+
+
+def _derived(*parts: Any) -> str:
+    return str(uuid.uuid5(uuid.UUID("0b7f4c52-3c1e-4d0a-9f55-7a1d2e6c9b31"), ":".join(map(str, parts))))

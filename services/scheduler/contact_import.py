@@ -1,0 +1,168 @@
+"""Contact imports into the scheduler's ``contacts``: staged in batches, merged in one transaction.
+
+Request/reply (``<prefix>rpc.scheduler.contacts.<method>``, queue group ``scheduler``):
+
+* ``stage`` ``{"import_id", "source", "rows": [{line, phone, first_name, last_name, email,
+  tags, fields, opted_out}]}`` -> ``{"staged": n}``;
+* ``commit`` ``{"import_id", "rows", "fire_workflows"}`` -> ``{"rows", "contacts",
+  "created", "updated", "unchanged", "duplicates", "opted_out"}``; refused
+  (``{"error": "incomplete"}``) unless exactly ``rows`` rows were staged, so a lost batch
+  never half-imports a file. A repeated commit answers the stored result;
+* ``abort`` ``{"import_id"}`` -> ``{"aborted": true}``.
+
+The clients (``replyline contacts import``, ``POST /api/contacts/import``) validate every
+row first (libs/contact_csv.py) and only then stage; the rows are checked again here.
+Contacts that the import opts out are published as ``contact.optout`` (keyword
+``IMPORT``), so the sender's consent projection and running enrollments honour them; an
+opt-out is never undone by an import.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+import msgspec
+import structlog
+
+from libs.db import audit
+from libs.events import ContactOptout
+
+from .engine import SERVICE, Engine
+from .store import Q
+
+log = structlog.get_logger("scheduler.contact_import")
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+MAX_BATCH = 5000
+
+
+class StagedRow(msgspec.Struct, frozen=True):
+    line: int
+    phone: str
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+    tags: list[str] = []
+    fields: dict[str, str] = {}
+    opted_out: bool = False
+
+
+class StageRequest(msgspec.Struct, frozen=True):
+    import_id: uuid.UUID
+    rows: list[StagedRow]
+    source: str = ""
+
+
+class CommitRequest(msgspec.Struct, frozen=True):
+    import_id: uuid.UUID
+    rows: int
+    fire_workflows: bool = False
+
+
+class AbortRequest(msgspec.Struct, frozen=True):
+    import_id: uuid.UUID
+
+
+def _check(row: StagedRow) -> str | None:
+    if not _E164.match(row.phone):
+        return f"line {row.line}: phone {row.phone[:20]!r} is not E.164"
+    if any(len(v) > 200 for v in (row.first_name, row.last_name, row.email)):
+        return f"line {row.line}: value too long"
+    if len(row.tags) > 30 or len(row.fields) > 50:
+        return f"line {row.line}: too many tags or fields"
+    return None
+
+
+async def stage(engine: Engine, request: StageRequest) -> dict[str, Any]:
+    if len(request.rows) > MAX_BATCH:
+        return {"error": "invalid", "issues": [{"line": 0, "reason": f"more than {MAX_BATCH} rows"}]}
+    problems = [p for p in (_check(r) for r in request.rows) if p]
+    if problems:
+        return {"error": "invalid", "issues": [{"line": 0, "reason": p} for p in problems[:20]]}
+    rows = request.rows
+    async with engine.pool.acquire() as conn, conn.transaction():
+        await conn.execute(Q.import_begin, request.import_id, request.source[:200])
+        current = await conn.fetchrow(Q.import_get, request.import_id)
+        if current["status"] != "staging":
+            return {"error": f"import is {current['status']}"}
+        await conn.execute(
+            Q.import_stage,
+            request.import_id,
+            [r.line for r in rows],
+            [r.phone[1:] for r in rows],
+            [r.phone for r in rows],
+            [r.first_name for r in rows],
+            [r.last_name for r in rows],
+            [r.email for r in rows],
+            [json.dumps(r.tags) for r in rows],
+            [r.fields for r in rows],
+            [r.opted_out for r in rows],
+        )
+    return {"staged": len(rows)}
+
+
+async def commit(engine: Engine, request: CommitRequest) -> dict[str, Any]:
+    async with engine.pool.acquire() as conn, conn.transaction():
+        current = await conn.fetchrow(Q.import_get, request.import_id)
+        if current is not None and current["status"] == "committed":
+            result: dict[str, Any] = dict(current["result"])
+            optouts = [(t, "+" + t) for t in result.pop("opted_out_threads", [])]
+            created: list[str] = []
+        else:
+            staged = await conn.fetchval(Q.import_staged_count, request.import_id)
+            if current is None or current["status"] != "staging" or staged != request.rows:
+                return {"error": "incomplete", "staged": staged, "expected": request.rows}
+            await conn.execute(Q.import_merge, request.import_id)
+            optouts = [(r["thread"], r["phone"]) for r in await conn.fetch(Q.import_new_optouts)]
+            inserted = await conn.fetch(Q.import_insert_new)
+            created = [r["thread"] for r in inserted if not r["opted_out"]]
+            updated = await conn.fetch(Q.import_update_existing)
+            contacts = await conn.fetchval(Q.import_merged_count)
+            result = {
+                "rows": staged,
+                "contacts": contacts,
+                "duplicates": staged - contacts,
+                "created": len(inserted),
+                "updated": len(updated),
+                "unchanged": contacts - len(inserted) - len(updated),
+                "opted_out": len(optouts),
+            }
+            stored = {**result, "opted_out_threads": [t for t, _ in optouts]}
+            await conn.execute(Q.import_finish, request.import_id, "committed", stored)
+            await conn.execute(Q.import_drop_rows, request.import_id)
+            await conn.execute(Q.import_drop_stale)
+            await audit(
+                conn,
+                service=SERVICE,
+                action="contacts.imported",
+                actor="HUMAN",
+                details={"import_id": str(request.import_id), **result},
+            )
+    # After the commit: the sender's consent projection and the scheduler's own handler
+    # hear of each new opt-out (ids derived from the import, so a repeated commit is deduplicated).
+    for thread, phone in optouts:
+        await engine.bus.publish(
+            ContactOptout(
+                id=str(uuid.uuid5(request.import_id, f"optout:{thread}")),
+                thread=thread,
+                number=phone,
+                keyword="IMPORT",
+            )
+        )
+    if request.fire_workflows:
+        for thread in created:
+            await engine.trigger(
+                "contact_created", thread, context={}, event_id=f"import:{request.import_id}"
+            )
+    log.info("contacts_imported", import_id=str(request.import_id), **result)
+    return result
+
+
+async def abort(engine: Engine, request: AbortRequest) -> dict[str, Any]:
+    async with engine.pool.acquire() as conn, conn.transaction():
+        await conn.execute(Q.import_drop_rows, request.import_id)
+        await conn.execute(Q.import_abort, request.import_id)
+    return {"aborted": True}
