@@ -234,7 +234,10 @@ class Replier:
                     "burst_id": burst.burst_id if burst else None,
                 },
             )
-            await dr._announce(draft)
+        # Announced after the commit, so no prompt ever names a ref that a crash rolled
+        # back; a crash before this line redelivers the event, and the redelivery finds
+        # the committed draft and announces it (deduplicated by msg-id).
+        await dr._announce(draft)
         metrics.DRAFTS_CREATED.labels(source).inc()  # committed
         log.info("draft_created", draft_id=draft_id, ref=ref, source=source, messages=len(bodies))
         return None
