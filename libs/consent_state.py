@@ -16,12 +16,12 @@ from libs.bus import Bus
 from libs.events import ContactOptin, ContactOptout, decode, thread_of
 
 
-async def opted_out(bus: Bus, number: str) -> bool:
-    """True when the newest consent event of the number (by the lead's SMS time) is a STOP.
+async def last_consent_events(bus: Bus, number: str) -> list[ContactOptout | ContactOptin]:
+    """The stream's last contact.optout and last contact.optin of the number (those there).
 
     Raises the NATS error when the stream cannot be asked: callers must not guess.
     """
-    newest: tuple[datetime, bool] | None = None
+    found: list[ContactOptout | ContactOptin] = []
     for cls in (ContactOptout, ContactOptin):
         subject = bus.subject_for(str(cls.__struct_config__.tag), thread_of(number))
         try:
@@ -30,7 +30,18 @@ async def opted_out(bus: Bus, number: str) -> bool:
             continue
         event = decode(raw.data or b"")
         if isinstance(event, ContactOptout | ContactOptin):
-            at = event.received_at or event.occurred_at
-            if newest is None or at > newest[0]:
-                newest = (at, isinstance(event, ContactOptout))
+            found.append(event)
+    return found
+
+
+async def opted_out(bus: Bus, number: str) -> bool:
+    """True when the newest consent event of the number (by the lead's SMS time) is a STOP.
+
+    Raises the NATS error when the stream cannot be asked: callers must not guess.
+    """
+    newest: tuple[datetime, bool] | None = None
+    for event in await last_consent_events(bus, number):
+        at = event.received_at or event.occurred_at
+        if newest is None or at > newest[0]:
+            newest = (at, isinstance(event, ContactOptout))
     return bool(newest and newest[1])

@@ -4,14 +4,17 @@ Each service owns a *slice* of the schema: the numbered files in its
 ``migrations/`` folder (``0001_init.sql``, ``0002_...``). ``migrate`` applies
 the missing ones in order, each in its own transaction, under an advisory lock
 so that replicas starting together do not race. The shared ``audit_log`` is the
-``common`` slice every service applies first.
+``common`` slice every service applies first. Derived objects (the cross-slice
+``messages`` view) are not a history: ``recreate_derived`` reruns their one current
+definition and records its version.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ log = structlog.get_logger("db")
 COMMON_SLICE = "common"
 COMMON_MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_DERIVED_VERSION = re.compile(r"\A--\s*version:\s*(\d+)\s*$", re.MULTILINE)
 _QUERY_HEADER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 _VERSION_TABLE = """
@@ -76,8 +80,9 @@ def expected_version(folder: Path) -> int:
     return len(migration_files(folder))
 
 
-async def migrate(pool: asyncpg.Pool, slice_name: str, folder: Path | None) -> int:
-    """Apply the common slice, then ``slice_name``'s missing migrations; return its version."""
+@asynccontextmanager
+async def _migration_lock(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection holding the one lock for all slices, with the version table there."""
     async with pool.acquire() as conn:
         # One lock for all slices: CREATE TABLE IF NOT EXISTS itself is not race-free.
         await conn.execute("SELECT pg_advisory_lock(hashtext('replyline_migrations'))")
@@ -86,10 +91,54 @@ async def migrate(pool: asyncpg.Pool, slice_name: str, folder: Path | None) -> i
             # own slice once an admin has created the version table.
             if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
                 await conn.execute(_VERSION_TABLE)
-            await _apply(conn, COMMON_SLICE, COMMON_MIGRATIONS)
-            return await _apply(conn, slice_name, folder) if folder else 0
+            yield conn
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtext('replyline_migrations'))")
+
+
+async def migrate(pool: asyncpg.Pool, slice_name: str, folder: Path | None) -> int:
+    """Apply the common slice, then ``slice_name``'s missing migrations; return its version."""
+    async with _migration_lock(pool) as conn:
+        await _apply(conn, COMMON_SLICE, COMMON_MIGRATIONS)
+        return await _apply(conn, slice_name, folder) if folder else 0
+
+
+def read_derived(path: Path) -> tuple[int, str]:
+    """The version (its ``-- version: N`` first line) and SQL of a file of derived objects."""
+    text = path.read_text()
+    match = _DERIVED_VERSION.match(text)
+    if not match:
+        raise MigrationError(f"{path}: a file of derived objects starts with '-- version: N'")
+    return int(match.group(1)), text
+
+
+async def recreate_derived(pool: asyncpg.Pool, slice_name: str, path: Path) -> int:
+    """Drop and recreate derived objects (views) from their one current definition.
+
+    Views hold no data, so they are not migrated step by step: ``path`` is run on every
+    call (it drops and creates them) and its version is recorded under ``slice_name``.
+    A database already at a higher version is refused, as for a slice: older code must
+    not replace a newer definition.
+    """
+    version, sql = read_derived(path)
+    async with _migration_lock(pool) as conn:
+        current = await conn.fetchval(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE slice = $1", slice_name
+        )
+        if current > version:
+            raise MigrationError(
+                f"slice {slice_name!r} is at version {current} but this code only knows {version}"
+            )
+        async with conn.transaction():
+            await conn.execute(sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (slice, version, name) VALUES ($1, $2, $3) "
+                "ON CONFLICT (slice, version) DO NOTHING",
+                slice_name,
+                version,
+                path.stem,
+            )
+    return version
 
 
 async def _apply(conn: asyncpg.Connection, slice_name: str, folder: Path) -> int:

@@ -292,7 +292,9 @@ class OutboundStatus(Event, frozen=True, kw_only=True, tag="outbound.status"):
 # --- contacts --------------------------------------------------------------
 
 
-class ContactOptout(Event, frozen=True, kw_only=True, tag="contact.optout"):
+class ConsentChange(Event, frozen=True, kw_only=True):
+    """A lead's STOP (contact.optout) or START (contact.optin) keyword; never sent itself."""
+
     number: str
     keyword: str
     message_sid: str = ""
@@ -302,14 +304,12 @@ class ContactOptout(Event, frozen=True, kw_only=True, tag="contact.optout"):
     dedup_fields: ClassVar[tuple[str, ...]] = ("id",)
 
 
-class ContactOptin(Event, frozen=True, kw_only=True, tag="contact.optin"):
-    number: str
-    keyword: str
-    message_sid: str = ""
-    #: When the lead's keyword SMS reached ingest. Consent changes are ordered by it, not by
-    #: when (or how often: DLQ replays, router lag) the event was published.
-    received_at: datetime | None = None
-    dedup_fields: ClassVar[tuple[str, ...]] = ("id",)
+class ContactOptout(ConsentChange, frozen=True, kw_only=True, tag="contact.optout"):
+    pass
+
+
+class ContactOptin(ConsentChange, frozen=True, kw_only=True, tag="contact.optin"):
+    pass
 
 
 class ContactPaused(Event, frozen=True, kw_only=True, tag="contact.paused"):

@@ -272,31 +272,19 @@ class LLM:
                 continue
             latency = _ms_since(started)
             cost = estimate_cost(self.prices, model, usage)
+            answered = Attempt(
+                provider=provider.name, model=model, latency_ms=latency, usage=usage, cost_usd=cost
+            )
             if check is not None:
                 try:
                     check(text)
                 except ValueError as exc:
                     # Answered (and paid for) but unusable: the next provider is tried.
                     attempts.append(
-                        Attempt(
-                            provider=provider.name,
-                            model=model,
-                            latency_ms=latency,
-                            usage=usage,
-                            cost_usd=cost,
-                            error=f"unusable answer: {_describe(exc)}",
-                        )
+                        msgspec.structs.replace(answered, error=f"unusable answer: {_describe(exc)}")
                     )
                     continue
-            attempts.append(
-                Attempt(
-                    provider=provider.name,
-                    model=model,
-                    latency_ms=latency,
-                    usage=usage,
-                    cost_usd=cost,
-                )
-            )
+            attempts.append(answered)
             return Completion(
                 text=text,
                 provider=provider.name,

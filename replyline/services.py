@@ -13,7 +13,7 @@ from services import SERVICES
 if TYPE_CHECKING:
     from libs.service import ServiceSpec
 
-__all__ = ["SERVICES", "VIEWS_DIR", "VIEWS_SLICE", "load_spec", "migrations_dir", "service_dir"]
+__all__ = ["SERVICES", "VIEWS_FILE", "VIEWS_SLICE", "load_spec", "migrations_dir", "service_dir"]
 
 
 def load_spec(name: str) -> ServiceSpec[Any]:
@@ -31,9 +31,10 @@ def service_dir(name: str) -> Path:
     return Path(spec.origin).parent
 
 
-#: Views over several slices (the `messages` lifecycle view), applied after all of them.
+#: Views over several slices (the `messages` lifecycle view), recreated after all of them
+#: on every migrate from this one current definition (its `-- version: N` is recorded).
 VIEWS_SLICE = "views"
-VIEWS_DIR = Path(__file__).parent / "sql" / "views"
+VIEWS_FILE = Path(__file__).parent / "sql" / "views" / "messages.sql"
 
 
 def migrations_dir(name: str) -> Path | None:

@@ -6,8 +6,9 @@ import re
 
 import asyncpg
 
+from libs.db import read_derived
 from replyline.commands.migrate import migrate_all
-from replyline.services import SERVICES, migrations_dir
+from replyline.services import SERVICES, VIEWS_FILE, migrations_dir
 
 OWNED_TABLES = {
     "ingest": {"inbound_messages", "api_tokens"},
@@ -207,3 +208,16 @@ async def test_messages_view_shows_human_takeover(database_url: str, pool: async
     await pool.execute("UPDATE outbound_messages SET status = 'REFUSED' WHERE request_id = 'human-1'")
     await pool.execute("UPDATE human_replies SET status = 'refused' WHERE request_id = 'human-1'")
     assert (await lifecycle())[1] == (*human[:2], "FAILED_SEND", *human[3:])
+
+
+async def test_messages_view_is_recreated_from_its_one_definition(database_url: str, pool: asyncpg.Pool) -> None:
+    """The view is derived: every migrate recreates it from the current file and records its version."""
+    versions = await migrate_all(database_url)
+    assert versions["views"] == read_derived(VIEWS_FILE)[0]
+    # A database left with an older or damaged definition (here: none at all, as a
+    # hand-run DROP would leave it) gets the current one back on the next migrate.
+    await pool.execute("DROP VIEW messages")
+    assert await migrate_all(database_url) == versions
+    assert await columns_of(pool, "messages") == MESSAGES_COLUMNS
+    recorded = await pool.fetchval("SELECT max(version) FROM schema_migrations WHERE slice = 'views'")
+    assert recorded == read_derived(VIEWS_FILE)[0]

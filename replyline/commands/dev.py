@@ -31,9 +31,8 @@ from libs.embedded import (
 )
 from libs.settings import (
     DEV_TWILIO_AUTH_TOKEN,
-    SettingsError,
-    load,
 )
+from replyline.commands._config import load_settings
 from replyline.commands.migrate import migrate_all
 from replyline.services import SERVICES
 
@@ -79,10 +78,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load(DevSettings, sections=SERVICES)
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+    settings = load_settings(DevSettings, file=sys.stderr)
+    if settings is None:
         return 2
     services = [s.strip() for s in args.services.split(",") if s.strip()]
     unknown = sorted(set(services) - set(SERVICES))

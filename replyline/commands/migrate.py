@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from libs.db import create_pool, migrate
-from libs.settings import CommonSettings, SettingsError, load
-from replyline.services import SERVICES, VIEWS_DIR, VIEWS_SLICE, migrations_dir
+from libs.db import create_pool, migrate, recreate_derived
+from libs.settings import CommonSettings
+from replyline.commands._config import load_settings
+from replyline.services import SERVICES, VIEWS_FILE, VIEWS_SLICE, migrations_dir
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,8 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "migrate",
         help="apply database migrations",
         description="Apply the numbered SQL migrations of each service's slice to "
-        "REPLYLINE_DATABASE_URL, then (when migrating all) the read-only `messages` view "
-        "over the slices, and print the resulting versions.",
+        "REPLYLINE_DATABASE_URL, then (when migrating all) recreate the read-only `messages` "
+        "view over the slices, and print the resulting versions.",
     )
     p.add_argument(
         "services",
@@ -28,10 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load(CommonSettings, sections=SERVICES)
-    except SettingsError as exc:
-        print(f"configuration error: {exc}")
+    settings = load_settings(CommonSettings)
+    if settings is None:
         return 2
     unknown = sorted(set(args.services) - set(SERVICES))
     if unknown:
@@ -55,7 +54,7 @@ async def migrate_all(dsn: str, services: list[str] | None = None) -> dict[str, 
         for name in chosen:
             versions[name] = await migrate(pool, name, migrations_dir(name))
         if set(chosen) == set(SERVICES):
-            versions[VIEWS_SLICE] = await migrate(pool, VIEWS_SLICE, VIEWS_DIR)
+            versions[VIEWS_SLICE] = await recreate_derived(pool, VIEWS_SLICE, VIEWS_FILE)
     finally:
         await pool.close()
     return versions

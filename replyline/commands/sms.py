@@ -26,8 +26,8 @@ from urllib.parse import urlencode
 
 from twilio.request_validator import RequestValidator
 
-from libs.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, SettingsError, load
-from replyline.services import SERVICES
+from libs.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
+from replyline.commands._config import load_settings
 from services.ingest.settings import IngestSettings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -49,9 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("body", nargs="?", default="", help="the message text")
-    parser.add_argument(
-        "--from", dest="from_number", required=True, help="sender, E.164 (+15551234567)"
-    )
+    parser.add_argument("--from", dest="from_number", required=True, help="sender, E.164 (+15551234567)")
     parser.add_argument(
         "--to", dest="to_number", help="the business number (default: settings business_number)"
     )
@@ -62,9 +60,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="URL",
         help="attach a media URL (repeatable, at most 10)",
     )
-    parser.add_argument(
-        "--url", default=DEFAULT_URL, help=f"where ingest listens (default {DEFAULT_URL})"
-    )
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"where ingest listens (default {DEFAULT_URL})")
     parser.add_argument(
         "--public-url",
         help="base URL to sign against (default: settings public_base_url), e.g. the tunnel's",
@@ -127,10 +123,10 @@ def sign(auth_token: str, url: str, form: dict[str, str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load(IngestSettings, section="ingest", sections=SERVICES)
-    except SettingsError as exc:
-        print(f"replyline sms: configuration error: {exc}", file=sys.stderr)
+    settings = load_settings(
+        IngestSettings, section="ingest", label="replyline sms: configuration error", file=sys.stderr
+    )
+    if settings is None:
         return 2
     if not _E164.match(args.from_number):
         print(

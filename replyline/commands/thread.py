@@ -15,8 +15,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from libs.bus import Bus
 from libs.conversation import explained
 from libs.events import thread_of
-from libs.settings import CommonSettings, SettingsError, load
-from replyline.services import SERVICES
+from libs.settings import CommonSettings
+from replyline.commands._config import load_settings
 
 T = TypeVar("T")
 
@@ -51,10 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load(CommonSettings, sections=SERVICES)
-    except SettingsError as exc:
-        print(f"configuration error: {exc}")
+    settings = load_settings(CommonSettings)
+    if settings is None:
         return 2
     state, rows = asyncio.run(history(settings, thread_of(args.number)))
     if state is not None:

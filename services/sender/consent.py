@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import asyncpg
-from nats.js.errors import NotFoundError
 
 from libs.bus import Bus
+from libs.consent_state import last_consent_events
 from libs.db import audit
-from libs.events import ContactOptin, ContactOptout, decode, thread_of
+from libs.events import ContactOptin, ContactOptout, thread_of
 from services.sender.rows import SERVICE, contact_key
 from services.sender.store import Q
 
@@ -68,16 +68,8 @@ async def catch_up_consent(conn: asyncpg.Connection, bus: Bus, number: str) -> N
     the stream's last event per subject right before sending makes an acknowledged
     STOP win whatever the lag. Raises when NATS cannot be asked (the caller retries).
     """
-    thread = thread_of(number)
-    for cls in (ContactOptout, ContactOptin):
-        subject = bus.subject_for(str(cls.__struct_config__.tag), thread)
-        try:
-            raw = await bus.js.get_last_msg(bus.stream, subject)
-        except NotFoundError:
-            continue
-        event = decode(raw.data or b"")
-        if isinstance(event, ContactOptout | ContactOptin):
-            await apply_consent_event(conn, event)
+    for event in await last_consent_events(bus, number):
+        await apply_consent_event(conn, event)
 
 
 async def is_opted_out(conn: asyncpg.Connection, number: str) -> bool:

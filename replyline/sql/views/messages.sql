@@ -1,8 +1,24 @@
--- The `messages` view of 0002, unchanged in columns and rows, now reading each slice's
+-- version: 4
+-- The `messages` lifecycle view over the slices, so a message's lifecycle is queryable
+-- in one place: RECEIVED, NEEDS_REVIEW, HUMAN_TAKEOVER, DRAFT_PENDING_APPROVAL,
+-- APPROVED_TO_SEND, REJECTED, SENT, FAILED_SEND, PAUSED_THREAD. It reads each slice's
 -- versioned read views (ingest_v1_inbound, router_v1_decisions, drafter_v1_drafts,
--- drafter_v1_human_replies, sender_v1_outbound) instead of its tables, so a slice can
--- change its tables without breaking this view (docs/DESIGN.md, "Reading another slice").
-CREATE OR REPLACE VIEW messages AS
+-- drafter_v1_human_replies, sender_v1_outbound), never their tables, so a slice can
+-- change its tables without breaking it (docs/DESIGN.md, "Reading another slice").
+--
+-- A view holds no data, so this file is its ONE current definition, not a history:
+-- `replyline migrate` (and `replyline dev`) drop and recreate it on every run, after
+-- every slice, and record the version above in schema_migrations (slice `views`).
+-- Change it in place and bump the version (versions 1-3 were numbered files).
+--
+-- A person's reply to a lead (the drafter's human_replies: SMS SEND, API, dashboard)
+-- is type 'human_reply', sender = its author (owner number, "api:<token>",
+-- "dashboard:<user>"), in reply to the lead's latest message before it. Status:
+-- APPROVED_TO_SEND until the sender's outbox row (same request_id) says SENT /
+-- FAILED_SEND (REFUSED by the consent gate counts as FAILED_SEND, as for drafts); that
+-- outbox row is not listed a second time.
+DROP VIEW IF EXISTS messages;
+CREATE VIEW messages AS
 SELECT 'inbound:' || i.message_sid                      AS id,
        i.thread                                         AS thread_id,
        NULL::text                                       AS in_reply_to_id,
