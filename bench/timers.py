@@ -31,10 +31,10 @@ from typing import Any
 import nats
 from nats.js import JetStreamContext
 
-from bench.observe import EventTap
-from bench.stack import Infra, Stack, cleanup
 from bench.stats import say, summary_ms, verdict, write_result
 from libs.events import TimerFired, TimerKind, TimerSet, encode
+from testsupport.observe import EventTap
+from testsupport.stack import Infra, Stack, cleanup
 
 TARGET_LATENESS_P99_S = 1.0
 TARGET_RECOVERY_S = 10.0

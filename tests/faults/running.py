@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.stack import ACCOUNT_SID, AUTH_TOKEN, BUSINESS, SERVICES, Infra, Stack, ingest_env
 from libs.embedded import free_port
-from tests.fakes.twilio_server import FakeTwilio
+from testsupport.fakes.twilio_server import FakeTwilio
+from testsupport.stack import ACCOUNT_SID, AUTH_TOKEN, BUSINESS, SERVICES, Infra, Stack, ingest_env
 
 
 @dataclass
