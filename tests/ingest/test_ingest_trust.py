@@ -34,7 +34,7 @@ from tests.ingest.running import PUBLIC, Ingest, audit_actions, count_on_subject
 from testsupport.webhooks import ACCOUNT_SID, AUTH_TOKEN, inbound_form, message_sid, status_form
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = REPO / "tests" / "fakes" / "reference" / "twilio_api_v2010.json"
+SPEC = REPO / "testsupport" / "fakes" / "reference" / "twilio_api_v2010.json"
 OWNER = "+15550000001"
 OTHER_ACCOUNT = "AC" + "f" * 32
 
