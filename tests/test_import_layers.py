@@ -50,8 +50,8 @@ def test_the_scan_sees_imports_inside_functions(tmp_path: Path) -> None:
     (tmp_path / "tests").mkdir()
     (tmp_path / "bench").mkdir()
     (tmp_path / "testsupport").mkdir()
-    (tmp_path / "tests" / "t.py").write_text("def f():\n    from testsupport import stack\n")
-    (tmp_path / "bench" / "b.py").write_text("import testsupport.fakes.twilio_server\n")
+    (tmp_path / "tests" / "t.py").write_text("def f():\n    from bench import stats\n")
+    (tmp_path / "bench" / "b.py").write_text("import tests.harness\n")
     (tmp_path / "testsupport" / "s.py").write_text("from bench.stats import say\nfrom . import x\n")
     assert layer_violations(tmp_path) == [
         "tests/t.py imports bench",

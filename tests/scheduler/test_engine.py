@@ -26,7 +26,7 @@ from libs.events import (
     TimerFired,
 )
 from services.scheduler.clock import ManualClock
-from services.scheduler.service import no_response_timer_id
+from services.scheduler.handlers import no_response_timer_id
 from tests.harness import EventCollector, eventually
 from tests.scheduler.conftest import Inbox, Schedulers
 
