@@ -41,11 +41,11 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from bench.observe import EventTap
-from bench.stack import Infra, Stack, cleanup
 from bench.stats import say, summary_ms, verdict, write_result
 from libs.events import TimerFired, TimerKind, TimerSet, encode
 from services.scheduler.timers import TimerRecord, key_for
+from testsupport.observe import EventTap
+from testsupport.stack import Infra, Stack, cleanup
 
 _encode_record = msgspec.json.Encoder().encode
 

@@ -140,6 +140,24 @@ async def start_service(
     return RunningService(name, task, stop, contexts[0])
 
 
+async def stays(check: Callable[[], Any], *, within: float = 0.5, interval: float = 0.05) -> None:
+    """A negative assertion over time: the (async or sync) check holds for ``within`` seconds.
+
+    For "nothing more happens" where there is no event to wait on (a row that must
+    not appear, a fake that must not be called again).
+    """
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if not result:
+            raise AssertionError("condition stopped holding")
+        if time.monotonic() > deadline:
+            return
+        await asyncio.sleep(interval)
+
+
 async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
     """Poll an (async or sync) check until it returns a truthy value; return that value."""
     deadline = time.monotonic() + timeout

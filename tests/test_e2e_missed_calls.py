@@ -6,7 +6,6 @@ the sender and the fake Twilio (spec-checked), once per window, never to an opte
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
@@ -25,10 +24,10 @@ from services.scheduler.service import MIGRATIONS as SCHEDULER_MIGRATIONS
 from services.scheduler.settings import SchedulerSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
 from services.sender.settings import SenderSettings
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from tests.harness import EventCollector, RunningService, eventually, start_service
+from tests.harness import EventCollector, RunningService, eventually, start_service, stays
 from tests.ops.conftest import REPO_ROOT
 from tests.specs import ingest_builder, scheduler_builder, sender_builder
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -187,8 +186,8 @@ async def test_missed_call_texts_back_once_within_the_window(
     await stack.call(second)
     await stack.dial_status(second, "busy")
     await eventually(lambda: _has(pool, thread, "call_textback_skipped"), timeout=20)
-    await asyncio.sleep(0.5)  # a second text-back would have been requested by now
-    assert len(stack.twilio.messages_to(CALLER)) == 1
+    # A second text-back would have been requested by now.
+    await stays(lambda: len(stack.twilio.messages_to(CALLER)) == 1, within=0.5)
 
     actions = await audit_actions(pool, thread)
     assert actions.count("call_received") == 3
@@ -230,6 +229,8 @@ async def test_opted_out_caller_is_not_texted_back(
     # The scheduler handled the call (its window row) and enrolled nobody.
     claimed = "SELECT event_id FROM trigger_windows WHERE thread = $1"
     assert await eventually(lambda: pool.fetchval(claimed, thread_of(CALLER)), timeout=20) == missed
-    await asyncio.sleep(0.5)
-    assert await pool.fetchval("SELECT count(*) FROM workflow_enrollments") == 0
-    assert stack.twilio.messages_to(CALLER) == []
+    async def nobody_enrolled() -> bool:
+        enrolled = await pool.fetchval("SELECT count(*) FROM workflow_enrollments")
+        return enrolled == 0 and stack.twilio.messages_to(CALLER) == []
+
+    await stays(nobody_enrolled, within=0.5)

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.stack import (
+from libs.embedded import free_port
+from testsupport.fakes.twilio_server import FakeTwilio
+from testsupport.stack import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     BUSINESS,
@@ -19,8 +21,6 @@ from bench.stack import (
     Stack,
     ingest_env,
 )
-from libs.embedded import free_port
-from tests.fakes.twilio_server import FakeTwilio
 
 
 @dataclass

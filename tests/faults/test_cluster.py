@@ -21,12 +21,12 @@ import aiohttp
 import nats
 import pytest
 
-from bench.stack import ClusterInfra
 from libs.settings import nats_servers
 from tests.faults.running import running_stack
 from tests.faults.test_kill_restart import Scenario, check_outcome, publish_poison
 from tests.faults.traffic import Follower, Twilio
 from tests.harness import eventually
+from testsupport.stack import ClusterInfra
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -30,13 +30,13 @@ import asyncpg
 import nats
 import pytest
 
-from bench.observe import read_stream
-from bench.stack import OWNER, SERVICES
-from bench.webhooks import LEAD_TEXT
 from libs.events import ContactOptout, DraftApproved, DraftCreated, InboundReceived, decode
 from libs.settings import nats_servers
 from tests.faults.running import Running, running_stack
 from tests.faults.traffic import Follower, Twilio
+from testsupport.observe import read_stream
+from testsupport.stack import OWNER, SERVICES
+from testsupport.stack_webhooks import LEAD_TEXT
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 

@@ -21,9 +21,9 @@ import nats
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from bench.webhooks import SMS_PATH, inbound_form, new_sid, sign
 from libs.events import Event, decode
 from libs.settings import nats_servers
+from testsupport.stack_webhooks import SMS_PATH, inbound_form, new_sid, sign
 
 
 async def _quiet(exc: Exception) -> None:

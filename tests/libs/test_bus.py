@@ -1,4 +1,3 @@
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +35,7 @@ async def test_publish_dedups_on_the_events_own_id(bus: Bus, collector: EventCol
     assert not first.duplicate and again.duplicate and not other.duplicate
     assert again.seq == first.seq
     await collector.wait_for(InboundReceived, count=2)
-    await asyncio.sleep(0.2)
+    await collector.assert_none(InboundReceived, lambda e: e.body == "retry with a new event id", within=0.2)
     assert [e.message_sid for e in collector.of_type(InboundReceived)] == ["SM1", "SM2"]
     assert collector.of_type(InboundReceived)[0].body == "first"
 

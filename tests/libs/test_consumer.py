@@ -11,7 +11,7 @@ from libs.bus import Bus
 from libs.consumer import Delivery, Drop, Retry
 from libs.events import ContactOptout, InboundReceived, decode
 from libs.service import ServiceContext
-from tests.harness import start_service
+from tests.harness import eventually, start_service, stays
 from tests.libs.test_bus import inbound
 
 
@@ -94,7 +94,8 @@ async def test_poison_event_goes_to_dlq_with_headers(make_settings: Callable[...
     )
     await bus.publish(inbound("SM-after-poison"))
     [copy] = await dlq_messages(bus, 1)
-    await asyncio.sleep(0.3)
+    await eventually(lambda: handled == ["SM-after-poison"])
+    await stays(lambda: handled == ["SM-after-poison"], within=0.3)  # the poison is never handled
     await svc.stop()
     assert handled == ["SM-after-poison"]  # the poison did not block the thread
     assert copy.data == b"{not json"

@@ -1,4 +1,3 @@
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -8,7 +7,7 @@ from libs.events import InboundReceived
 from libs.health import dlq_depth
 from libs.replay import replay_dlq, replay_range
 from libs.service import ServiceContext
-from tests.harness import eventually, start_service
+from tests.harness import eventually, start_service, stays
 from tests.libs.test_bus import inbound
 
 
@@ -70,7 +69,7 @@ async def test_range_replay_targets_one_consumer_and_is_idempotent(
     again = await replay_range(bus, consumer="router", subject="inbound.received.>", start_seq=2)
     assert all(r.duplicate for r in again)  # stored once: replaying twice is harmless
     await eventually(lambda: len(seen["router"]) == 5)
-    await asyncio.sleep(0.3)
+    await stays(lambda: len(seen["router"]) == 5 and len(seen["drafter"]) == 3, within=0.3)
     await router.stop()
     await drafter.stop()
     assert seen["router"] == ["SM0", "SM1", "SM2", "SM1", "SM2"]

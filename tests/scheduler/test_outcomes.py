@@ -12,7 +12,7 @@ from libs.db import migrate
 from services.scheduler.outcomes import OutcomeJudge, record_outcome
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.store import MIGRATIONS
-from tests.fakes.openai_server import FakeOpenAI
+from testsupport.fakes.openai_server import FakeOpenAI
 
 
 async def test_llm_refines_the_rule_and_falls_back_on_failure(
