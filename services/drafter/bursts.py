@@ -30,7 +30,16 @@ from services.drafter.ids import burst_timer_id
 from services.drafter.lead_messages import BurstToken, LeadMessage, message_of
 from services.drafter.replying import Replier
 from services.drafter.review import is_stale, skip_stale, to_review
-from services.drafter.store import INSERT_BURST, INSERT_BURST_MESSAGE, Q, draft_of, thread_ref
+from services.drafter.store import (
+    INSERT_BURST,
+    INSERT_BURST_MESSAGE,
+    Burst,
+    Q,
+    burst_messages_of,
+    burst_of,
+    draft_of,
+    thread_ref,
+)
 from services.drafter.withdrawal import (
     DROP_REASONS,
     LEAD_WROTE,
@@ -69,11 +78,11 @@ class Bursts:
 
     async def _join(
         self, conn: asyncpg.Connection, event: InboundRouted, *, review: str = ""
-    ) -> tuple[asyncpg.Record, bool]:
+    ) -> tuple[Burst, bool]:
         """Add the message to the thread's open burst (a new one if none); the burst after it,
         and whether it was in review before this message."""
         now = utcnow()
-        row = await conn.fetchrow(Q.open_burst, event.thread)
+        row = burst_of(await conn.fetchrow(Q.open_burst, event.thread))
         if row is None:
             values = {
                 "burst_id": uuid.uuid4(),
@@ -84,17 +93,16 @@ class Bursts:
                 "fire_at": self._fire_at(now, now),
                 "reason": review,
             }
-            row = await conn.fetchrow(INSERT_BURST.sql, *INSERT_BURST.bind(values))
+            row = Burst(**dict(await conn.fetchrow(INSERT_BURST.sql, *INSERT_BURST.bind(values))))
             was_review = False
         else:
-            was_review = row["status"] == "review"
-            row = await conn.fetchrow(
-                Q.extend_burst, row["burst_id"], now, self._fire_at(row["first_at"], now)
-            )
+            was_review = row.status == "review"
+            fire_at = self._fire_at(row.first_at, now)
+            row = Burst(**dict(await conn.fetchrow(Q.extend_burst, row.burst_id, now, fire_at)))
         m = message_of(event)
         values = {
             "message_sid": m.sid,
-            "burst_id": row["burst_id"],
+            "burst_id": row.burst_id,
             "body": m.body,
             "seq": m.seq,
             "intent": m.intent,
@@ -105,15 +113,15 @@ class Bursts:
         await conn.execute(INSERT_BURST_MESSAGE.sql, *INSERT_BURST_MESSAGE.bind(values))
         return row, was_review
 
-    async def _set_timer(self, row: asyncpg.Record) -> None:
-        burst_id = str(row["burst_id"])
+    async def _set_timer(self, row: Burst) -> None:
+        burst_id = str(row.burst_id)
         await self.deps.bus.publish(
             TimerSet(
-                thread=row["thread"],
+                thread=row.thread,
                 timer_id=burst_timer_id(burst_id),
                 kind="burst_debounce",
-                fire_at=row["fire_at"],  # same id: replaces the previous fire_at
-                payload={"burst_id": burst_id, "to_number": row["number"]},
+                fire_at=row.fire_at,  # same id: replaces the previous fire_at
+                payload={"burst_id": burst_id, "to_number": row.number},
             )
         )
 
@@ -124,9 +132,9 @@ class Bursts:
         dr = self.deps
         async with dr.pool.acquire() as conn, conn.transaction():
             await conn.execute(Q.lock_thread, event.thread)
-            known = await conn.fetchrow(Q.burst_of_message, event.message_sid)
+            known = burst_of(await conn.fetchrow(Q.burst_of_message, event.message_sid))
             if known is not None:  # redelivered after the commit
-                if known["status"] in ("open", "review"):
+                if known.status in ("open", "review"):
                     await self._set_timer(known)  # deduplicated; covers a lost ack
                 return
             if await is_stale(conn, event):
@@ -153,7 +161,7 @@ class Bursts:
                         f"needs_review:{event.message_sid}",
                     )
             await self._set_timer(row)
-        log.info("burst_held", message_sid=event.message_sid, burst_id=str(row["burst_id"]))
+        log.info("burst_held", message_sid=event.message_sid, burst_id=str(row.burst_id))
 
     async def review(self, event: InboundRouted) -> None:
         """A message that needs review: its burst (open or new) goes to review, drafts nothing.
@@ -167,12 +175,12 @@ class Bursts:
             if await conn.fetchrow(Q.burst_of_message, event.message_sid) is not None:
                 return  # redelivered after the commit
             row, _ = await self._join(conn, event, review=event.rule)
-            if row["status"] == "open":
-                await conn.execute(Q.burst_to_review, row["burst_id"], event.rule)
+            if row.status == "open":
+                await conn.execute(Q.burst_to_review, row.burst_id, event.rule)
                 earlier = [
-                    LeadMessage(sid=m["message_sid"], body=m["body"], seq=m["seq"])
-                    for m in await conn.fetch(Q.burst_messages, row["burst_id"])
-                    if m["decision"] == "draft"
+                    LeadMessage(sid=m.message_sid, body=m.body, seq=m.seq)
+                    for m in burst_messages_of(await conn.fetch(Q.burst_messages, row.burst_id))
+                    if m.decision == "draft"
                 ]
                 if earlier:
                     await to_review(conn, event.thread, event.from_number, earlier, BURST_RULE)
@@ -196,37 +204,31 @@ class Bursts:
             return Drop(f"burst timer {event.timer_id}: bad burst_id {raw!r}")
         dr = self.deps
         async with dr.pool.acquire() as conn:
-            row = await conn.fetchrow(Q.burst_by_id, burst_id)
+            row = burst_of(await conn.fetchrow(Q.burst_by_id, burst_id))
             if row is None:
                 return Drop(f"burst timer {event.timer_id}: unknown burst {burst_id}")
-            if row["status"] == "review":
+            if row.status == "review":
                 await conn.execute(Q.close_burst, burst_id, "closed", None, "")
                 return None
-            if row["status"] == "drafted" and row["draft_id"] is not None:
+            if row.status == "drafted" and row.draft_id is not None:
                 # Redelivered after the draft committed: re-announce it while pending.
-                draft = draft_of(await conn.fetchrow(Q.current_version, row["draft_id"]))
+                draft = draft_of(await conn.fetchrow(Q.current_version, row.draft_id))
                 if draft is not None and draft.pending and draft.version == 1:
                     await dr.owners.announce(draft)
                 return None
-            if row["status"] != "open":
+            if row.status != "open":
                 return None  # dropped or closed
-            if event.fire_at < row["fire_at"]:
+            if event.fire_at < row.fire_at:
                 log.info("burst_timer_superseded", burst_id=str(burst_id))
                 return None  # a newer message moved the timer; that firing drafts
             msgs = [
-                LeadMessage(
-                    sid=m["message_sid"],
-                    body=m["body"],
-                    seq=m["seq"],
-                    intent=m["intent"],
-                    language=m["language"],
-                )
-                for m in await conn.fetch(Q.burst_messages, burst_id)
+                LeadMessage(sid=m.message_sid, body=m.body, seq=m.seq, intent=m.intent, language=m.language)
+                for m in burst_messages_of(await conn.fetch(Q.burst_messages, burst_id))
             ]
         if not msgs:
             return Drop(f"burst {burst_id} has no messages")
-        token = BurstToken(burst_id=str(burst_id), fire_at=row["fire_at"])
-        return await self.replier.draft(row["thread"], row["number"], msgs, d, burst=token)
+        token = BurstToken(burst_id=str(burst_id), fire_at=row.fire_at)
+        return await self.replier.draft(row.thread, row.number, msgs, d, burst=token)
 
 
 __all__ = ["BURST_RULE", "DROPS_BURST", "Bursts"]

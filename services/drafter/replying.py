@@ -40,6 +40,7 @@ from services.drafter.review import llm_failed, to_review
 from services.drafter.store import (
     Draft,
     Q,
+    burst_of,
     draft_of,
     insert_draft,
     insert_traces,
@@ -221,8 +222,8 @@ class Replier:
                 await conn.execute(Q.close_burst, uuid.UUID(burst.burst_id), "closed", None, "stale")
             return "stop"
         if burst is not None:
-            row = await conn.fetchrow(Q.burst_by_id, uuid.UUID(burst.burst_id))
-            if row is None or row["status"] != "open" or row["fire_at"] != burst.fire_at:
+            row = burst_of(await conn.fetchrow(Q.burst_by_id, uuid.UUID(burst.burst_id)))
+            if row is None or row.status != "open" or row.fire_at != burst.fire_at:
                 log.info("burst_changed_while_drafting", burst_id=burst.burst_id)
                 return "stop"  # a newer message re-armed its timer (or it was dropped)
         locked = drafts_of(await conn.fetch(Q.pending_replies_of_thread, thread))

@@ -102,6 +102,47 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
         }
 
 
+class Burst(msgspec.Struct, frozen=True, kw_only=True):
+    """A thread's lead messages held for one draft (services/drafter/bursts.py)."""
+
+    burst_id: uuid.UUID
+    thread: str
+    number: str
+    #: open | review | drafted | dropped | closed
+    status: str
+    first_at: datetime
+    last_at: datetime
+    fire_at: datetime
+    draft_id: uuid.UUID | None
+    reason: str
+    created_at: datetime
+    closed_at: datetime | None
+
+
+class BurstMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """One lead message held in a burst."""
+
+    id: int
+    message_sid: str
+    burst_id: uuid.UUID
+    body: str
+    seq: int
+    intent: str | None
+    language: str | None
+    #: The router's decision: draft | needs_review.
+    decision: str
+    rule: str
+    created_at: datetime
+
+
+def burst_of(record: asyncpg.Record | None) -> Burst | None:
+    return None if record is None else Burst(**dict(record))
+
+
+def burst_messages_of(records: list[asyncpg.Record]) -> list[BurstMessage]:
+    return [BurstMessage(**dict(r)) for r in records]
+
+
 def draft_of(record: asyncpg.Record | None) -> Draft | None:
     if record is None:
         return None

@@ -31,7 +31,7 @@ from libs.db import audit
 from libs.events import ContactOptout, TimerCancel, thread_of
 from services.drafter import owner_texts
 from services.drafter.ids import burst_timer_id, derived_id, expiry_timer_id
-from services.drafter.store import Draft, Q, draft_of, enqueue_manual, thread_ref
+from services.drafter.store import Draft, Q, burst_of, draft_of, enqueue_manual, thread_ref
 
 SERVICE = "drafter"
 log = structlog.get_logger("drafter.withdrawal")
@@ -122,22 +122,22 @@ async def give_up(
 async def drop_open_burst(conn: asyncpg.Connection, bus: Bus, thread: str, reason: str) -> bool:
     """The thread's open burst is never drafted (inside the caller's transaction)."""
     await conn.execute(Q.lock_thread, thread)
-    row = await conn.fetchrow(Q.open_burst, thread)
+    row = burst_of(await conn.fetchrow(Q.open_burst, thread))
     if row is None:
         return False
-    await conn.execute(Q.close_burst, row["burst_id"], "dropped", None, reason)
+    await conn.execute(Q.close_burst, row.burst_id, "dropped", None, reason)
     await audit(
         conn,
         service=SERVICE,
         action="burst_dropped",
         thread=thread,
-        details={"burst_id": str(row["burst_id"]), "reason": reason},
+        details={"burst_id": str(row.burst_id), "reason": reason},
     )
     await bus.publish(
         TimerCancel(
             thread=thread,
-            id=str(uuid.uuid5(row["burst_id"], "dropped")),
-            timer_id=burst_timer_id(str(row["burst_id"])),
+            id=str(uuid.uuid5(row.burst_id, "dropped")),
+            timer_id=burst_timer_id(str(row.burst_id)),
         )
     )
     log.info("burst_dropped", thread=thread, reason=reason)
