@@ -3,7 +3,7 @@
     python -m bench.approval
 
 All five services run as child processes; the sender's real ``twilio`` client
-talks to the fake Twilio (tests/fakes/twilio_server.py, which checks every request
+talks to the fake Twilio (testsupport/fakes/twilio_server.py, which checks every request
 against Twilio's OpenAPI description) running in this process. For each of
 ``--approvals`` leads: a lead texts, the draft is created and the owner's prompt
 sent; then the owner's ``YES <ref>`` webhook is posted (open loop at ``--rate``)
@@ -28,15 +28,15 @@ from urllib.parse import urlencode
 import asyncpg
 
 from bench.cpu import CpuWindow
-from bench.observe import EventTap
 from bench.openloop import Http1Pool
-from bench.stack import ACCOUNT_SID, AUTH_TOKEN, BUSINESS, OWNER, Infra, Stack, cleanup, ingest_env
 from bench.stats import say, summary_ms, verdict, write_result
-from bench.webhooks import SignedRequest, inbound_form, new_sid, sign, signed_inbound
 from libs.embedded import free_port
 from libs.events import DraftApproved, DraftCreated, DraftDecided
 from services import SERVICES
-from tests.fakes.twilio_server import FakeTwilio
+from testsupport.fakes.twilio_server import FakeTwilio
+from testsupport.observe import EventTap
+from testsupport.stack import ACCOUNT_SID, AUTH_TOKEN, BUSINESS, OWNER, Infra, Stack, cleanup, ingest_env
+from testsupport.stack_webhooks import SignedRequest, inbound_form, new_sid, sign, signed_inbound
 
 TARGET_P99_MS = 100.0
 POLL_INTERVAL_S = 15.0

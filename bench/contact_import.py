@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.stack import Infra, Stack, child_env, cleanup, common_env
+from testsupport.stack import Infra, Stack, child_env, cleanup, common_env
 
 
 def generate(path: Path, rows: int) -> None:

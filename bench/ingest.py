@@ -29,7 +29,10 @@ from typing import Any
 import asyncpg
 
 from bench.cpu import CpuWindow, children_of
-from bench.stack import (
+from bench.stats import RESULTS_DIR, say, verdict, write_result
+from bench.wrk import WrkResult, ensure_wrk, run_wrk
+from libs.embedded import free_port, wait_for_port
+from testsupport.stack import (
     AUTH_TOKEN,
     PUBLIC_BASE_URL,
     Infra,
@@ -38,10 +41,7 @@ from bench.stack import (
     common_env,
     ingest_env,
 )
-from bench.stats import RESULTS_DIR, say, verdict, write_result
-from bench.webhooks import SMS_PATH, signed_inbound, write_wrk_file
-from bench.wrk import WrkResult, ensure_wrk, run_wrk
-from libs.embedded import free_port, wait_for_port
+from testsupport.stack_webhooks import SMS_PATH, signed_inbound, write_wrk_file
 
 TARGET_RATE = 3000.0
 TARGET_RATIO = 4.0

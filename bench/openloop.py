@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         "--requests",
         type=Path,
         required=True,
-        help="file of 'signature<TAB>urlencoded body' lines (bench.webhooks)",
+        help="file of 'signature<TAB>urlencoded body' lines (testsupport.stack_webhooks)",
     )
     p.add_argument("--out", type=Path, help="write the JSON result here (default: stdout)")
     args = p.parse_args(argv)

@@ -30,14 +30,14 @@ import nats
 
 from bench.cpu import CpuWindow
 from bench.ingest import profile_cmd
-from bench.observe import EventTap
 from bench.openloop import Http1Pool
-from bench.stack import Infra, Stack, cleanup, ingest_env
 from bench.stats import RESULTS_DIR, say, summary_ms, verdict, write_result
-from bench.webhooks import SignedRequest, signed_inbound
 from libs.embedded import free_port
 from libs.events import DraftCreated, InboundRouted
 from services import SERVICES
+from testsupport.observe import EventTap
+from testsupport.stack import Infra, Stack, cleanup, ingest_env
+from testsupport.stack_webhooks import SignedRequest, signed_inbound
 
 TARGET_RATE = 500.0
 

@@ -1,13 +1,20 @@
-"""Timers benchmark: 100,000 pending timers in the scheduler (NATS KV bucket ``timers``).
+"""Timers benchmark: 1,000,000 pending timers in the scheduler (NATS KV bucket ``timers``).
 
-    python -m bench.timers
+    python -m bench.timers                    # 1,000,000 pending, restart from the view snapshot
+    python -m bench.timers --full-load        # the same, snapshots off: restart reads every key
+    python -m bench.timers --timers 100000 --seed events   # the pre-1M way: all through timer.set
 
 The scheduler runs as a child process on a private nats-server and Postgres.
-This process publishes ``timer.set`` events exactly as the drafter and sender do;
-the scheduler stores each in the KV bucket and keeps an in-memory heap.
 
-1. Load: ``--timers`` timers due hours to days ahead (draft expiries); how fast
-   they are stored, and the scheduler's RSS before and after.
+1. Load: ``--timers`` timers due hours to days ahead (draft expiries). With
+   ``--seed kv`` (default) all but ``--via-events`` of them are written straight
+   into the bucket, exactly as the scheduler writes them (same key, same JSON
+   record), because storing a million through ``timer.set`` takes 10+ minutes on
+   2 cores; the last ``--via-events`` go through ``timer.set`` events (as the
+   drafter and sender publish them) and give the storing rate. ``--seed events``
+   sends all of them as events. Then the scheduler's RSS, and (unless
+   ``--full-load``) a wait for its periodic view snapshot to cover them all, as
+   it would on a scheduler that has been running for a minute.
 2. Recovery: SIGKILL the scheduler and start it again; the time until it is ready
    (its readiness check includes "every pending timer loaded"), and its RSS.
 3. Lateness: with the 100k still pending, ``--firing`` more timers come due at
@@ -28,13 +35,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import msgspec
 import nats
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from bench.observe import EventTap
-from bench.stack import Infra, Stack, cleanup
 from bench.stats import say, summary_ms, verdict, write_result
 from libs.events import TimerFired, TimerKind, TimerSet, encode
+from services.scheduler.timers import TimerRecord, key_for
+from testsupport.observe import EventTap
+from testsupport.stack import Infra, Stack, cleanup
+
+_encode_record = msgspec.json.Encoder().encode
 
 TARGET_LATENESS_P99_S = 1.0
 TARGET_RECOVERY_S = 10.0
@@ -66,6 +79,65 @@ async def publish_timers(
             ))  # fmt: skip
         await asyncio.gather(*batch)
     return time.monotonic() - started
+
+
+async def seed_kv(nc: NATS, js: JetStreamContext, prefix: str, fire_ats: list[datetime]) -> float:
+    """Write timers straight into the bucket as the scheduler's ``set`` does; returns seconds.
+
+    Core publishes (no ack each) in windows, each window waited for in the stream."""
+    started = time.monotonic()
+    base = await kv_pending(js)
+    now = datetime.now(UTC)
+    window = 5000
+    for first in range(0, len(fire_ats), window):
+        last = min(first + window, len(fire_ats))
+        for i in range(first, last):
+            record = TimerRecord(timer_id=f"{prefix}-{i}", kind=KIND, fire_at=fire_ats[i],
+                                 thread=f"1555{i % 1000:07d}", payload={"draft_id": f"d-{prefix}-{i}"},
+                                 set_at=now)  # fmt: skip
+            await nc.publish(f"$KV.timers.{key_for(record.timer_id)}", _encode_record(record))
+        await nc.flush()
+        while await kv_pending(js) < base + last:  # noqa: ASYNC110 - the server's count, no event to wait on
+            await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+def snapshot_lines(log: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if '"timers_snapshot_saved"' in line:
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+    return out
+
+
+async def wait_snapshot(log: Path, count: int, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        saved = [s for s in snapshot_lines(log) if s.get("pending", 0) >= count]
+        if saved:
+            return saved[-1]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no snapshot of {count} timers within {timeout}s")
+        await asyncio.sleep(0.5)
+
+
+async def wait_view(health_port: int, count: int, timeout: float) -> float:
+    """Until the scheduler's pending gauge (its view, not the bucket) reaches ``count``."""
+    started = time.monotonic()
+    url = f"http://127.0.0.1:{health_port}/metrics"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with http.get(url) as resp:
+                    text = await resp.text()
+                held = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                           if line.startswith("replyline_timers_pending{"))  # fmt: skip
+                if held >= count:
+                    return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"scheduler view below {count} timers after {timeout}s")
+            await asyncio.sleep(1.0)
 
 
 async def kv_pending(js: JetStreamContext) -> int:
@@ -127,7 +199,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     infra = Infra(work / "infra")
     say("starting nats-server and Postgres")
     await infra.start()
-    stack = Stack(infra, ["scheduler"], per_service={"scheduler": {"REPLYLINE_LOG_LEVEL": "INFO"}})
+    env = {"REPLYLINE_LOG_LEVEL": "INFO"}
+    if args.full_load:
+        env["REPLYLINE_TIMER_SNAPSHOT_INTERVAL_S"] = "0"
+    stack = Stack(infra, ["scheduler"], per_service={"scheduler": env})
     sched = stack["scheduler"]
     result: dict[str, Any] = {"work_dir": str(work)}
     ok = False
@@ -143,17 +218,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # Due between 2 hours and 3 days ahead: pending for the whole run.
         far = [now + timedelta(hours=2) + timedelta(seconds=i * 3 * 86400 / args.timers)
                for i in range(args.timers)]  # fmt: skip
-        say(f"publishing {args.timers} timer.set events")
-        pub_s = await publish_timers(js, "far", far)
+        via_events = far if args.seed == "events" else far[len(far) - min(args.via_events, len(far)) :]
+        direct = far[: len(far) - len(via_events)]
+        # timer.set first, on an idle scheduler: the storing rate is that of a scheduler
+        # keeping up (the direct writes below then queue up in its bucket follower).
+        say(f"publishing {len(via_events)} timer.set events")
+        pub_s = await publish_timers(js, "ev", via_events)
         say(f"published in {pub_s:.1f}s; waiting for the scheduler to store them")
-        store_s = await wait_stored(js, args.timers, args.timeout)
-        await asyncio.sleep(2)  # let the follower's heap catch up with the bucket
+        store_s = await wait_stored(js, len(via_events), args.timeout)
+        seed_s = 0.0
+        if direct:
+            say(f"writing {len(direct)} timers straight into the bucket")
+            seed_s = await seed_kv(nc, js, "far", direct)
+            say(f"written in {seed_s:.1f}s; waiting for the scheduler's view to hold them all")
+        view_s = await wait_view(sched.health_port, args.timers, args.timeout)
         rss_loaded = rss_mb(sched.pid)
         say(f"{args.timers} pending; scheduler RSS {rss_empty} -> {rss_loaded} MB")
-        result["load"] = {"timers": args.timers, "publish_s": round(pub_s, 1),
+        result["load"] = {"timers": args.timers, "seed": args.seed, "written_direct": len(direct),
+                          "direct_write_s": round(seed_s, 1), "view_caught_up_after_s": round(view_s, 1),
+                          "via_events": len(via_events), "publish_s": round(pub_s, 1),
                           "stored_all_after_s": round(pub_s + store_s, 1),
-                          "stored_per_s": round(args.timers / (pub_s + store_s), 0),
+                          "stored_per_s": round(len(via_events) / (pub_s + store_s), 0),
                           "rss_mb_empty": rss_empty, "rss_mb_loaded": rss_loaded}  # fmt: skip
+        if not args.full_load:
+            say("waiting for the scheduler's view snapshot to cover every timer")
+            snap = await wait_snapshot(sched.log_path, args.timers, args.timeout)
+            result["snapshot"] = {k: snap.get(k) for k in ("pending", "bytes", "seconds")}
+            say(f"snapshot: {result['snapshot']}")
 
         say("kill -9 the scheduler and start it again")
         sched.kill9()
@@ -201,7 +292,24 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--timers", type=int, default=100_000, help="pending timers")
+    p.add_argument("--timers", type=int, default=1_000_000, help="pending timers")
+    p.add_argument(
+        "--seed",
+        choices=("kv", "events"),
+        default="kv",
+        help="kv: write all but --via-events straight into the bucket; events: all as timer.set",
+    )
+    p.add_argument(
+        "--via-events",
+        type=int,
+        default=20_000,
+        help="with --seed kv: this many go through timer.set (the storing rate)",
+    )
+    p.add_argument(
+        "--full-load",
+        action="store_true",
+        help="scheduler snapshots off: the restart reads every pending key",
+    )
     p.add_argument("--firing", type=int, default=3000, help="timers coming due in the run")
     p.add_argument("--fire-rate", type=float, default=100.0, help="due timers per second")
     p.add_argument("--burst", type=int, default=2000, help="timers due at one instant (0 = skip)")
@@ -212,11 +320,13 @@ def main(argv: list[str] | None = None) -> None:
     lat = st["lateness"]
     print("\n== timers: scheduler with pending timers in NATS KV (2 cores) ==")
     print(
-        f"pending {load['timers']}: stored at {load['stored_per_s']:.0f}/s; scheduler RSS "
+        f"pending {load['timers']} ({load['via_events']} via timer.set, stored at "
+        f"{load['stored_per_s']:.0f}/s); scheduler RSS "
         f"{load['rss_mb_empty']} MB empty -> {load['rss_mb_loaded']} MB loaded"
     )
     print(
-        f"restart after kill -9: ready in {rec['ready_after_s']:.2f} s (target < "
+        f"restart after kill -9 ({(rec['timers_loaded_log'] or {}).get('source', '?')} load): "
+        f"ready in {rec['ready_after_s']:.2f} s (target < "
         f"{TARGET_RECOVERY_S:.0f} s: "
         f"{verdict(rec['ready_after_s'], TARGET_RECOVERY_S, higher_is_better=False)})"
     )

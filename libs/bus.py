@@ -25,7 +25,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from libs.events import Event, encode
-from libs.settings import CommonSettings, SettingsError
+from libs.settings import CommonSettings, SettingsError, nats_servers
 from libs.tracing import outgoing_traceparent
 
 log = structlog.get_logger("bus")
@@ -89,8 +89,10 @@ class Bus:
         async def on_reconnect() -> None:
             log.info("nats_reconnected")
 
+        # A list (not the comma-separated string, which nats-py would take as one URL):
+        # the client connects to one of them and fails over to the others.
         nc = await nats.connect(
-            settings.nats_url,
+            nats_servers(settings.nats_url),
             name=name,
             **auth_options(settings),
             error_cb=on_error,
@@ -140,6 +142,7 @@ class Bus:
                 max_age=s.stream_max_age_days * DAY_S,
                 duplicate_window=s.duplicate_window_s,
                 discard=DiscardPolicy.OLD,
+                num_replicas=s.nats_replicas,
             )
         )
         await self._ensure_stream(
@@ -150,6 +153,7 @@ class Bus:
                 storage=StorageType.FILE,
                 max_age=s.stream_max_age_days * DAY_S,
                 duplicate_window=s.duplicate_window_s,
+                num_replicas=s.nats_replicas,
             )
         )
 

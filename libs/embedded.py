@@ -81,7 +81,11 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
 
 
 class EmbeddedNats:
-    """A nats-server child process with JetStream on, its store in ``store_dir``."""
+    """A nats-server child process with JetStream on, its store in ``store_dir``.
+
+    With ``cluster_port`` it is one node of a JetStream cluster: it listens for
+    routes there and solicits the ``routes`` of the other nodes.
+    """
 
     def __init__(
         self,
@@ -92,10 +96,18 @@ class EmbeddedNats:
         config_file: Path | None = None,
         env: Mapping[str, str] | None = None,
         die_with_parent: bool = False,
+        server_name: str = "",
+        cluster_name: str = "",
+        cluster_port: int = 0,
+        routes: tuple[str, ...] = (),
     ) -> None:
         self.store_dir = Path(store_dir)
         self.port = port or free_port()
         self.log_file = log_file or self.store_dir / "nats-server.log"
+        self.server_name = server_name
+        self.cluster_name = cluster_name
+        self.cluster_port = cluster_port
+        self.routes = routes
         #: A server config (e.g. deploy/nats/nats-server.conf with its users);
         #: the port, store and log given here still win over the file's.
         self.config_file = config_file
@@ -108,7 +120,12 @@ class EmbeddedNats:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> None:
+    @property
+    def cluster_url(self) -> str:
+        return f"nats://127.0.0.1:{self.cluster_port}"
+
+    def spawn(self) -> None:
+        """Start the process without waiting for its port (see :meth:`start`)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [
             nats_server_binary(),
@@ -118,6 +135,12 @@ class EmbeddedNats:
             "-sd", str(self.store_dir),
             "-l", str(self.log_file),
         ]  # fmt: skip
+        if self.server_name:
+            args += ["--server_name", self.server_name]
+        if self.cluster_port:
+            args += ["--cluster", self.cluster_url, "--cluster_name", self.cluster_name or "replyline"]
+            if self.routes:
+                args += ["--routes", ",".join(self.routes)]
         if self.config_file is not None:
             # -m 0: the file's monitoring port is for the compose healthcheck only.
             args += ["-c", str(self.config_file), "-m", "0"]
@@ -130,6 +153,9 @@ class EmbeddedNats:
             env={**os.environ, **self.env} if self.env else None,
             preexec_fn=die_with_parent if self.die_with_parent else None,
         )
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.spawn()
         try:
             wait_for_port("127.0.0.1", self.port, timeout)
         except TimeoutError:
@@ -153,6 +179,55 @@ class EmbeddedNats:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class EmbeddedNatsCluster:
+    """``size`` nats-servers clustered on loopback (free ports, one store each).
+
+    ``url`` is the comma-separated list of their client URLs, as
+    ``REPLYLINE_NATS_URL`` takes it. JetStream needs a quorum of the nodes to elect
+    its meta leader; :meth:`start` returns once every node accepts connections,
+    which is before that (clients retry until JetStream answers).
+    """
+
+    def __init__(self, root: Path, size: int = 3, name: str = "replyline") -> None:
+        cluster_ports = [free_port() for _ in range(size)]
+        routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
+        self.nodes = [
+            EmbeddedNats(
+                Path(root) / f"nats-{i + 1}",
+                server_name=f"n{i + 1}",
+                cluster_name=name,
+                cluster_port=cluster_ports[i],
+                routes=tuple(r for j, r in enumerate(routes) if j != i),
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        return ",".join(self.urls)
+
+    def node(self, server_name: str) -> EmbeddedNats:
+        return next(n for n in self.nodes if n.server_name == server_name)
+
+    def start(self, timeout: float = 10.0) -> None:
+        for node in self.nodes:  # all at once: each waits for the others' routes
+            node.spawn()
+        try:
+            for node in self.nodes:
+                wait_for_port("127.0.0.1", node.port, timeout)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def stop(self, *, kill: bool = False) -> None:
+        for node in self.nodes:
+            node.stop(kill=kill)
 
 
 class EmbeddedPostgres:

@@ -50,7 +50,12 @@ async def heartbeat_bucket(bus: Bus) -> KeyValue:
         return await bus.js.key_value(name)
     except BucketNotFoundError:
         return await bus.js.create_key_value(
-            KeyValueConfig(bucket=name, ttl=HEARTBEAT_TTL_S, storage=StorageType.MEMORY)
+            KeyValueConfig(
+                bucket=name,
+                ttl=HEARTBEAT_TTL_S,
+                storage=StorageType.MEMORY,
+                replicas=bus.settings.nats_replicas,
+            )
         )
 
 

@@ -47,7 +47,13 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: Section field -> env prefix of its explicit shared default (see the module doc).
     section_defaults: ClassVar[dict[str, str]] = {}
 
+    #: One NATS URL, or several comma-separated (the servers of a cluster): the client
+    #: picks one and fails over to the others (and to servers the cluster announces).
     nats_url: str = "nats://127.0.0.1:4222"
+    #: Replicas of every stream (PIPELINE, DLQ) and KV bucket (timers, heartbeats) this
+    #: deployment creates: 1 on a single server, 3 (or 5) on a JetStream cluster. More
+    #: than the cluster has servers fails at start-up (nats-server refuses the stream).
+    nats_replicas: int = 1
     #: NATS credentials (deploy/nats/nats-server.conf has one user per service).
     #: Either user + password (or password_file, e.g. a compose secret), or an
     #: nkey/JWT ``.creds`` file; ``nats://user:pass@host`` in the URL also works.
@@ -94,6 +100,10 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("set nats_creds or nats_user, not both")
         if self.namespace and not re.fullmatch(r"[A-Za-z0-9_-]+", self.namespace):
             raise ValueError("namespace may only hold letters, digits, '_' and '-'")
+        if not nats_servers(self.nats_url):
+            raise ValueError("nats_url must name at least one server")
+        if not 1 <= self.nats_replicas <= 5:
+            raise ValueError("nats_replicas must be between 1 and 5 (JetStream's limit)")
         if self.max_deliver < 1:
             raise ValueError("max_deliver must be at least 1")
         if len(self.backoff_s) >= self.max_deliver:
@@ -101,6 +111,11 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
         for number in self.owner_numbers:
             if not re.fullmatch(r"\+[1-9]\d{6,14}", number):
                 raise ValueError(f"owner number {number!r} is not E.164 (+15551234567)")
+
+
+def nats_servers(url: str) -> list[str]:
+    """The server URLs of a (possibly comma-separated) ``nats_url``."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -39,10 +39,10 @@ from services.router.service import MIGRATIONS as ROUTER_MIGRATIONS
 from services.router.settings import RouterSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
 from services.sender.settings import SenderSettings
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, start_service
 from tests.specs import drafter_build, ingest_builder, router_build, sender_builder
+from testsupport.fakes.openai_server import FakeOpenAI
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 OWNER = "+15550000001"
 BUSINESS = "+15550000000"

@@ -44,11 +44,11 @@ from services.scheduler.service import MIGRATIONS as SCHEDULER_MIGRATIONS
 from services.scheduler.settings import SchedulerSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
 from services.sender.settings import SenderSettings
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, start_service
 from tests.specs import drafter_build, ingest_builder, router_build, scheduler_builder, sender_builder
 from tests.test_e2e_approval import API_TOKEN, BUSINESS, LEAD, NOON_NY, OWNER, PUBLIC, Stack
+from testsupport.fakes.openai_server import FakeOpenAI
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 #: Three messages the router drafts for (English, not negative, a known intent).
 BURST = (

@@ -42,9 +42,9 @@ from services.router.service import MIGRATIONS as ROUTER_MIGRATIONS
 from services.router.settings import RouterSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
 from services.sender.settings import SenderSettings
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, eventually, start_service
 from tests.specs import drafter_build, ingest_builder, router_build, sender_builder
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 pytestmark = pytest.mark.timeout(180)
 

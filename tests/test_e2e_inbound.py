@@ -20,8 +20,8 @@ from services.ingest.settings import IngestSettings
 from services.router.service import MIGRATIONS as ROUTER_MIGRATIONS
 from services.router.settings import RouterSettings
 from tests.harness import EventCollector, RunningService, start_service
-from tests.ingest.webhooks import ACCOUNT_SID, AUTH_TOKEN, BUSINESS, inbound_form, signed
 from tests.specs import ingest_builder, router_build
+from testsupport.webhooks import ACCOUNT_SID, AUTH_TOKEN, BUSINESS, inbound_form, signed
 
 OWNER = "+15550000001"
 PUBLIC = "https://sms.example.org"

@@ -25,10 +25,10 @@ from services.scheduler.service import MIGRATIONS as SCHEDULER_MIGRATIONS
 from services.scheduler.settings import SchedulerSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
 from services.sender.settings import SenderSettings
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, eventually, start_service
 from tests.ops.conftest import REPO_ROOT
 from tests.specs import ingest_builder, scheduler_builder, sender_builder
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 pytestmark = pytest.mark.timeout(180)
 

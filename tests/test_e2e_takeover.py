@@ -36,10 +36,10 @@ from services.scheduler.service import MIGRATIONS as SCHEDULER_MIGRATIONS
 from services.scheduler.settings import SchedulerSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
 from services.sender.settings import SenderSettings
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, eventually, start_service
 from tests.specs import drafter_build, ingest_builder, router_build, scheduler_builder, sender_builder
 from tests.test_e2e_approval import API_TOKEN, BUSINESS, LEAD, NOON_NY, OWNER, PUBLIC, Stack
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 NEGATIVE = "This is terrible, nobody showed up and I am furious"
 SORRY = "Sorry about that, I can come at 3pm"

@@ -192,7 +192,7 @@ class Replier:
         return Text(body=body, source="llm", traces=completion.attempts, prompt=prompt_text)
 
     async def _commit(self, reply: Reply, text: Text) -> Retry | None:
-        """Write the draft if the thread is as it was read; announce it in the same transaction."""
+        """Write the draft if the thread is as it was read; announce it once committed."""
         dr = self.deps
         draft_id = str(uuid.uuid4())
         async with dr.pool.acquire() as conn, conn.transaction():
@@ -201,7 +201,10 @@ class Replier:
             if still != "ok":
                 return still if isinstance(still, Retry) else None
             draft = await self._insert(conn, reply, text, draft_id)
-            await dr.owners.announce(draft)
+        # Announced after the commit, so no prompt ever names a ref that a crash rolled
+        # back; a crash before this line redelivers the event, and the redelivery finds
+        # the committed draft and announces it (deduplicated by msg-id).
+        await dr.owners.announce(draft)
         metrics.DRAFTS_CREATED.labels(text.source).inc()  # committed
         log.info(
             "draft_created", draft_id=draft_id, ref=draft.ref, source=text.source, messages=len(reply.bodies)

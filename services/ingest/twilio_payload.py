@@ -19,7 +19,7 @@ from libs.events import Media
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 # Exact SID formats, as Twilio's OpenAPI description of the 2010 API states them
-# (tests/fakes/reference/twilio_api_v2010.json: api.v2010.account.message). Exactness is
+# (testsupport/fakes/reference/twilio_api_v2010.json: api.v2010.account.message). Exactness is
 # a security property, not tidiness: the signature covers the fields' names and values
 # concatenated without separators, so a captured webhook re-split as
 # ``MessageSid=SM…NumMedia0`` (dropping ``NumMedia=0``) keeps a valid signature. A

@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 
 from libs import rpc
-from libs.db import audit
+from libs.db import audit, named
 from libs.events import ContactOptout
 
 from .engine import SERVICE, Engine
@@ -36,6 +36,7 @@ log = structlog.get_logger("scheduler.contact_import")
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 MAX_BATCH = 5000
+_STAGE = named(Q.import_stage)
 
 
 def _check(row: rpc.StagedRow) -> str | None:
@@ -63,17 +64,21 @@ async def stage(engine: Engine, request: rpc.StageContacts) -> rpc.Staged:
         if current["status"] != "staging":
             raise rpc.Refused(409, rpc.CONFLICT, {"status": current["status"]})
         await conn.execute(
-            Q.import_stage,
-            request.import_id,
-            [r.line for r in rows],
-            [r.phone[1:] for r in rows],
-            [r.phone for r in rows],
-            [r.first_name for r in rows],
-            [r.last_name for r in rows],
-            [r.email for r in rows],
-            [json.dumps(r.tags) for r in rows],
-            [r.fields for r in rows],
-            [r.opted_out for r in rows],
+            _STAGE.sql,
+            *_STAGE.bind(
+                dict(
+                    import_id=request.import_id,
+                    lines=[r.line for r in rows],
+                    threads=[r.phone[1:] for r in rows],
+                    phones=[r.phone for r in rows],
+                    first_names=[r.first_name for r in rows],
+                    last_names=[r.last_name for r in rows],
+                    emails=[r.email for r in rows],
+                    tags=[json.dumps(r.tags) for r in rows],
+                    fields=[r.fields for r in rows],
+                    opted_out=[r.opted_out for r in rows],
+                )
+            ),
         )
     return rpc.Staged(staged=len(rows))
 

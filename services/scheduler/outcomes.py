@@ -16,6 +16,7 @@ import json
 from typing import Any, get_args
 
 import asyncpg
+import msgspec
 import structlog
 
 from libs.db import audit
@@ -88,25 +89,43 @@ def _outcome_of(text: str) -> str:
     return str(outcome)
 
 
-async def record_outcome(
-    conn: asyncpg.Connection,
-    judge: OutcomeJudge | None,
-    *,
-    thread: str,
-    outcome: str,
-    reason: str,
-    source_event: str,
-    contact: dict[str, Any] | None = None,
-    details: dict[str, Any] | None = None,
-) -> str | None:
-    """Store (once per source event) and audit an outcome; returns it, or None if known already."""
-    decided_by = "rule"
-    final = outcome
+class Verdict(msgspec.Struct, frozen=True):
+    rule_outcome: str
+    outcome: str
+    decided_by: str  # rule | llm
+
+    @classmethod
+    def by_rule(cls, outcome: str) -> Verdict:
+        return cls(outcome, outcome, "rule")
+
+
+async def decide(
+    judge: OutcomeJudge | None, outcome: str, reason: str, contact: dict[str, Any] | None = None
+) -> Verdict:
+    """The rule's outcome, refined by the LLM when one is configured.
+
+    Call it with no transaction open (a model may take seconds): never while
+    holding an enrollment's or a contact's row lock.
+    """
     if judge is not None and judge.enabled:
         verdict = await judge.judge(outcome, reason, contact or {})
         if verdict is not None:
-            final, decided_by = verdict, "llm"
-    info = {"rule_outcome": outcome, **(details or {})}
+            return Verdict(outcome, verdict, "llm")
+    return Verdict.by_rule(outcome)
+
+
+async def store_outcome(
+    conn: asyncpg.Connection,
+    verdict: Verdict,
+    *,
+    thread: str,
+    reason: str,
+    source_event: str,
+    details: dict[str, Any] | None = None,
+) -> str | None:
+    """Store (once per source event) and audit an outcome; returns it, or None if known already."""
+    final, decided_by = verdict.outcome, verdict.decided_by
+    info = {"rule_outcome": verdict.rule_outcome, **(details or {})}
     row = await conn.fetchrow(Q.insert_outcome, thread, final, reason, decided_by, info, source_event)
     if row is None:
         return None
@@ -119,3 +138,21 @@ async def record_outcome(
     )
     log.info("conversation_outcome", thread=thread, outcome=final, reason=reason, by=decided_by)
     return final
+
+
+async def record_outcome(
+    conn: asyncpg.Connection,
+    judge: OutcomeJudge | None,
+    *,
+    thread: str,
+    outcome: str,
+    reason: str,
+    source_event: str,
+    contact: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
+) -> str | None:
+    """``decide`` then ``store_outcome``, for a caller holding no lock (``conn`` outside a transaction)."""
+    verdict = await decide(judge, outcome, reason, contact)
+    return await store_outcome(
+        conn, verdict, thread=thread, reason=reason, source_event=source_event, details=details
+    )

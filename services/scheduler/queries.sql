@@ -1,7 +1,8 @@
 -- name: upsert_lead_contact
 -- A lead fills in what we do not know yet; it never blanks a known value.
+-- Named parameters (libs.db.named).
 INSERT INTO contacts (thread, phone, first_name, last_name, email, fields, tags)
-VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::text[])
+VALUES (:thread, :phone, :first_name, :last_name, :email, :fields::jsonb, :tags::text[])
 ON CONFLICT (thread) DO UPDATE SET
     first_name = CASE WHEN EXCLUDED.first_name <> '' THEN EXCLUDED.first_name ELSE contacts.first_name END,
     last_name  = CASE WHEN EXCLUDED.last_name <> '' THEN EXCLUDED.last_name ELSE contacts.last_name END,
@@ -12,25 +13,31 @@ ON CONFLICT (thread) DO UPDATE SET
 RETURNING (xmax = 0) AS created;
 
 -- name: ensure_contact
+-- A contact row for a thread we hear about first from an event other than lead.created.
 INSERT INTO contacts (thread, phone) VALUES ($1, $2)
 ON CONFLICT (thread) DO NOTHING;
 
 -- name: get_contact
+-- The contact as conditions and templates see it (store.view_of).
 SELECT * FROM contacts WHERE thread = $1;
 
 -- name: record_reply
+-- The lead's latest inbound message: {{last_sms_reply}} and the no-response check.
 UPDATE contacts SET last_sms_reply = $2, last_reply_at = $3, updated_at = now()
 WHERE thread = $1;
 
 -- name: record_outbound
+-- When we last wrote to the lead (lead-facing outbound.sent).
 UPDATE contacts SET last_outbound_at = $2, updated_at = now() WHERE thread = $1;
 
 -- name: add_tag
+-- A tag added by an add_tag step or a contact.tagged event (kept sorted, no duplicates).
 UPDATE contacts SET tags = ARRAY(SELECT DISTINCT unnest(tags || ARRAY[$2::text]) ORDER BY 1),
     updated_at = now()
 WHERE thread = $1;
 
 -- name: remove_tag
+-- A tag removed by a remove_tag step or a contact.tagged event.
 UPDATE contacts SET tags = array_remove(tags, $2), updated_at = now() WHERE thread = $1;
 
 -- name: set_standard_field
@@ -43,16 +50,20 @@ UPDATE contacts SET
 WHERE thread = $1;
 
 -- name: set_custom_field
+-- A custom field set by an update_field step or a contact.updated event.
 UPDATE contacts SET fields = jsonb_set(fields, ARRAY[$2::text], $3::jsonb), updated_at = now()
 WHERE thread = $1;
 
 -- name: set_opted_out
+-- Consent: STOP turns it on, START / an opt-in turns it off.
 UPDATE contacts SET opted_out = $2, updated_at = now() WHERE thread = $1;
 
 -- name: set_paused
+-- A human pause or take-over of the thread (send_sms steps hold while on).
 UPDATE contacts SET paused = $2, updated_at = now() WHERE thread = $1;
 
 -- name: upsert_definition
+-- Store a loaded workflow version (workflow_definitions is the source of truth).
 INSERT INTO workflow_definitions (workflow_key, version, name, trigger_type, definition, source)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6)
 ON CONFLICT (workflow_key, version) DO UPDATE SET
@@ -61,13 +72,16 @@ ON CONFLICT (workflow_key, version) DO UPDATE SET
 RETURNING (xmax = 0) AS created;
 
 -- name: get_definition
+-- The version an enrollment is pinned to (registry.py).
 SELECT definition, source FROM workflow_definitions WHERE workflow_key = $1 AND version = $2;
 
 -- name: any_enrollment
+-- The newest enrollment of a contact in a workflow: no second live one, re-enroll only if allowed.
 SELECT id, status FROM workflow_enrollments WHERE workflow_key = $1 AND thread = $2
 ORDER BY created_at DESC LIMIT 1;
 
 -- name: insert_enrollment
+-- A new enrollment, id derived from the triggering event (a redelivery finds it).
 INSERT INTO workflow_enrollments
     (id, workflow_key, workflow_version, thread, status, current_step, trigger_event)
 VALUES ($1, $2, $3, $4, 'active', $5, $6)
@@ -80,23 +94,30 @@ RETURNING id;
 SELECT * FROM workflow_enrollments WHERE id = $1 FOR NO KEY UPDATE;
 
 -- name: live_enrollments_of_thread
+-- The thread's unfinished enrollments, locked: replies, opt-outs, pauses.
 SELECT * FROM workflow_enrollments
 WHERE thread = $1 AND status IN ('active', 'waiting', 'paused')
 ORDER BY created_at
 FOR UPDATE;
 
 -- name: update_enrollment
+-- Enrollment.save (enrollment.py): every field a step, a wait or the conversation may change.
+-- Named parameters (libs.db.named).
 UPDATE workflow_enrollments SET
-    status = $2, current_step = $3, waiting_for = $4, timer_id = $5, step_seq = $6,
-    replied = $7, pause_reason = $8, ended_reason = $9,
-    finished_at = CASE WHEN $2 IN ('completed', 'ended') THEN now() ELSE NULL END,
+    status = :status, current_step = :current_step, waiting_for = :waiting_for,
+    timer_id = :timer_id, step_seq = :step_seq, replied = :replied,
+    pause_reason = :pause_reason, ended_reason = :ended_reason,
+    finished_at = CASE WHEN :status IN ('completed', 'ended') THEN now() ELSE NULL END,
     updated_at = now()
-WHERE id = $1;
+WHERE id = :id;
 
 -- name: insert_execution
+-- The record of one step run (runner.py); completes the row an outside effect claimed first.
+-- Named parameters (libs.db.named).
 INSERT INTO workflow_executions
     (enrollment_id, seq, step_id, step_type, input, output, error, late, started_at, completed_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10)
+VALUES (:enrollment_id, :seq, :step_id, :step_type, :input::jsonb, :output::jsonb, :error, :late,
+        :started_at, :completed_at)
 ON CONFLICT (enrollment_id, seq) DO UPDATE SET
     input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error,
     completed_at = EXCLUDED.completed_at
@@ -110,31 +131,38 @@ ON CONFLICT (enrollment_id, seq) DO NOTHING
 RETURNING id;
 
 -- name: release_execution
+-- Undo a claim whose outside effect certainly did not happen (SMTP refused): a redelivery retries.
 DELETE FROM workflow_executions WHERE enrollment_id = $1 AND seq = $2 AND completed_at IS NULL;
 
 -- name: complete_execution
+-- Close a waiting step's execution (timer fired, reply, approval decided).
 UPDATE workflow_executions SET output = $3::jsonb, late = $4, completed_at = $5
 WHERE enrollment_id = $1 AND seq = $2 AND completed_at IS NULL;
 
 -- name: insert_outcome
+-- A conversation outcome, once per (thread, source event).
 INSERT INTO conversation_outcomes (thread, outcome, reason, decided_by, details, source_event)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6)
 ON CONFLICT (thread, source_event) DO NOTHING
 RETURNING id;
 
 -- name: latest_outcome
+-- The thread's latest outcome (RPC / dashboard).
 SELECT outcome, reason, decided_by, created_at FROM conversation_outcomes
 WHERE thread = $1 ORDER BY created_at DESC, id DESC LIMIT 1;
 
 -- name: latest_definition
+-- The newest active version of a workflow (admin API: dry runs, enrollments, switches).
 SELECT definition, source FROM workflow_definitions
 WHERE workflow_key = $1 AND active ORDER BY version DESC LIMIT 1;
 
 -- name: list_definitions
+-- The newest active version of each stored workflow (enrolled in at start).
 SELECT DISTINCT ON (workflow_key) workflow_key, name, version FROM workflow_definitions
 WHERE active ORDER BY workflow_key, version DESC;
 
 -- name: set_workflow_switch
+-- Switch a workflow off or on (admin API, or a workflow file that disappeared).
 INSERT INTO workflow_switches (workflow_key, enabled, reason, changed_by)
 VALUES ($1, $2, $3, $4)
 ON CONFLICT (workflow_key) DO UPDATE SET
@@ -142,6 +170,7 @@ ON CONFLICT (workflow_key) DO UPDATE SET
     changed_by = EXCLUDED.changed_by, changed_at = now();
 
 -- name: workflow_switches
+-- Every workflow switch (loaded into Registry.disabled).
 SELECT workflow_key, enabled, reason, changed_by, changed_at FROM workflow_switches;
 
 -- name: stored_sources
@@ -160,25 +189,28 @@ ORDER BY e.created_at DESC, e.id
 LIMIT $3;
 
 -- name: import_begin
+-- Start a contact import (idempotent by import id).
 INSERT INTO contact_imports (import_id, source, status) VALUES ($1, $2, 'staging')
 ON CONFLICT (import_id) DO NOTHING;
 
 -- name: import_get
+-- An import's state and result (a repeated commit answers from it).
 SELECT import_id, status, result FROM contact_imports WHERE import_id = $1;
 
 -- name: import_stage
 -- One batch as parallel arrays; tags as the JSON text of an array per row (arrays of
--- arrays must be rectangular in Postgres). A repeated batch is a no-op.
+-- arrays must be rectangular in Postgres). A repeated batch is a no-op. Named parameters.
 INSERT INTO contact_import_rows
     (import_id, line, thread, phone, first_name, last_name, email, tags, fields, opted_out)
-SELECT $1, r.line, r.thread, r.phone, r.first_name, r.last_name, r.email,
+SELECT :import_id, r.line, r.thread, r.phone, r.first_name, r.last_name, r.email,
        ARRAY(SELECT jsonb_array_elements_text(r.tags::jsonb)), r.fields, r.opted_out
-FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-            $9::jsonb[], $10::bool[])
+FROM unnest(:lines::int[], :threads::text[], :phones::text[], :first_names::text[],
+            :last_names::text[], :emails::text[], :tags::text[], :fields::jsonb[], :opted_out::bool[])
      AS r(line, thread, phone, first_name, last_name, email, tags, fields, opted_out)
 ON CONFLICT (import_id, line) DO NOTHING;
 
 -- name: import_staged_count
+-- Rows staged so far (a commit checks it against the rows the client sent).
 SELECT count(*) FROM contact_import_rows WHERE import_id = $1;
 
 -- name: import_merge
@@ -206,11 +238,13 @@ SELECT b.thread, b.phone, b.first_name, b.last_name, b.email, b.opted_out,
 FROM base b LEFT JOIN tag_sets t USING (thread) LEFT JOIN field_sets f USING (thread);
 
 -- name: import_new_optouts
+-- Threads the import opts out that were not opted out before (contact.optout is published).
 SELECT m.thread, m.phone FROM import_merged m LEFT JOIN contacts c USING (thread)
 WHERE m.opted_out AND NOT coalesce(c.opted_out, false)
 ORDER BY m.thread;
 
 -- name: import_insert_new
+-- Contacts the import creates.
 INSERT INTO contacts (thread, phone, first_name, last_name, email, fields, tags, opted_out)
 SELECT m.thread, m.phone, m.first_name, m.last_name, m.email, m.fields, m.tags, m.opted_out
 FROM import_merged m
@@ -239,9 +273,11 @@ WHERE c.thread = n.thread
 RETURNING c.thread;
 
 -- name: import_finish
+-- Mark an import committed with its result.
 UPDATE contact_imports SET status = $2, result = $3::jsonb, committed_at = now() WHERE import_id = $1;
 
 -- name: import_drop_rows
+-- Drop an import's staging rows once committed.
 DELETE FROM contact_import_rows WHERE import_id = $1;
 
 -- name: import_drop_stale
@@ -251,9 +287,11 @@ DELETE FROM contact_import_rows WHERE import_id IN (
 );
 
 -- name: import_merged_count
+-- How many contacts the merged file holds.
 SELECT count(*) FROM import_merged;
 
 -- name: import_abort
+-- Abort an import still staging.
 UPDATE contact_imports SET status = 'aborted' WHERE import_id = $1 AND status = 'staging';
 
 -- name: claim_trigger_window

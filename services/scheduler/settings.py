@@ -40,6 +40,12 @@ class SchedulerSettings(CommonSettings, frozen=True, kw_only=True):
     timer_max_sleep_s: float = 1.0
     #: Lifetime of the purge marker a fired or cancelled timer leaves in the bucket.
     timer_marker_ttl_s: float = 120.0
+    #: How often a replica saves a snapshot of its timer view (object store
+    #: ``timers_snapshot``) so that a restart reads it plus the changes since,
+    #: instead of every pending timer (0 = never).
+    timer_snapshot_interval_s: float = 60.0
+    #: Below this many pending timers no snapshot is saved: a full load is fast enough.
+    timer_snapshot_min_pending: int = 20_000
     # SMTP for send_email steps; without smtp_host the email is logged, not sent.
     smtp_host: str = ""
     smtp_port: int = 25

@@ -17,8 +17,8 @@ from libs.bus import Bus
 from libs.events import DraftDecided, InboundRouted, thread_of
 from services.drafter.service import SPEC
 from services.drafter.settings import DrafterSettings
-from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import RunningService, eventually, start_service
+from testsupport.fakes.openai_server import FakeOpenAI
 
 OWNER = "+15550000001"
 OWNER_2 = "+15550000002"

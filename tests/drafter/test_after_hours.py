@@ -22,9 +22,9 @@ from services.drafter.settings import DrafterSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
 from services.sender.settings import SenderSettings
 from tests.drafter.conftest import BUSINESS, LEAD, OWNER, PROFILE, routed
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, eventually, start_service
 from tests.specs import sender_builder
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -31,8 +31,8 @@ from tests.drafter.conftest import (
     sample,
     settled,
 )
-from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import EventCollector
+from testsupport.fakes.openai_server import FakeOpenAI
 
 REPLY = "Drain cleaning starts at $129; a technician confirms on site. - Sunny Side Plumbing"
 

@@ -13,7 +13,7 @@ from libs.llm import (
     estimate_cost,
     price_for,
 )
-from tests.fakes.openai_server import FakeOpenAI
+from testsupport.fakes.openai_server import FakeOpenAI
 
 MESSAGES = [
     {"role": "system", "content": "You write SMS replies for Sunny Side Plumbing."},

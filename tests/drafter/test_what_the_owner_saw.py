@@ -24,8 +24,8 @@ from libs.events import (
     thread_of,
 )
 from tests.drafter.conftest import LEAD, OWNER, StartDrafter, committed, owner_says, routed, settled
-from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import EventCollector
+from testsupport.fakes.openai_server import FakeOpenAI
 
 SENTENCE = "Our technicians clear kitchen sink drains quickly and tidy up afterwards. "
 LONG_REPLY = "Drain cleaning is $129. " + SENTENCE * 40  # ~3,000 characters

@@ -9,9 +9,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.stack import ACCOUNT_SID, AUTH_TOKEN, BUSINESS, SERVICES, Infra, Stack, ingest_env
 from libs.embedded import free_port
-from tests.fakes.twilio_server import FakeTwilio
+from testsupport.fakes.twilio_server import FakeTwilio
+from testsupport.stack import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    BUSINESS,
+    SERVICES,
+    ClusterInfra,
+    Infra,
+    Stack,
+    ingest_env,
+)
 
 
 @dataclass
@@ -50,9 +59,15 @@ def fault_env(ingest_port: int, twilio_url: str) -> tuple[dict[str, str], dict[s
 
 
 @contextlib.asynccontextmanager
-async def running_stack(services: tuple[str, ...] = SERVICES) -> AsyncIterator[Running]:
+async def running_stack(
+    services: tuple[str, ...] = SERVICES,
+    *,
+    nats_nodes: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> AsyncIterator[Running]:
+    """The stack on one nats-server, or on a JetStream cluster of ``nats_nodes`` servers."""
     root = Path(tempfile.mkdtemp(prefix="replyline-faults-"))
-    infra = Infra(root)
+    infra = ClusterInfra(root, nats_nodes) if nats_nodes > 1 else Infra(root)
     twilio = FakeTwilio(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN)
     stack: Stack | None = None
     keep = False
@@ -61,6 +76,7 @@ async def running_stack(services: tuple[str, ...] = SERVICES) -> AsyncIterator[R
         await twilio.start()
         port = free_port()
         common, per = fault_env(port, twilio.base_url)
+        common.update(extra_env or {})
         stack = Stack(infra, services, per_service=per, common=common)
         await stack.start()
         yield Running(infra, stack, twilio, f"http://127.0.0.1:{port}")

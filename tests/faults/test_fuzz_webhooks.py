@@ -20,12 +20,12 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import pytest
 
-from bench.observe import read_stream
-from bench.stack import ACCOUNT_SID, BUSINESS
-from bench.webhooks import LEAD_TEXT, inbound_form, new_sid, sign
 from libs.events import DraftCreated
 from tests.faults.running import running_stack
 from tests.faults.traffic import Follower, Twilio
+from testsupport.observe import read_stream
+from testsupport.stack import ACCOUNT_SID, BUSINESS
+from testsupport.stack_webhooks import LEAD_TEXT, inbound_form, new_sid, sign
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
 

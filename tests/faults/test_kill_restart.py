@@ -30,12 +30,13 @@ import asyncpg
 import nats
 import pytest
 
-from bench.observe import read_stream
-from bench.stack import OWNER, SERVICES
-from bench.webhooks import LEAD_TEXT
 from libs.events import ContactOptout, DraftApproved, DraftCreated, InboundReceived, decode
+from libs.settings import nats_servers
 from tests.faults.running import Running, running_stack
 from tests.faults.traffic import Follower, Twilio
+from testsupport.observe import read_stream
+from testsupport.stack import OWNER, SERVICES
+from testsupport.stack_webhooks import LEAD_TEXT
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
@@ -136,7 +137,7 @@ class Scenario:
 
 
 async def publish_poison(url: str) -> None:
-    nc = await nats.connect(url)
+    nc = await nats.connect(nats_servers(url))
     js = nc.jetstream()
     for n, (subject, data) in enumerate(POISON.items()):
         await js.publish(subject, data, headers={"Nats-Msg-Id": f"poison-{n}"})
@@ -147,18 +148,19 @@ async def test_kill_each_service_restart_nats_and_postgres(scale: float) -> None
     leads = max(30, int(200 * scale))
     rate = 4.0
     async with running_stack() as run, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-        follower = await Follower().start(run.infra.nats.url, "PIPELINE", "draft.>")
-        optouts = await Follower().start(run.infra.nats.url, "PIPELINE", "contact.optout.>")
+        follower = await Follower().start(run.infra.nats_url, "PIPELINE", "draft.>")
+        optouts = await Follower().start(run.infra.nats_url, "PIPELINE", "contact.optout.>")
         scenario = Scenario(run, Twilio(run.ingest_url, http), follower)
         run.twilio.on_create = scenario.on_twilio_create
         optouts.on_event = scenario.seen
-        await publish_poison(run.infra.nats.url)
+        await publish_poison(run.infra.nats_url)
         traffic_s = leads / rate
         gap = max(1.0, (traffic_s - 10) / 8)
         await asyncio.gather(
             scenario.traffic(leads, rate),
             scenario.inject_faults(first_after=3.0, gap=gap, pg_down_s=4.0),
         )
+        assert len(scenario.faults) == len(SERVICES) + 2
         await check_outcome(run, scenario, leads)
         await follower.stop()
         await optouts.stop()
@@ -185,7 +187,6 @@ async def check_outcome(run: Running, sc: Scenario, leads: int) -> None:
     assert sc.tw.log.refused == [], "webhooks refused (4xx) instead of accepted"
     assert sc.tw.log.server_errors == [], "5xx other than 503 from ingest"
     assert sc.no_draft == [], f"leads whose owner never got a prompt: {sc.no_draft}"
-    assert len(sc.faults) == len(SERVICES) + 2
 
     # 1. Every accepted MessageSid stored exactly once, with exactly one event.
     accepted = sc.tw.log.accepted
@@ -202,7 +203,7 @@ async def check_outcome(run: Running, sc: Scenario, leads: int) -> None:
     assert set(stored) == set(accepted), f"{len(set(accepted) - set(stored))} accepted, not stored"
     assert all(n == 1 for n in stored.values())
     received: collections.Counter[str] = collections.Counter()
-    for _, subject, data, _ in await read_stream(run.infra.nats.url, "PIPELINE", "inbound.received.>"):
+    for _, subject, data, _ in await read_stream(run.infra.nats_url, "PIPELINE", "inbound.received.>"):
         if subject in POISON:
             continue
         event = decode(data)
@@ -227,7 +228,7 @@ async def check_outcome(run: Running, sc: Scenario, leads: int) -> None:
     assert twilio.violations == []
 
     # 4. The DLQ holds the poisoned events only (each one at least once).
-    dlq = await read_stream(run.infra.nats.url, "DLQ", "dlq.>")
+    dlq = await read_stream(run.infra.nats_url, "DLQ", "dlq.>")
     origins = collections.Counter(h.get("Replyline-Original-Subject", "?") for *_, h in dlq)
     assert set(origins) == set(POISON), f"DLQ holds {dict(origins)}"
 

@@ -21,8 +21,9 @@ import nats
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from bench.webhooks import SMS_PATH, inbound_form, new_sid, sign
 from libs.events import Event, decode
+from libs.settings import nats_servers
+from testsupport.stack_webhooks import SMS_PATH, inbound_form, new_sid, sign
 
 
 async def _quiet(exc: Exception) -> None:
@@ -87,7 +88,7 @@ class Follower:
 
     async def start(self, url: str, stream: str, subject: str) -> Follower:
         self._nc = await nats.connect(
-            url, max_reconnect_attempts=-1, reconnect_time_wait=0.25, error_cb=_quiet
+            nats_servers(url), max_reconnect_attempts=-1, reconnect_time_wait=0.25, error_cb=_quiet
         )
         js = self._nc.jetstream()
 

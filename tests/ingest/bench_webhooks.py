@@ -22,7 +22,7 @@ from libs.logging import configure
 from libs.settings import load
 from services.ingest.settings import IngestSettings
 from tests.ingest.running import PUBLIC, start_ingest
-from tests.ingest.webhooks import AUTH_TOKEN, inbound_form, signed
+from testsupport.webhooks import AUTH_TOKEN, inbound_form, signed
 
 
 async def run(count: int, concurrencies: list[int]) -> None:

@@ -11,7 +11,7 @@ import pytest
 from libs.bus import Bus
 from services.ingest.settings import IngestSettings
 from tests.ingest.running import PUBLIC, Ingest, start_ingest
-from tests.ingest.webhooks import AUTH_TOKEN
+from testsupport.webhooks import AUTH_TOKEN
 
 
 @pytest.fixture

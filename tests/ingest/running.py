@@ -12,8 +12,8 @@ from libs.bus import Bus
 from services.ingest.service import SPEC
 from services.ingest.settings import IngestSettings
 from tests.harness import RunningService, start_service
-from tests.ingest.webhooks import AUTH_TOKEN, signed
 from tests.specs import ingest_builder
+from testsupport.webhooks import AUTH_TOKEN, signed
 
 #: What Twilio is configured to call: a TLS tunnel in front of the plain-HTTP listener.
 PUBLIC = "https://replyline-test.ngrok.app"

@@ -13,7 +13,7 @@ from libs.events import Event, InboundReceived
 from services.ingest.recorder import PgInboundRecorder
 from services.ingest.service import MIGRATIONS, QUERIES
 from services.ingest.twilio_payload import InboundSms
-from tests.ingest.webhooks import inbound_form
+from testsupport.webhooks import inbound_form
 
 
 def sms(sid: str, n: int) -> InboundSms:

@@ -21,7 +21,7 @@ from services.ingest.auth import DbTokenVerifier, create_token
 from services.ingest.service import QUERIES
 from tests.harness import EventCollector
 from tests.ingest.running import Ingest, audit_actions, count_on_subject
-from tests.ingest.webhooks import AUTH_TOKEN
+from testsupport.webhooks import AUTH_TOKEN
 
 DRAFTS = [
     {

@@ -17,7 +17,7 @@ from services.ingest.http_common import IngestDeps
 from services.ingest.recorder import Recorded
 from services.ingest.settings import IngestSettings
 from services.ingest.twilio_payload import InboundSms, RawForm
-from tests.ingest.webhooks import AUTH_TOKEN, inbound_form, signed
+from testsupport.webhooks import AUTH_TOKEN, inbound_form, signed
 
 PUBLIC = "https://example.ngrok.app"
 

@@ -14,7 +14,7 @@ from services.ingest.twilio_payload import (
     parse_status,
     raw_form,
 )
-from tests.ingest.webhooks import inbound_form, status_form
+from testsupport.webhooks import inbound_form, status_form
 
 
 def form_of(fields: dict[str, str]) -> bytes:

@@ -31,10 +31,10 @@ from services.ingest.app import EMPTY_TWIML
 from services.ingest.settings import IngestSettings
 from tests.harness import EventCollector
 from tests.ingest.running import PUBLIC, Ingest, audit_actions, count_on_subject, start_ingest
-from tests.ingest.webhooks import ACCOUNT_SID, AUTH_TOKEN, inbound_form, message_sid, status_form
+from testsupport.webhooks import ACCOUNT_SID, AUTH_TOKEN, inbound_form, message_sid, status_form
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = REPO / "tests" / "fakes" / "reference" / "twilio_api_v2010.json"
+SPEC = REPO / "testsupport" / "fakes" / "reference" / "twilio_api_v2010.json"
 OWNER = "+15550000001"
 OTHER_ACCOUNT = "AC" + "f" * 32
 
@@ -348,11 +348,11 @@ def test_every_webhook_generator_makes_valid_sids() -> None:
     the suites that drive ingest through them would be refused with 400."""
     import re
 
-    from bench import stack as bench_stack
-    from bench import webhooks as bench_webhooks
     from libs.settings import DEV_TWILIO_ACCOUNT_SID
     from replyline.commands import sms as sms_command
-    from tests.fakes import twilio_server
+    from testsupport import stack as bench_stack
+    from testsupport import stack_webhooks as bench_webhooks
+    from testsupport.fakes import twilio_server
 
     sids = [message_sid(), bench_webhooks.new_sid(), sms_command.new_message_sid(False),
             sms_command.new_message_sid(True), inbound_form()["MessageSid"]]  # fmt: skip

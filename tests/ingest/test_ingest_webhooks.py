@@ -24,7 +24,7 @@ from tests.ingest.running import (
     count_on_subject,
     start_ingest,
 )
-from tests.ingest.webhooks import inbound_form, message_sid, status_form
+from testsupport.webhooks import inbound_form, message_sid, status_form
 
 
 async def test_inbound_is_stored_published_once_and_audited(

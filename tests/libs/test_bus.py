@@ -1,8 +1,8 @@
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from libs.bus import Bus
+from libs.embedded import free_port
 from libs.events import InboundReceived, TimerSet
 from libs.tracing import current_traceparent, new_traceparent, trace_id_of
 from tests.harness import EventCollector
@@ -35,7 +35,7 @@ async def test_publish_dedups_on_the_events_own_id(bus: Bus, collector: EventCol
     assert not first.duplicate and again.duplicate and not other.duplicate
     assert again.seq == first.seq
     await collector.wait_for(InboundReceived, count=2)
-    await asyncio.sleep(0.2)
+    await collector.assert_none(InboundReceived, lambda e: e.body == "retry with a new event id", within=0.2)
     assert [e.message_sid for e in collector.of_type(InboundReceived)] == ["SM1", "SM2"]
     assert collector.of_type(InboundReceived)[0].body == "first"
 
@@ -72,3 +72,23 @@ async def test_namespaces_isolate_tests(
         await other.js.delete_stream(other.stream)
         await other.js.delete_stream(other.dlq_stream)
         await other.close()
+
+
+async def test_connects_through_a_comma_separated_server_list(
+    nats_url: str, make_settings: Callable[..., Any]
+) -> None:
+    """REPLYLINE_NATS_URL may list a cluster's servers; one that is down is skipped."""
+    dead = f"nats://127.0.0.1:{free_port()}"
+    settings = make_settings(nats_url=f"{dead}, {nats_url}", nats_replicas=1)
+    bus = await Bus.connect(settings, "test-server-list")
+    try:
+        assert bus.nc.is_connected
+        assert bus.nc.connected_url is not None and bus.nc.connected_url.port == int(
+            nats_url.rsplit(":", 1)[1]
+        )
+        assert {f"{u.hostname}:{u.port}" for u in bus.nc.servers} >= {dead[7:], nats_url[7:]}
+        await bus.ensure_streams()
+        info = await bus.js.stream_info(bus.stream)
+        assert info.config.num_replicas == 1
+    finally:
+        await bus.close()

@@ -31,6 +31,7 @@ SAMPLES: list[ev.Event] = [
     ev.ContactTagged(thread="1", number="+1", tag_name="cold_lead"),
     ev.ContactUpdated(thread="1", number="+1", field="first_name", value="Ana"),
     ev.LeadCreated(thread="1", lead_id="l1", phone="+1", fields={"source": "facebook_ad"}),
+    ev.CallMissed(thread="1", call_sid="CA" + "0" * 32, from_number="+1", reason="busy"),
     ev.TimerSet(thread="1", timer_id="t1", kind="draft_expiry", fire_at=datetime(2030, 1, 1, tzinfo=UTC)),
     ev.TimerCancel(thread="1", timer_id="t1"),
     ev.TimerFired(thread="1", timer_id="t1", kind="workflow_delay", fire_at=datetime(2030, 1, 1, tzinfo=UTC)),

@@ -4,7 +4,7 @@ from typing import ClassVar
 import msgspec
 import pytest
 
-from libs.settings import CommonSettings, SettingsError, load
+from libs.settings import CommonSettings, SettingsError, load, nats_servers
 
 
 class DemoSettings(CommonSettings, frozen=True, kw_only=True):
@@ -160,3 +160,15 @@ def test_sections_merge_file_env_and_overrides_value_by_value(tmp_path: Path) ->
     config.write_text("drafter: {first_llm_modle: typo}\n")
     with pytest.raises(SettingsError, match="first_llm_modle"):
         load(SectionSettings, section="drafter", sections=FLEET, env=env)
+
+
+def test_nats_url_lists_several_servers_and_replicas_are_bounded() -> None:
+    s = load(CommonSettings, env={"REPLYLINE_NATS_URL": "nats://a:4222, nats://b:4222,nats://c:4222,"})
+    assert nats_servers(s.nats_url) == ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+    assert s.nats_replicas == 1
+    assert load(CommonSettings, env={"REPLYLINE_NATS_REPLICAS": "3"}).nats_replicas == 3
+    for bad in ("0", "6"):
+        with pytest.raises(SettingsError, match="nats_replicas must be between 1 and 5"):
+            load(CommonSettings, env={"REPLYLINE_NATS_REPLICAS": bad})
+    with pytest.raises(SettingsError, match="at least one server"):
+        load(CommonSettings, env={"REPLYLINE_NATS_URL": " , "})

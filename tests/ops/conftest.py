@@ -16,7 +16,7 @@ from services.ingest.service import QUERIES
 from services.ingest.settings import IngestSettings
 from tests.harness import RunningService, start_service
 from tests.ingest.running import PUBLIC, Ingest, start_ingest
-from tests.ingest.webhooks import AUTH_TOKEN
+from testsupport.webhooks import AUTH_TOKEN
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OWNER = "+15550000001"

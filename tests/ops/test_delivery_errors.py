@@ -17,13 +17,13 @@ from libs.twilio_errors import describe, explain
 from replyline import cli
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
 from services.sender.settings import SenderSettings
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, start_service
-from tests.ingest.webhooks import status_form
 from tests.ops.conftest import OWNER, StartIngest
 from tests.ops.test_dashboard_http import Browser
 from tests.sender.conftest import NOON_NY, Clock
 from tests.specs import sender_builder as sender_build
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from testsupport.webhooks import status_form
 
 pytestmark = pytest.mark.timeout(90)
 

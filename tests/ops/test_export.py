@@ -31,11 +31,11 @@ from services.ingest.service import MIGRATIONS as INGEST_MIGRATIONS
 from services.router.service import MIGRATIONS as ROUTER_MIGRATIONS
 from services.scheduler.service import MIGRATIONS as SCHEDULER_MIGRATIONS
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, eventually
-from tests.ingest.webhooks import inbound_form, status_form
 from tests.ops.conftest import StartFleet, StartIngest
 from tests.ops.test_dashboard_http import Browser
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from testsupport.webhooks import inbound_form, status_form
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,8 +15,8 @@ from libs.consumer import Delivery
 from libs.events import InboundReceived
 from libs.service import ServiceContext
 from tests.harness import eventually, start_service
-from tests.ingest.webhooks import inbound_form
 from tests.ops.conftest import StartFleet, StartIngest
+from testsupport.webhooks import inbound_form
 
 #: The names docs/operations.md promises (counters without their _total suffix,
 #: as the parser reports the family name).

@@ -27,8 +27,8 @@ from libs.events import ContactOptout, DraftApproved, DraftCreated, OutboundSent
 from libs.settings import CommonSettings
 from services import SERVICES
 from tests.harness import EventCollector, eventually
-from tests.ingest.webhooks import inbound_form
 from tests.ops.conftest import REPO_ROOT, StartFleet, StartIngest
+from testsupport.webhooks import inbound_form
 
 CONFIG = REPO_ROOT / "deploy" / "nats" / "nats-server.conf"
 USERS = (*SERVICES, "operator")

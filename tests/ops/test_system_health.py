@@ -11,9 +11,9 @@ import pytest
 
 from libs.embedded import EmbeddedNats
 from services import SERVICES
-from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import eventually
 from tests.ops.conftest import StartFleet, StartIngest
+from testsupport.fakes.openai_server import FakeOpenAI
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from services.router.classification import LocalClassifier
 from services.router.llm import LlmClassifier
 from services.router.settings import RouterLlmSettings, RouterSettings
-from tests.fakes.openai_server import FakeOpenAI, RecordedRequest
+from testsupport.fakes.openai_server import FakeOpenAI, RecordedRequest
 
 
 @pytest.fixture(scope="module")

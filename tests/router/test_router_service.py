@@ -255,7 +255,7 @@ async def test_llm_classification_when_configured_and_fallback(
 ) -> None:
     import json
 
-    from tests.fakes.openai_server import FakeOpenAI
+    from testsupport.fakes.openai_server import FakeOpenAI
 
     async with FakeOpenAI() as fake:
         verdict = {

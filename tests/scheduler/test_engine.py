@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from libs.events import (
     ContactUpdated,
     DraftApproved,
     DraftRequested,
+    Event,
     InboundRouted,
     LeadCreated,
     OutboundRequested,
@@ -25,6 +26,7 @@ from libs.events import (
     TimerFired,
 )
 from services.scheduler.clock import ManualClock
+from services.scheduler.handlers import no_response_timer_id
 from tests.harness import EventCollector, eventually
 from tests.scheduler.conftest import Inbox, Schedulers
 
@@ -93,6 +95,27 @@ async def waiting_at(pool: asyncpg.Pool, step: str, workflow: str = "new_lead_we
 
 def write(folder: Path, name: str, text: str) -> None:
     (folder / name).write_text(text)
+
+
+async def handled(bus: Bus, pool: asyncpg.Pool, thread: str = THREAD, phone: str = PHONE) -> None:
+    """Everything published for ``thread`` so far has been handled.
+
+    The scheduler handles one thread's events in order, so once a marker field published
+    now is stored, every earlier event of the thread is done (no sleep to guess it).
+    """
+    marker = uuid.uuid4().hex
+    await bus.publish(ContactUpdated(thread=thread, number=phone, field="test_marker", value=marker))
+    await until(
+        lambda: pool.fetchval(
+            "SELECT fields->>'test_marker' = $2 FROM contacts WHERE thread = $1", thread, marker
+        )
+    )
+
+
+async def assert_no_new(collector: EventCollector, cls: type[Event], within: float = 0.3) -> None:
+    """No ``cls`` event arrives beyond those already collected."""
+    known = {e.id for e in collector.of_type(cls)}
+    await collector.assert_none(cls, lambda e: e.id not in known, within=within)
 
 
 async def test_welcome_sequence_without_reply_reminds_then_tags_cold(
@@ -219,7 +242,7 @@ async def test_opt_out_ends_enrollments_and_cancels_their_timers(
     assert (outcome["outcome"], outcome["reason"]) == ("discarded", "opt_out")
     # An opted-out contact is not enrolled again.
     await bus.publish(lead("lead-again"))
-    await asyncio.sleep(0.5)
+    await handled(bus, pool)
     assert await pool.fetchval("SELECT count(*) FROM workflow_enrollments") == 1
 
 
@@ -366,7 +389,7 @@ async def test_scheduler_restart_mid_delay_loses_nothing(
     await schedulers.start()
     clock.advance(hours=12, seconds=1)
     await collector.wait_for(OutboundRequested, lambda e: "checking in" in e.body)
-    await asyncio.sleep(0.3)
+    await assert_no_new(collector, OutboundRequested)
     assert [e.body[:4] for e in collector.of_type(OutboundRequested)] == ["Hi A", "Just"]
 
 
@@ -500,7 +523,7 @@ steps:
     await bus.publish(ContactUpdated(thread=THREAD, number=PHONE, field="budget", value=500))
     await bus.publish(ContactUpdated(thread=THREAD, number=PHONE, field="budget", value="2500"))
     await collector.wait_for(ContactTagged, lambda e: e.tag_name == "big_budget")
-    await asyncio.sleep(0.3)
+    await assert_no_new(collector, OutboundRequested)
     assert len(collector.of_type(OutboundRequested)) == 1
     assert (
         await pool.fetchval("SELECT count(*) FROM workflow_enrollments WHERE workflow_key = 'big_budget'")
@@ -529,7 +552,8 @@ steps:
     config: {outcome: success}
 """,
     )
-    await schedulers.start(no_response_days=3)
+    _, exposed = await schedulers.start(no_response_days=3)
+    timers = exposed["timers"]
     await bus.publish(lead())
     await until(lambda: pool.fetchval("SELECT count(*) FROM conversation_outcomes"))
     # A lead-facing send starts the no-response clock; silence for 3 days settles it.
@@ -537,8 +561,9 @@ steps:
     await bus.publish(
         OutboundSent(thread=other[1:], outbox_id="o1", to_number=other, provider_sid="SMx", kind="reply")
     )
-    await until(lambda: pool.fetchval("SELECT count(*) FROM contacts WHERE thread = $1", other[1:]))
-    await asyncio.sleep(0.2)
+    # Advance only once the send has armed the no-response timer (its row alone is not
+    # enough: the contact is stored before the timer is set).
+    await until(lambda: timers.get(no_response_timer_id(other[1:])))
     clock.advance(days=3, seconds=1)
     await until(
         lambda: pool.fetchval("SELECT count(*) FROM conversation_outcomes WHERE thread = $1", other[1:])

@@ -12,7 +12,7 @@ from libs.db import migrate
 from services.scheduler.outcomes import OutcomeJudge, record_outcome
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.store import MIGRATIONS
-from tests.fakes.openai_server import FakeOpenAI
+from testsupport.fakes.openai_server import FakeOpenAI
 
 
 async def test_llm_refines_the_rule_and_falls_back_on_failure(
@@ -78,3 +78,69 @@ async def test_llm_refines_the_rule_and_falls_back_on_failure(
     ]
     assert rows[0]["details"]["rule_outcome"] == "no_response"
     assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'conversation_outcome'") == 3
+
+
+async def _row_is_free(pool: asyncpg.Pool, enrollment_id: Any) -> bool:
+    """True when another connection can lock the enrollment row right now."""
+    async with pool.acquire() as conn, conn.transaction():
+        try:
+            await conn.fetchval(
+                "SELECT id FROM workflow_enrollments WHERE id = $1 FOR UPDATE NOWAIT", enrollment_id
+            )
+        except asyncpg.LockNotAvailableError:
+            return False
+    return True
+
+
+async def test_the_llm_judge_never_runs_under_the_enrollment_lock(
+    schedulers: Any, bus: Any, pool: asyncpg.Pool, workflow_dir: Any
+) -> None:
+    """The fake model holds each request for a while; meanwhile the enrollment row
+    must be lockable (an end step's outcome, then an opt-out's)."""
+    from libs.events import ContactOptout
+    from tests.harness import eventually
+    from tests.scheduler.test_engine import PHONE, THREAD, lead, write
+
+    write(
+        workflow_dir,
+        "book.yaml",
+        """
+name: Book
+trigger: {type: contact_created}
+steps:
+  - id: done
+    type: end
+    config: {outcome: success}
+""",
+    )
+    async with FakeOpenAI() as fake:
+        verdict = json.dumps({"outcome": "qualified", "reason": "booked"})
+        fake.delay(2.0, then=verdict, times=2)
+        await schedulers.start(outcome_llm_base_url=fake.base_url, outcome_llm_model="judge-1")
+        await bus.publish(lead())
+        await fake.wait_for_requests(1)
+        book = await pool.fetchval("SELECT id FROM workflow_enrollments WHERE workflow_key = 'book'")
+        assert await _row_is_free(pool, book)
+        outcome = await eventually(
+            lambda: pool.fetchrow("SELECT outcome, decided_by, source_event FROM conversation_outcomes")
+        )
+        assert (outcome["outcome"], outcome["decided_by"]) == ("qualified", "llm")
+        assert outcome["source_event"] == f"wf:{book}:1"
+        assert await pool.fetchval("SELECT status FROM workflow_enrollments WHERE id = $1", book) == "completed"
+
+        # The welcome sequence is waiting on its first delay: STOP ends it, judged first.
+        welcome = await pool.fetchval(
+            "SELECT id FROM workflow_enrollments WHERE workflow_key = 'new_lead_welcome' AND thread = $1",
+            THREAD,
+        )
+        await eventually(
+            lambda: pool.fetchval("SELECT status = 'waiting' FROM workflow_enrollments WHERE id = $1", welcome)
+        )
+        await bus.publish(ContactOptout(thread=THREAD, number=PHONE, keyword="STOP"))
+        await fake.wait_for_requests(2)
+        assert await _row_is_free(pool, welcome)
+        await eventually(
+            lambda: pool.fetchval("SELECT status = 'ended' FROM workflow_enrollments WHERE id = $1", welcome)
+        )
+        rows = await pool.fetch("SELECT outcome, reason, decided_by FROM conversation_outcomes ORDER BY id")
+        assert [tuple(r) for r in rows] == [("qualified", "goal_reached", "llm"), ("qualified", "opt_out", "llm")]

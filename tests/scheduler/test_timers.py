@@ -3,11 +3,11 @@ and follow the overdue policy of their kind."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY
 
 from libs.bus import Bus
@@ -142,7 +142,8 @@ async def test_two_replicas_fire_each_timer_once(
     fired = await collector.wait_for(TimerFired, count=count, timeout=15)
     await wait_pending(one, 0)
     await wait_pending(two, 0)
-    await asyncio.sleep(0.3)  # give a stray duplicate the time to show up
+    known = {e.id for e in fired}
+    await collector.assert_none(TimerFired, lambda e: e.id not in known, within=0.3)  # a stray duplicate
     fired = collector.of_type(TimerFired)
     assert len(fired) == count
     assert len({e.timer_id for e in fired}) == count
@@ -191,9 +192,13 @@ async def test_overdue_policy_per_kind(
     }
     assert actions == {"timer_skipped": "late.reply_timeout", "timer_escalated": "late.no_response"}
     # Late firings count as fired; workflow_delay fired twice (late and on time).
-    expected = {("draft_expiry", "fired"): 1, ("workflow_delay", "fired"): 2,
-                ("quiet_hours", "fired"): 1, ("reply_timeout", "skipped"): 1,
-                ("no_response", "escalated"): 1}
+    expected = {
+        ("draft_expiry", "fired"): 1,
+        ("workflow_delay", "fired"): 2,
+        ("quiet_hours", "fired"): 1,
+        ("reply_timeout", "skipped"): 1,
+        ("no_response", "escalated"): 1,
+    }
     for (kind, event), value in before.items():
         await counted(kind, event, value, expected.get((kind, event), 0))
     assert all(pending_gauge(kind) == 0 for kind in kinds)
@@ -258,3 +263,48 @@ async def test_re_set_timer_fires_once_at_its_new_time(
     [fired] = await collector.wait_for(TimerFired)
     assert fired.fire_at == final and fired.payload == {"v": "last"}
     await collector.assert_none(TimerFired, lambda e: e is not fired, within=0.5)
+
+
+async def test_restart_loads_the_view_snapshot_and_the_changes_since(
+    schedulers: Schedulers, bus: Bus, collector: EventCollector, clock: ManualClock
+) -> None:
+    """A restart reads the saved view plus what changed after it, not every key; a timer
+    cancelled after the snapshot whose purge marker has expired stays in the view but
+    never fires (firing reads the live record first)."""
+    opts = {"timer_snapshot_interval_s": 3600, "timer_snapshot_min_pending": 1, "timer_marker_ttl_s": 1}
+    first, exposed = await schedulers.start(**opts)
+    timers = exposed["timers"]
+    for name in ("keep", "moved", "gone", "gone-quietly"):
+        await timers.set(name, "workflow_delay", clock.now() + timedelta(hours=1), thread=THREAD)
+    await wait_pending(exposed, 4)
+    assert await timers.save_snapshot()
+    # After the snapshot: one new, one re-set later, one cancelled whose purge marker
+    # expires before the restart (the replay from the snapshot cannot see it).
+    await timers.set("new", "workflow_delay", clock.now() + timedelta(hours=1), thread=THREAD)
+    await timers.set("moved", "workflow_delay", clock.now() + timedelta(hours=2), thread=THREAD)
+    assert await timers.cancel("gone-quietly")
+    stream, subject = f"KV_{timers.bucket}", f"$KV.{timers.bucket}.gone-quietly"
+
+    async def marker_expired() -> bool:
+        try:
+            await bus.js.get_last_msg(stream, subject)
+        except NotFoundError:
+            return True
+        return False
+
+    await eventually(marker_expired, timeout=15, interval=0.2)
+    await schedulers.stop(first)
+    _, exposed = await schedulers.start(**{**opts, "timer_marker_ttl_s": 120})
+    timers = exposed["timers"]
+    assert await timers.cancel("gone")
+    await eventually(lambda: timers.pending == 4)  # keep, moved, new + the unseen cancellation
+    assert timers.loaded_from == "snapshot"
+    assert set(timers._view.entries) == {"keep", "moved", "new", "gone-quietly"}
+    clock.advance(hours=1, seconds=1)
+    fired = await collector.wait_for(TimerFired, count=2, timeout=5)
+    assert {e.timer_id for e in fired} == {"keep", "new"}
+    await eventually(lambda: timers.pending == 1)  # gone-quietly dropped when due, unfired
+    clock.advance(hours=1)
+    await collector.wait_for(TimerFired, lambda e: e.timer_id == "moved", timeout=5)
+    await collector.assert_none(TimerFired, lambda e: e.timer_id.startswith("gone"), within=0.5)
+    assert len(collector.of_type(TimerFired)) == 3

@@ -19,8 +19,8 @@ from services.ingest.service import QUERIES
 from services.ingest.settings import IngestSettings
 from services.scheduler.workflow.definition import load_text
 from tests.ingest.running import PUBLIC, Ingest, start_ingest
-from tests.ingest.webhooks import AUTH_TOKEN
 from tests.scheduler.conftest import Schedulers
+from testsupport.webhooks import AUTH_TOKEN
 
 REPO = Path(__file__).resolve().parents[2]
 WELCOME = REPO / "workflows" / "new_lead_welcome.yaml"

@@ -32,12 +32,12 @@ from services.drafter.service import MIGRATIONS as DRAFTER_MIGRATIONS
 from services.drafter.settings import DrafterSettings
 from services.sender.service import MIGRATIONS as SENDER_MIGRATIONS
 from services.sender.settings import SenderSettings
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, RunningService, eventually, start_service
 from tests.scheduler.conftest import REPO, Schedulers
 from tests.scheduler.test_engine import PHONE, THREAD, enrollment, lead, status_is, write
 from tests.specs import drafter_build
 from tests.specs import sender_builder as sender_build
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 OWNER = "+15550000001"
 BUSINESS = "+15005550006"

@@ -11,8 +11,8 @@ import pytest
 from libs.events import utcnow
 from services.sender.service import SPEC
 from services.sender.settings import SenderSettings
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import RunningService, start_service
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 FROM = "+15005550006"
 OWNER = "+13125550100"

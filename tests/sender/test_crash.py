@@ -22,9 +22,9 @@ import pytest
 from libs.bus import Bus
 from libs.events import DraftApproved, OutboundSent, thread_of
 from tests.conftest import REPO_ROOT
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.harness import EventCollector, eventually
 from tests.sender.conftest import FROM, LEAD, OWNER, PUBLIC
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -21,9 +21,9 @@ import pytest
 
 from libs.bus import Bus
 from libs.events import DraftApproved, OutboundSent, thread_of
-from tests.fakes.twilio_server import FakeTwilio
 from tests.harness import EventCollector, eventually
 from tests.sender.conftest import LEAD, OWNER, StartSender
+from testsupport.fakes.twilio_server import FakeTwilio
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -29,9 +29,9 @@ from libs.events import (
 from services.sender.console import CONSOLE_SID_PREFIX, ConsoleTransport
 from services.sender.outbox import Outbox, quiet_hours_timer_id
 from services.sender.settings import SenderSettings
-from tests.fakes.twilio_server import FakeTwilio, TwilioError, error
 from tests.harness import EventCollector, eventually
 from tests.sender.conftest import FROM, LEAD, OWNER, PUBLIC, Clock, StartSender
+from testsupport.fakes.twilio_server import FakeTwilio, TwilioError, error
 
 pytestmark = pytest.mark.timeout(90)
 

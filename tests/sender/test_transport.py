@@ -15,7 +15,7 @@ from services.sender.service import make_transport
 from services.sender.settings import SenderSettings
 from services.sender.transport import SendFailure, SendResult, SendUnknown
 from services.sender.twilio_transport import TwilioTransport
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, TwilioError, error
+from testsupport.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, TwilioError, error
 
 FROM = "+15005550006"
 LEAD = "+12125550123"

@@ -1,4 +1,4 @@
-"""Twilio-shaped webhook payloads for the ingest tests, signed with the twilio library."""
+"""Twilio-shaped webhook payloads for the tests and benchmarks, signed with the twilio library."""
 
 from __future__ import annotations
 

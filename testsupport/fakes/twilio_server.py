@@ -2,7 +2,7 @@
 
 Point a client at it with ``client.api.base_url = fake.base_url`` (what
 ``TwilioTransport`` does with ``twilio_api_base_url``). Every request is checked
-against the official OpenAPI description (see :mod:`tests.fakes.twilio_spec`);
+against the official OpenAPI description (see :mod:`testsupport.fakes.twilio_spec`);
 a violation answers 400 and is kept in :attr:`FakeTwilio.violations`, so a test
 can assert the client spoke the real protocol.
 
@@ -36,7 +36,7 @@ import aiohttp
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from tests.fakes.twilio_spec import MESSAGES_PATH, TwilioSpec
+from testsupport.fakes.twilio_spec import MESSAGES_PATH, TwilioSpec
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-auth-token-0123456789abcdef"

@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 
 from twilio.request_validator import RequestValidator
 
-from bench.stack import ACCOUNT_SID, AUTH_TOKEN, BUSINESS, PUBLIC_BASE_URL
-from tests.ingest.webhooks import inbound_form as twilio_inbound_form
+from testsupport.stack import ACCOUNT_SID, AUTH_TOKEN, BUSINESS, PUBLIC_BASE_URL
+from testsupport.webhooks import inbound_form as twilio_inbound_form
 
 SMS_PATH = "/twilio/sms"
 #: A question the router drafts for (English, neutral, a known intent).

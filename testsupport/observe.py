@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from libs.events import Event, decode
+from libs.settings import nats_servers
 
 E = TypeVar("E", bound=Event)
 
@@ -49,7 +50,9 @@ class EventTap:
 
     @classmethod
     async def connect(cls, url: str, subjects: list[str]) -> EventTap:
-        nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=_quiet)
+        nc = await nats.connect(
+            nats_servers(url), max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=_quiet
+        )
         tap = cls(nc, subjects)
         for subject in subjects:
             sub = await nc.subscribe(subject, cb=tap._on_msg, pending_msgs_limit=1_000_000,
@@ -102,7 +105,7 @@ async def read_stream(
     url: str, stream: str, subject: str = ">"
 ) -> list[tuple[int, str, bytes, dict[str, str]]]:
     """Every message of ``stream`` (seq, subject, data, headers), from the first."""
-    nc = await nats.connect(url, error_cb=_quiet)
+    nc = await nats.connect(nats_servers(url), error_cb=_quiet)
     try:
         js = nc.jetstream()
         info = await js.stream_info(stream)

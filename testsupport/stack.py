@@ -23,8 +23,10 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import nats
 
-from libs.embedded import EmbeddedNats, EmbeddedPostgres, free_port, with_database
+from libs.embedded import EmbeddedNats, EmbeddedNatsCluster, EmbeddedPostgres, free_port, with_database
+from libs.settings import nats_servers
 from services import SERVICES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,8 +50,19 @@ class Infra:
         self.pg = EmbeddedPostgres(self.root / "pg")
         self.database_url = ""
 
-    async def start(self, database: str = "replyline") -> None:
+    @property
+    def nats_url(self) -> str:
+        """What the services get as REPLYLINE_NATS_URL."""
+        return self.nats.url
+
+    async def _start_nats(self) -> None:
         await asyncio.to_thread(self.nats.start)
+
+    def _stop_nats(self) -> None:
+        self.nats.stop()
+
+    async def start(self, database: str = "replyline") -> None:
+        await self._start_nats()
         await asyncio.to_thread(self.pg.start)
         conn = await asyncpg.connect(self.pg.url)
         try:
@@ -62,10 +75,55 @@ class Infra:
         with contextlib.suppress(Exception):
             self.pg.stop()
         with contextlib.suppress(Exception):
-            self.nats.stop()
+            self._stop_nats()
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class ClusterInfra(Infra):
+    """Like :class:`Infra`, with a JetStream cluster of ``size`` nats-servers on loopback.
+
+    ``nats_url`` lists every node; ``cluster`` kills and restarts single nodes.
+    (The inherited single-server ``nats`` is never started.)
+    """
+
+    def __init__(self, root: Path | None = None, size: int = 3) -> None:
+        super().__init__(root)
+        self.cluster = EmbeddedNatsCluster(self.root, size)
+
+    @property
+    def nats_url(self) -> str:
+        return self.cluster.url
+
+    async def _start_nats(self) -> None:
+        await asyncio.to_thread(self.cluster.start)
+        await wait_jetstream(self.nats_url, timeout=60.0)
+
+    def _stop_nats(self) -> None:
+        self.cluster.stop()
+
+
+async def wait_jetstream(url: str, timeout: float) -> None:
+    """Until JetStream answers API calls (a cluster has elected its meta leader)."""
+
+    async def quiet(exc: Exception) -> None:
+        pass
+
+    nc = await nats.connect(nats_servers(url), error_cb=quiet, max_reconnect_attempts=-1)
+    try:
+        js = nc.jetstream()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await js.account_info()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.25)
+    finally:
+        await nc.close()
 
 
 def child_env(overrides: Mapping[str, str]) -> dict[str, str]:
@@ -78,7 +136,7 @@ def child_env(overrides: Mapping[str, str]) -> dict[str, str]:
 
 def common_env(infra: Infra, **extra: str) -> dict[str, str]:
     env = {
-        "REPLYLINE_NATS_URL": infra.nats.url,
+        "REPLYLINE_NATS_URL": infra.nats_url,
         "REPLYLINE_DATABASE_URL": infra.database_url,
         "REPLYLINE_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
         "REPLYLINE_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
