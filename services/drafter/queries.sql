@@ -186,6 +186,12 @@ SELECT * FROM (
 SELECT (SELECT count(*) FROM drafts WHERE status = 'DRAFT_PENDING_APPROVAL')
      + (SELECT count(DISTINCT thread) FROM manual_queue WHERE resolved_at IS NULL);
 
+-- name: has_pending_reply
+-- Whether the thread has a pending reply draft (not a workflow message): a cheap check
+-- before the locking withdrawal when a lead writes again.
+SELECT EXISTS (SELECT 1 FROM drafts WHERE thread = $1 AND status = 'DRAFT_PENDING_APPROVAL'
+               AND request_id IS NULL);
+
 -- name: pending_replies_of_thread
 -- The thread's pending reply drafts (not workflow messages), locked: a new lead
 -- message supersedes them.

@@ -143,8 +143,10 @@ class Replier:
                 # Drafted at once (bursts off): the pending draft is withdrawn before the
                 # model writes, so a YES meanwhile sends nothing (bursts.collect does this
                 # when the message is held).
-                async with conn.transaction():
-                    await withdraw(conn, dr.bus, thread, LEAD_WROTE)
+                # Most threads have none: only then pay for the locking transaction.
+                if await conn.fetchval(Q.has_pending_reply, thread):
+                    async with conn.transaction():
+                        await withdraw(conn, dr.bus, thread, LEAD_WROTE)
             return Reply(
                 thread=thread,
                 number=number,

@@ -261,9 +261,7 @@ class Scheduler:
             return
         if event.language in ANSWERED_LANGUAGES and event.decision == "draft":
             # The language the router answered them in picks {en, es} workflow texts.
-            async with self.pool.acquire() as conn:
-                await conn.execute(Q.ensure_contact, event.thread, event.from_number)
-                await set_field(conn, event.thread, "language", event.language)
+            await self.pool.execute(Q.remember_language, event.thread, event.from_number, event.language)
         await self.engine.lead_replied(event.thread, event.from_number, event.body, event.message_sid)
         await self.timers.cancel(no_response_timer_id(event.thread))
         await self.engine.trigger(

@@ -54,6 +54,14 @@ WHERE thread = $1;
 UPDATE contacts SET fields = jsonb_set(fields, ARRAY[$2::text], $3::jsonb), updated_at = now()
 WHERE thread = $1;
 
+-- name: remember_language
+-- The language the router answered a lead in (it picks {en, es} workflow texts): the
+-- contact row and the field in one statement, and no write when the field is unchanged.
+INSERT INTO contacts (thread, phone, fields) VALUES ($1, $2, jsonb_build_object('language', $3::text))
+ON CONFLICT (thread) DO UPDATE
+SET fields = jsonb_set(contacts.fields, '{language}', to_jsonb($3::text)), updated_at = now()
+WHERE contacts.fields->>'language' IS DISTINCT FROM $3::text;
+
 -- name: set_opted_out
 -- Consent: STOP turns it on, START / an opt-in turns it off.
 UPDATE contacts SET opted_out = $2, updated_at = now() WHERE thread = $1;
