@@ -32,7 +32,7 @@ from libs.events import (
     TimerCancel,
     TimerSet,
 )
-from services.drafter.handlers import expiry_timer_id
+from services.drafter.ids import expiry_timer_id
 from services.drafter.service import MIGRATIONS as DRAFTER_MIGRATIONS
 from services.drafter.settings import DrafterSettings
 from services.ingest.service import MIGRATIONS as INGEST_MIGRATIONS

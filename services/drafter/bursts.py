@@ -18,7 +18,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import asyncpg
 import structlog
@@ -26,24 +25,31 @@ import structlog
 from libs.consumer import Delivery, Drop, Retry
 from libs.events import InboundRouted, TimerFired, TimerSet, utcnow
 from services.drafter import owner_texts
-from services.drafter.replying import BurstToken, LeadMessage, Replier, message_of
-from services.drafter.store import Q, draft_of
-from services.drafter.takeover import thread_ref
+from services.drafter.deps import Deps
+from services.drafter.ids import burst_timer_id
+from services.drafter.lead_messages import BurstToken, LeadMessage, message_of
+from services.drafter.replying import Replier
+from services.drafter.review import is_stale, skip_stale, to_review
+from services.drafter.store import (
+    INSERT_BURST,
+    INSERT_BURST_MESSAGE,
+    Burst,
+    Q,
+    burst_messages_of,
+    burst_of,
+    draft_of,
+    thread_ref,
+)
 from services.drafter.withdrawal import (
     DROP_REASONS,
     LEAD_WROTE,
     PAUSED,
     REVIEW,
-    burst_timer_id,
     drop_open_burst,
     give_up,
     withdraw,
 )
 
-if TYPE_CHECKING:
-    from services.drafter.handlers import Drafter
-
-SERVICE = "drafter"
 log = structlog.get_logger("drafter")
 
 #: Router decisions after which a thread's open burst is not drafted: the lead opted
@@ -57,66 +63,65 @@ BURST_RULE = "same burst as a message that needs review"
 
 @dataclass
 class Bursts:
-    drafter: Drafter
+    deps: Deps
+    replier: Replier
 
     @property
     def on(self) -> bool:
-        return self.drafter.settings.burst_debounce_s > 0
+        return self.deps.settings.burst_debounce_s > 0
 
     def _fire_at(self, first_at: datetime, now: datetime) -> datetime:
-        s = self.drafter.settings
+        s = self.deps.settings
         return min(
             now + timedelta(seconds=s.burst_debounce_s), first_at + timedelta(seconds=s.burst_max_wait_s)
         )
 
     async def _join(
         self, conn: asyncpg.Connection, event: InboundRouted, *, review: str = ""
-    ) -> tuple[asyncpg.Record, bool]:
+    ) -> tuple[Burst, bool]:
         """Add the message to the thread's open burst (a new one if none); the burst after it,
         and whether it was in review before this message."""
         now = utcnow()
-        row = await conn.fetchrow(Q.open_burst, event.thread)
+        row = burst_of(await conn.fetchrow(Q.open_burst, event.thread))
         if row is None:
-            burst_id = uuid.uuid4()
-            row = await conn.fetchrow(
-                Q.insert_burst,
-                burst_id,
-                event.thread,
-                event.from_number,
-                "review" if review else "open",
-                now,
-                self._fire_at(now, now),
-                review,
-            )
+            values = {
+                "burst_id": uuid.uuid4(),
+                "thread": event.thread,
+                "number": event.from_number,
+                "status": "review" if review else "open",
+                "now": now,
+                "fire_at": self._fire_at(now, now),
+                "reason": review,
+            }
+            row = Burst(**dict(await conn.fetchrow(INSERT_BURST.sql, *INSERT_BURST.bind(values))))
             was_review = False
         else:
-            was_review = row["status"] == "review"
-            row = await conn.fetchrow(
-                Q.extend_burst, row["burst_id"], now, self._fire_at(row["first_at"], now)
-            )
+            was_review = row.status == "review"
+            fire_at = self._fire_at(row.first_at, now)
+            row = Burst(**dict(await conn.fetchrow(Q.extend_burst, row.burst_id, now, fire_at)))
         m = message_of(event)
-        await conn.execute(
-            Q.insert_burst_message,
-            m.sid,
-            row["burst_id"],
-            m.body,
-            m.seq,
-            m.intent,
-            m.language,
-            event.decision,
-            event.rule,
-        )
+        values = {
+            "message_sid": m.sid,
+            "burst_id": row.burst_id,
+            "body": m.body,
+            "seq": m.seq,
+            "intent": m.intent,
+            "language": m.language,
+            "decision": event.decision,
+            "rule": event.rule,
+        }
+        await conn.execute(INSERT_BURST_MESSAGE.sql, *INSERT_BURST_MESSAGE.bind(values))
         return row, was_review
 
-    async def _set_timer(self, row: asyncpg.Record) -> None:
-        burst_id = str(row["burst_id"])
-        await self.drafter.bus.publish(
+    async def _set_timer(self, row: Burst) -> None:
+        burst_id = str(row.burst_id)
+        await self.deps.bus.publish(
             TimerSet(
-                thread=row["thread"],
+                thread=row.thread,
                 timer_id=burst_timer_id(burst_id),
                 kind="burst_debounce",
-                fire_at=row["fire_at"],  # same id: replaces the previous fire_at
-                payload={"burst_id": burst_id, "to_number": row["number"]},
+                fire_at=row.fire_at,  # same id: replaces the previous fire_at
+                payload={"burst_id": burst_id, "to_number": row.number},
             )
         )
 
@@ -124,16 +129,16 @@ class Bursts:
 
     async def collect(self, event: InboundRouted) -> None:
         """A draftable message: hold it in the thread's burst until the timer fires."""
-        dr = self.drafter
+        dr = self.deps
         async with dr.pool.acquire() as conn, conn.transaction():
             await conn.execute(Q.lock_thread, event.thread)
-            known = await conn.fetchrow(Q.burst_of_message, event.message_sid)
+            known = burst_of(await conn.fetchrow(Q.burst_of_message, event.message_sid))
             if known is not None:  # redelivered after the commit
-                if known["status"] in ("open", "review"):
+                if known.status in ("open", "review"):
                     await self._set_timer(known)  # deduplicated; covers a lost ack
                 return
-            if await dr._stale(conn, event):
-                await dr._skip_stale(event, conn)
+            if await is_stale(conn, event):
+                await skip_stale(conn, event)
                 return
             row, was_review = await self._join(conn, event)
             # The thread's pending draft answers a conversation that moved on: withdrawn
@@ -142,11 +147,11 @@ class Bursts:
             await withdraw(conn, dr.bus, event.thread, REVIEW if was_review else LEAD_WROTE)
             if was_review:
                 # The burst has a message that needs a person: so does this one.
-                await dr.replier.to_review(
+                await to_review(
                     conn, event.thread, event.from_number, [message_of(event)], BURST_RULE
                 )
                 if dr.settings.alert_on_needs_review:
-                    await dr._tell_owners(
+                    await dr.owners.tell_all(
                         owner_texts.needs_review(
                             event.from_number,
                             event.body,
@@ -156,38 +161,38 @@ class Bursts:
                         f"needs_review:{event.message_sid}",
                     )
             await self._set_timer(row)
-        log.info("burst_held", message_sid=event.message_sid, burst_id=str(row["burst_id"]))
+        log.info("burst_held", message_sid=event.message_sid, burst_id=str(row.burst_id))
 
     async def review(self, event: InboundRouted) -> None:
         """A message that needs review: its burst (open or new) goes to review, drafts nothing.
 
-        Its own queue item and alert come from Drafter._needs_review; the burst's earlier
+        Its own queue item and alert come from review.needs_review; the burst's earlier
         draftable messages are queued with it (the dashboard shows them).
         """
-        dr = self.drafter
+        dr = self.deps
         async with dr.pool.acquire() as conn, conn.transaction():
             await conn.execute(Q.lock_thread, event.thread)
             if await conn.fetchrow(Q.burst_of_message, event.message_sid) is not None:
                 return  # redelivered after the commit
             row, _ = await self._join(conn, event, review=event.rule)
-            if row["status"] == "open":
-                await conn.execute(Q.burst_to_review, row["burst_id"], event.rule)
+            if row.status == "open":
+                await conn.execute(Q.burst_to_review, row.burst_id, event.rule)
                 earlier = [
-                    LeadMessage(sid=m["message_sid"], body=m["body"], seq=m["seq"])
-                    for m in await conn.fetch(Q.burst_messages, row["burst_id"])
-                    if m["decision"] == "draft"
+                    LeadMessage(sid=m.message_sid, body=m.body, seq=m.seq)
+                    for m in burst_messages_of(await conn.fetch(Q.burst_messages, row.burst_id))
+                    if m.decision == "draft"
                 ]
                 if earlier:
-                    await dr.replier.to_review(conn, event.thread, event.from_number, earlier, BURST_RULE)
+                    await to_review(conn, event.thread, event.from_number, earlier, BURST_RULE)
             await self._set_timer(row)  # the window stays open: later messages go to review too
         log.info("burst_review", message_sid=event.message_sid, rule=event.rule)
 
     async def drop(self, thread: str, reason: str) -> None:
         """Opt-out, paused thread, a person answers: the open burst is never drafted, and drafts
         withdrawn for its messages learn that no replacement is coming."""
-        async with self.drafter.pool.acquire() as conn, conn.transaction():
+        async with self.deps.pool.acquire() as conn, conn.transaction():
             await give_up(conn, thread, DROP_REASONS.get(reason.split(":", 1)[0], PAUSED))
-            await drop_open_burst(conn, self.drafter.bus, thread, reason)
+            await drop_open_burst(conn, self.deps.bus, thread, reason)
 
     # --- timer.fired ---------------------------------------------------------
 
@@ -197,39 +202,33 @@ class Bursts:
             burst_id = uuid.UUID(str(raw))
         except ValueError:
             return Drop(f"burst timer {event.timer_id}: bad burst_id {raw!r}")
-        dr = self.drafter
+        dr = self.deps
         async with dr.pool.acquire() as conn:
-            row = await conn.fetchrow(Q.burst_by_id, burst_id)
+            row = burst_of(await conn.fetchrow(Q.burst_by_id, burst_id))
             if row is None:
                 return Drop(f"burst timer {event.timer_id}: unknown burst {burst_id}")
-            if row["status"] == "review":
+            if row.status == "review":
                 await conn.execute(Q.close_burst, burst_id, "closed", None, "")
                 return None
-            if row["status"] == "drafted" and row["draft_id"] is not None:
+            if row.status == "drafted" and row.draft_id is not None:
                 # Redelivered after the draft committed: re-announce it while pending.
-                draft = draft_of(await conn.fetchrow(Q.current_version, row["draft_id"]))
+                draft = draft_of(await conn.fetchrow(Q.current_version, row.draft_id))
                 if draft is not None and draft.pending and draft.version == 1:
-                    await dr._announce(draft)
+                    await dr.owners.announce(draft)
                 return None
-            if row["status"] != "open":
+            if row.status != "open":
                 return None  # dropped or closed
-            if event.fire_at < row["fire_at"]:
+            if event.fire_at < row.fire_at:
                 log.info("burst_timer_superseded", burst_id=str(burst_id))
                 return None  # a newer message moved the timer; that firing drafts
             msgs = [
-                LeadMessage(
-                    sid=m["message_sid"],
-                    body=m["body"],
-                    seq=m["seq"],
-                    intent=m["intent"],
-                    language=m["language"],
-                )
-                for m in await conn.fetch(Q.burst_messages, burst_id)
+                LeadMessage(sid=m.message_sid, body=m.body, seq=m.seq, intent=m.intent, language=m.language)
+                for m in burst_messages_of(await conn.fetch(Q.burst_messages, burst_id))
             ]
         if not msgs:
             return Drop(f"burst {burst_id} has no messages")
-        token = BurstToken(burst_id=str(burst_id), fire_at=row["fire_at"])
-        return await dr.replier.draft(row["thread"], row["number"], msgs, d, burst=token)
+        token = BurstToken(burst_id=str(burst_id), fire_at=row.fire_at)
+        return await self.replier.draft(row.thread, row.number, msgs, d, burst=token)
 
 
-__all__ = ["BURST_RULE", "DROPS_BURST", "Bursts", "Replier", "burst_timer_id"]
+__all__ = ["BURST_RULE", "DROPS_BURST", "Bursts"]

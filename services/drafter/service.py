@@ -8,25 +8,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from libs.consumer import Handler
-from libs.events import (
-    ContactOptout,
-    ContactPaused,
-    DraftDecided,
-    DraftRequested,
-    Event,
-    InboundRouted,
-    OutboundFailed,
-    OutboundSent,
-    TimerFired,
-)
 from libs.llm import LLM
 from libs.service import Built, Clock, ServiceContext, ServiceSpec
 from services.drafter.endpoints import endpoints
-from services.drafter.handlers import Drafter
+from services.drafter.handlers import Drafter, build_handlers
 from services.drafter.profile import Profile, load_profile
 from services.drafter.settings import DrafterSettings
-from services.drafter.withdrawal import OptOuts
 
 NAME = "drafter"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -83,17 +70,7 @@ async def build(ctx: ServiceContext[DrafterSettings], clock: Clock) -> Built:
         providers=[f"{p.name}:{p.model}" for p in llm.providers] or "templates",
         owners=len(settings.owner_numbers),
     )
-    handlers: dict[type[Event], Handler] = {
-        InboundRouted: drafter.on_routed,
-        DraftDecided: drafter.on_decided,
-        DraftRequested: drafter.on_requested,
-        TimerFired: drafter.on_timer,
-        ContactPaused: drafter.on_paused,
-        ContactOptout: OptOuts(ctx.bus, ctx.pool).on_optout,
-        OutboundSent: drafter.on_outbound,
-        OutboundFailed: drafter.on_outbound,
-    }
-    return Built(handlers, {"drafter": drafter})
+    return Built(build_handlers(drafter), {"drafter": drafter})
 
 
 SPEC = ServiceSpec(NAME, DrafterSettings, build, MIGRATIONS)

@@ -10,10 +10,19 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from libs.db import load_queries
+from libs.db import load_queries, named
 from libs.llm import Attempt
 
 Q = load_queries(Path(__file__).parent / "queries.sql")
+
+#: Bound by name (``libs.db.named``): the queries with more than six parameters.
+INSERT_DRAFT = named(Q.insert_draft)
+INSERT_TRACE = named(Q.insert_trace)
+INSERT_APPROVAL = named(Q.insert_approval)
+ENQUEUE_MANUAL = named(Q.enqueue_manual)
+INSERT_HUMAN_REPLY = named(Q.insert_human_reply)
+INSERT_BURST = named(Q.insert_burst)
+INSERT_BURST_MESSAGE = named(Q.insert_burst_message)
 
 PENDING = "DRAFT_PENDING_APPROVAL"
 APPROVED = "APPROVED_TO_SEND"
@@ -93,6 +102,47 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
         }
 
 
+class Burst(msgspec.Struct, frozen=True, kw_only=True):
+    """A thread's lead messages held for one draft (services/drafter/bursts.py)."""
+
+    burst_id: uuid.UUID
+    thread: str
+    number: str
+    #: open | review | drafted | dropped | closed
+    status: str
+    first_at: datetime
+    last_at: datetime
+    fire_at: datetime
+    draft_id: uuid.UUID | None
+    reason: str
+    created_at: datetime
+    closed_at: datetime | None
+
+
+class BurstMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """One lead message held in a burst."""
+
+    id: int
+    message_sid: str
+    burst_id: uuid.UUID
+    body: str
+    seq: int
+    intent: str | None
+    language: str | None
+    #: The router's decision: draft | needs_review.
+    decision: str
+    rule: str
+    created_at: datetime
+
+
+def burst_of(record: asyncpg.Record | None) -> Burst | None:
+    return None if record is None else Burst(**dict(record))
+
+
+def burst_messages_of(records: list[asyncpg.Record]) -> list[BurstMessage]:
+    return [BurstMessage(**dict(r)) for r in records]
+
+
 def draft_of(record: asyncpg.Record | None) -> Draft | None:
     if record is None:
         return None
@@ -130,30 +180,30 @@ async def insert_draft(
     replaces_refs: tuple[str, ...] = (),
     burst_id: str | None = None,
 ) -> Draft:
-    record = await conn.fetchrow(
-        Q.insert_draft,
-        uuid.UUID(draft_id),
-        version,
-        ref,
-        thread,
-        to_number,
-        body,
-        source,
-        in_reply_to,
-        inbound_body,
-        intent,
-        language,
-        created_by,
-        expires_at,
-        inbound_seq,
-        request_id,
-        workflow_enrollment_id,
-        workflow_step_id,
-        sms_prompted,
-        list(lead_messages),
-        list(replaces_refs),
-        uuid.UUID(burst_id) if burst_id else None,
-    )
+    values = {
+        "draft_id": uuid.UUID(draft_id),
+        "version": version,
+        "ref": ref,
+        "thread": thread,
+        "to_number": to_number,
+        "body": body,
+        "source": source,
+        "in_reply_to": in_reply_to,
+        "inbound_body": inbound_body,
+        "intent": intent,
+        "language": language,
+        "created_by": created_by,
+        "expires_at": expires_at,
+        "inbound_seq": inbound_seq,
+        "request_id": request_id,
+        "workflow_enrollment_id": workflow_enrollment_id,
+        "workflow_step_id": workflow_step_id,
+        "sms_prompted": sms_prompted,
+        "lead_messages": list(lead_messages),
+        "replaces_refs": list(replaces_refs),
+        "burst_id": uuid.UUID(burst_id) if burst_id else None,
+    }
+    record = await conn.fetchrow(INSERT_DRAFT.sql, *INSERT_DRAFT.bind(values))
     draft = draft_of(record)
     assert draft is not None
     return draft
@@ -170,22 +220,22 @@ async def insert_traces(
 ) -> None:
     for attempt in attempts:
         usage = attempt.usage
-        await conn.execute(
-            Q.insert_trace,
-            uuid.UUID(draft_id) if draft_id else None,
-            thread,
-            in_reply_to,
-            attempt.provider,
-            attempt.model,
-            attempt.ok,
-            attempt.error,
-            usage.prompt_tokens if usage else 0,
-            usage.completion_tokens if usage else 0,
-            usage.total_tokens if usage else 0,
-            attempt.cost_usd,
-            attempt.latency_ms,
-            prompt,
-        )
+        values = {
+            "draft_id": uuid.UUID(draft_id) if draft_id else None,
+            "thread": thread,
+            "in_reply_to": in_reply_to,
+            "provider": attempt.provider,
+            "model": attempt.model,
+            "ok": attempt.ok,
+            "error": attempt.error,
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "total_tokens": usage.total_tokens if usage else 0,
+            "cost_usd": attempt.cost_usd,
+            "latency_ms": attempt.latency_ms,
+            "prompt": prompt,
+        }
+        await conn.execute(INSERT_TRACE.sql, *INSERT_TRACE.bind(values))
 
 
 async def enqueue_manual(
@@ -200,17 +250,55 @@ async def enqueue_manual(
     draft_id: str | None = None,
     body: str = "",
 ) -> None:
-    await conn.execute(
-        Q.enqueue_manual,
-        key,
-        thread,
-        number,
-        reason,
-        detail,
-        message_sid,
-        uuid.UUID(draft_id) if draft_id else None,
-        body,
-    )
+    values = {
+        "key": key,
+        "thread": thread,
+        "number": number,
+        "reason": reason,
+        "detail": detail,
+        "message_sid": message_sid,
+        "draft_id": uuid.UUID(draft_id) if draft_id else None,
+        "body": body,
+    }
+    await conn.execute(ENQUEUE_MANUAL.sql, *ENQUEUE_MANUAL.bind(values))
+
+
+async def insert_approval(
+    conn: asyncpg.Connection,
+    *,
+    decision_event_id: str,
+    draft_id: str | None,
+    version: int | None,
+    ref: str | None,
+    reviewer: str,
+    source: str,
+    action: str,
+    outcome: str,
+    notes: str,
+) -> None:
+    """One row per draft.decided event, whatever its outcome (a repeat inserts nothing)."""
+    values = {
+        "decision_event_id": decision_event_id,
+        "draft_id": uuid.UUID(draft_id) if draft_id else None,
+        "version": version,
+        "ref": ref,
+        "reviewer": reviewer,
+        "source": source,
+        "action": action,
+        "outcome": outcome,
+        "notes": notes,
+    }
+    await conn.execute(INSERT_APPROVAL.sql, *INSERT_APPROVAL.bind(values))
+
+
+async def thread_ref(conn: asyncpg.Connection, thread: str, number: str) -> str:
+    """The thread's ref, made on first use."""
+    ref = await conn.fetchval(Q.thread_ref, thread)
+    if ref is None:
+        ref = await conn.fetchval(Q.insert_thread_ref, thread, number)
+        if ref is None:  # a concurrent insert won
+            ref = await conn.fetchval(Q.thread_ref, thread)
+    return str(ref)
 
 
 def manual_item(record: asyncpg.Record) -> dict[str, Any]:

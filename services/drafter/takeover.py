@@ -22,6 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -42,7 +43,7 @@ from libs.events import (
 )
 from services.drafter import owner_texts
 from services.drafter.settings import DrafterSettings
-from services.drafter.store import Q, enqueue_manual
+from services.drafter.store import INSERT_HUMAN_REPLY, Q, enqueue_manual, insert_approval, thread_ref
 from services.drafter.withdrawal import HUMAN_REPLY, drop_open_burst, withdraw
 
 SERVICE = "drafter"
@@ -54,16 +55,6 @@ CONSOLE_ACTIONS = frozenset({"send", "pause", "resume", "list", "help"})
 LIST_MAX = 8
 
 TellOwner = Callable[..., Awaitable[None]]
-
-
-async def thread_ref(conn: asyncpg.Connection, thread: str, number: str) -> str:
-    """The thread's ref, made on first use."""
-    ref = await conn.fetchval(Q.thread_ref, thread)
-    if ref is None:
-        ref = await conn.fetchval(Q.insert_thread_ref, thread, number)
-        if ref is None:  # a concurrent insert won
-            ref = await conn.fetchval(Q.thread_ref, thread)
-    return str(ref)
 
 
 def human_request_id(decision_id: str) -> str:
@@ -162,9 +153,45 @@ class Console:
             metrics.HUMAN_REPLIES.labels(ev.source, "refused").inc()
             return await self._record(conn, ev, thread, "refused", "lead opted out")
         request_id = human_request_id(ev.id)
+        oldest = await self._hand_over(conn, ev, thread, number, ref, body)
+        await self.bus.publish(
+            HumanReply(
+                id=_derived(ev.id, "human"),
+                thread=thread,
+                request_id=request_id,
+                to_number=number,
+                body=body,
+                author=ev.reviewer,
+                channel=ev.source,
+                ref=ref,
+            )
+        )
+        metrics.HUMAN_REPLIES.labels(ev.source, "accepted").inc()
+        if oldest is not None:
+            metrics.TIME_TO_FIRST_HUMAN_REPLY.observe(max((utcnow() - oldest).total_seconds(), 0.0))
+        log.info("human_reply", thread=thread, channel=ev.source, ref=ref)
+        return await self._record(conn, ev, thread, "accepted", f"sent as {request_id}")
+
+    async def _hand_over(
+        self, conn: asyncpg.Connection, ev: DraftDecided, thread: str, number: str, ref: str, body: str
+    ) -> datetime | None:
+        """Record the human reply and take the thread from the AI; the oldest open manual item's time."""
+        request_id = human_request_id(ev.id)
         notify = ev.reviewer if ev.source == "sms" else ""
         await conn.execute(
-            Q.insert_human_reply, request_id, thread, number, body, ev.reviewer, ev.source, notify, ref
+            INSERT_HUMAN_REPLY.sql,
+            *INSERT_HUMAN_REPLY.bind(
+                {
+                    "request_id": request_id,
+                    "thread": thread,
+                    "number": number,
+                    "body": body,
+                    "author": ev.reviewer,
+                    "channel": ev.source,
+                    "notify": notify,
+                    "ref": ref,
+                }
+            ),
         )
         # The person answered instead of the AI: its pending draft is withdrawn and
         # a burst held before the takeover began is never drafted.
@@ -188,23 +215,7 @@ class Console:
                 "drafts_withdrawn": [d.ref for d in withdrawn],
             },
         )
-        await self.bus.publish(
-            HumanReply(
-                id=_derived(ev.id, "human"),
-                thread=thread,
-                request_id=request_id,
-                to_number=number,
-                body=body,
-                author=ev.reviewer,
-                channel=ev.source,
-                ref=ref,
-            )
-        )
-        metrics.HUMAN_REPLIES.labels(ev.source, "accepted").inc()
-        if oldest is not None:
-            metrics.TIME_TO_FIRST_HUMAN_REPLY.observe(max((utcnow() - oldest).total_seconds(), 0.0))
-        log.info("human_reply", thread=thread, channel=ev.source, ref=ref)
-        return await self._record(conn, ev, thread, "accepted", f"sent as {request_id}")
+        return oldest
 
     async def _target(self, conn: asyncpg.Connection, ev: DraftDecided) -> tuple[str, str] | None:
         if ev.ref:
@@ -224,9 +235,17 @@ class Console:
     async def _record(
         self, conn: asyncpg.Connection, ev: DraftDecided, thread: str, outcome: str, notes: str
     ) -> str:
-        await conn.execute(
-            Q.insert_approval,
-            ev.id, None, None, ev.ref, ev.reviewer, ev.source, ev.action, outcome, notes,
+        await insert_approval(
+            conn,
+            decision_event_id=ev.id,
+            draft_id=None,
+            version=None,
+            ref=ev.ref,
+            reviewer=ev.reviewer,
+            source=ev.source,
+            action=ev.action,
+            outcome=outcome,
+            notes=notes,
         )
         await audit(
             conn,

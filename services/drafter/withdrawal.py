@@ -30,7 +30,8 @@ from libs.consumer import Delivery
 from libs.db import audit
 from libs.events import ContactOptout, TimerCancel, thread_of
 from services.drafter import owner_texts
-from services.drafter.store import Draft, Q, draft_of, enqueue_manual
+from services.drafter.ids import burst_timer_id, derived_id, expiry_timer_id
+from services.drafter.store import Draft, Q, burst_of, draft_of, enqueue_manual, thread_ref
 
 SERVICE = "drafter"
 log = structlog.get_logger("drafter.withdrawal")
@@ -43,10 +44,6 @@ PAUSED = "paused"
 
 #: bursts.drop's reason (router decision, or "paused") -> why its awaiting drafts get no replacement.
 DROP_REASONS = {"forward": HUMAN_REPLY, "opt_out": OPTED_OUT, "log_only": PAUSED, "paused": PAUSED}
-
-
-def burst_timer_id(burst_id: str) -> str:
-    return f"burst_debounce:{burst_id}"
 
 
 def _drafts(records: list[asyncpg.Record]) -> list[Draft]:
@@ -64,8 +61,6 @@ async def withdraw(
     """Withdraw the thread's pending reply drafts (workflow drafts are not touched), inside
     the caller's transaction; for any reason but ``lead_wrote`` the drafts already waiting
     for a replacement get this reason too. Idempotent: a repeat finds nothing pending."""
-    from services.drafter.handlers import derived_id, expiry_timer_id
-
     await conn.execute(Q.lock_thread, thread)
     pending = _drafts(await conn.fetch(Q.pending_replies_of_thread, thread))
     for d in pending:
@@ -127,22 +122,22 @@ async def give_up(
 async def drop_open_burst(conn: asyncpg.Connection, bus: Bus, thread: str, reason: str) -> bool:
     """The thread's open burst is never drafted (inside the caller's transaction)."""
     await conn.execute(Q.lock_thread, thread)
-    row = await conn.fetchrow(Q.open_burst, thread)
+    row = burst_of(await conn.fetchrow(Q.open_burst, thread))
     if row is None:
         return False
-    await conn.execute(Q.close_burst, row["burst_id"], "dropped", None, reason)
+    await conn.execute(Q.close_burst, row.burst_id, "dropped", None, reason)
     await audit(
         conn,
         service=SERVICE,
         action="burst_dropped",
         thread=thread,
-        details={"burst_id": str(row["burst_id"]), "reason": reason},
+        details={"burst_id": str(row.burst_id), "reason": reason},
     )
     await bus.publish(
         TimerCancel(
             thread=thread,
-            id=str(uuid.uuid5(row["burst_id"], "dropped")),
-            timer_id=burst_timer_id(str(row["burst_id"])),
+            id=str(uuid.uuid5(row.burst_id, "dropped")),
+            timer_id=burst_timer_id(str(row.burst_id)),
         )
     )
     log.info("burst_dropped", thread=thread, reason=reason)
@@ -151,8 +146,6 @@ async def drop_open_burst(conn: asyncpg.Connection, bus: Bus, thread: str, reaso
 
 async def refusal(conn: asyncpg.Connection, named_ref: str, draft: Draft) -> str:
     """What the owner is told when a decision names a withdrawn version."""
-    from services.drafter.takeover import thread_ref
-
     reason = draft.withdrawn_reason or LEAD_WROTE
     ref = await thread_ref(conn, draft.thread, draft.to_number) if reason == REVIEW else ""
     return owner_texts.withdrawn(named_ref, draft.to_number, reason, ref)
@@ -186,7 +179,6 @@ __all__ = [
     "REVIEW",
     "OptOuts",
     "awaiting",
-    "burst_timer_id",
     "drop_open_burst",
     "give_up",
     "refusal",

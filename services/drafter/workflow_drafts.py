@@ -1,0 +1,116 @@
+"""Workflow messages that need the owner's YES (``draft.requested``), and their NO.
+
+The text is the workflow's, rendered by the scheduler; nothing is generated. A draft
+like any other once written: the same prompt, expiry and decisions, except that a NO
+ends the enrollment instead of pausing the thread (see ``reject``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+
+from libs import metrics
+from libs.consumer import Delivery, Drop
+from libs.db import audit
+from libs.events import DraftRejected, DraftRequested, utcnow
+from services.drafter.decision import Decision
+from services.drafter.deps import SERVICE, Deps
+from services.drafter.expiry import cancel_expiry
+from services.drafter.ids import derived_id
+from services.drafter.store import Draft, Q, draft_of, insert_draft
+
+log = structlog.get_logger("drafter")
+
+
+@dataclass(frozen=True)
+class WorkflowDrafts:
+    deps: Deps
+
+    async def on_requested(self, event: DraftRequested, d: Delivery) -> Drop | None:
+        """A workflow message that needs the owner's YES: a draft like any other."""
+        if not event.to_number.strip():
+            return Drop(f"draft.requested {event.request_id} without a to_number")
+        if not event.body.strip():
+            return Drop(f"draft.requested {event.request_id} with an empty body")
+        async with self.deps.pool.acquire() as conn:
+            existing = draft_of(await conn.fetchrow(Q.draft_for_request, event.request_id))
+        if existing is not None:
+            # Redelivered after the commit. Re-announcing a still-undecided first version
+            # is deduplicated and covers a lost ack; once decided or edited, the events
+            # of what happened since are in the stream and nothing is repeated.
+            if existing.pending:
+                await self.deps.owners.announce(existing)
+            return None
+        draft = await self._create(event)
+        metrics.DRAFTS_CREATED.labels(event.source).inc()
+        log.info("draft_created", draft_id=draft.draft_id, ref=draft.ref, source=event.source)
+        return None
+
+    async def _create(self, event: DraftRequested) -> Draft:
+        """Write version 1, audit it and announce it, in one transaction."""
+        deps = self.deps
+        draft_id = derived_id("requested", event.request_id)
+        async with deps.pool.acquire() as conn, conn.transaction():
+            ref = await conn.fetchval(Q.next_ref)
+            draft = await insert_draft(
+                conn,
+                draft_id=draft_id,
+                version=1,
+                ref=ref,
+                thread=event.thread,
+                to_number=event.to_number,
+                body=event.body,
+                source=event.source,
+                in_reply_to="",
+                inbound_body="",
+                intent=None,
+                language=None,
+                created_by="SYSTEM",
+                expires_at=utcnow() + timedelta(seconds=deps.settings.draft_expiry_s),
+                request_id=event.request_id,
+                workflow_enrollment_id=event.workflow_enrollment_id,
+                workflow_step_id=event.step_id,
+                # The workflow's text is never cut: too long, and it waits on the dashboard.
+                sms_prompted=deps.owners.promptable(ref, event.to_number, event.body),
+            )
+            await audit(
+                conn,
+                service=SERVICE,
+                action="draft_created",
+                thread=event.thread,
+                details={
+                    "draft_id": draft_id,
+                    "ref": ref,
+                    "version": 1,
+                    "source": event.source,
+                    "request_id": event.request_id,
+                    "workflow_enrollment_id": event.workflow_enrollment_id,
+                    "step_id": event.step_id,
+                },
+            )
+            await deps.owners.announce(draft)
+        return draft
+
+
+async def reject(decision: Decision, draft: Draft) -> None:
+    """NO to a workflow message: it is not sent and its enrollment ends (the scheduler).
+
+    Unlike a rejected reply, the thread is neither paused nor queued: the lead asked
+    nothing, and pausing would make the router log their next message without a draft.
+    """
+    bus = decision.deps.bus
+    await bus.publish(
+        DraftRejected(
+            thread=draft.thread,
+            draft_id=draft.draft_id,
+            version=draft.version,
+            reviewer=decision.event.reviewer,
+            reason=decision.event.notes,
+            request_id=draft.request_id,
+            workflow_enrollment_id=draft.workflow_enrollment_id,
+        )
+    )
+    await cancel_expiry(bus, draft)
