@@ -22,6 +22,7 @@ from libs import rpc
 from libs.events import ContactPaused, DecisionAction, DecisionSource, DraftDecided, Event, thread_of
 from services.ingest.auth import Principal
 from services.ingest.http_common import DEPS_KEY, Unavailable, authenticate, json_error
+from services.ingest.leads import decode_json_object
 from services.ingest.twilio_payload import PayloadError
 
 log = structlog.get_logger("ingest")
@@ -48,15 +49,7 @@ def number_and_thread(raw: str) -> tuple[str, str]:
 async def json_body(request: web.Request) -> dict[str, Any]:
     """An optional JSON object body ({} when empty)."""
     raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise PayloadError("body must be a JSON object")
-    return data
+    return decode_json_object(raw) if raw.strip() else {}
 
 
 def _str_field(data: dict[str, Any], key: str, *, max_len: int = 1600) -> str | None:

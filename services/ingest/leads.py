@@ -15,7 +15,7 @@ import phonenumbers
 from multidict import MultiDictProxy
 
 from libs.events import LeadCreated, thread_of
-from services.ingest.twilio_payload import PayloadError
+from services.ingest.twilio_payload import PayloadError, raw_form
 
 _NAME_KEYS = {
     "first_name": ("first_name", "firstName", "first"),
@@ -42,6 +42,7 @@ def normalize_phone(raw: str, default_region: str) -> str:
 
 
 def decode_json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object body (the lead webhook's and the API's); anything else is a PayloadError."""
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -52,10 +53,7 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
 
 
 def form_to_dict(form: MultiDictProxy[str]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    for key in form:
-        values = form.getall(key)
-        data[key] = values[0] if len(values) == 1 else list(values)
+    data: dict[str, Any] = dict(raw_form(form))
     tags = data.get("tags")
     if isinstance(tags, str):
         data["tags"] = [t for t in (part.strip() for part in tags.split(",")) if t]

@@ -145,12 +145,18 @@ def _first_values(form: MultiDictProxy[str]) -> dict[str, str]:
     return {key: form[key] for key in form}
 
 
-def _convert(form: MultiDictProxy[str], cls: type[T]) -> T:
+def _convert(fields: dict[str, str], cls: type[T]) -> T:
     try:
         # strict=False lets msgspec turn "3" into 3 for the numeric fields.
-        return msgspec.convert(_first_values(form), cls, strict=False)
+        return msgspec.convert(fields, cls, strict=False)
     except msgspec.ValidationError as exc:
         raise PayloadError(str(exc)) from exc
+
+
+def _check_once(form: MultiDictProxy[str], names: tuple[str, ...]) -> None:
+    for name in names:
+        if len(form.getall(name, ())) > 1:
+            raise PayloadError(f"{name} appears more than once")
 
 
 def _check_sid_fields(form: MultiDictProxy[str], *, sid_field: str) -> None:
@@ -159,9 +165,7 @@ def _check_sid_fields(form: MultiDictProxy[str], *, sid_field: str) -> None:
     Twilio sends ``SmsMessageSid`` and ``SmsSid`` with the same value as ``MessageSid``;
     a form where they differ was not written by Twilio (or was re-split after signing).
     """
-    for name in _SID_FIELDS:
-        if len(form.getall(name, ())) > 1:
-            raise PayloadError(f"{name} appears more than once")
+    _check_once(form, _SID_FIELDS)
     sid = form.get(sid_field)
     for alias in ("MessageSid", "SmsMessageSid", "SmsSid"):
         value = form.get(alias)
@@ -172,7 +176,7 @@ def _check_sid_fields(form: MultiDictProxy[str], *, sid_field: str) -> None:
 def parse_inbound(form: MultiDictProxy[str]) -> InboundSms:
     """Validate an inbound-message webhook and collect its media (MediaUrlN/MediaContentTypeN)."""
     _check_sid_fields(form, sid_field="MessageSid")
-    sms = _convert(form, InboundSms)
+    sms = _convert(_first_values(form), InboundSms)
     media: list[Media] = []
     for index in range(sms.num_media):
         url = form.get(f"MediaUrl{index}", "")
@@ -190,23 +194,18 @@ def parse_status(form: MultiDictProxy[str]) -> StatusCallback:
     fields.setdefault("MessageSid", fields.get("SmsSid", ""))
     if fields.get("ErrorCode", None) == "":
         del fields["ErrorCode"]
-    try:
-        return msgspec.convert(fields, StatusCallback, strict=False)
-    except msgspec.ValidationError as exc:
-        raise PayloadError(str(exc)) from exc
+    return _convert(fields, StatusCallback)
 
 
 def _check_call_sid_fields(form: MultiDictProxy[str]) -> None:
     # Same reason as for messages: a SID field repeated is a re-split form, not Twilio's.
-    for name in _CALL_SID_FIELDS:
-        if len(form.getall(name, ())) > 1:
-            raise PayloadError(f"{name} appears more than once")
+    _check_once(form, _CALL_SID_FIELDS)
 
 
 def parse_voice(form: MultiDictProxy[str]) -> VoiceCall:
     """Validate Twilio's incoming-call webhook."""
     _check_call_sid_fields(form)
-    return _convert(form, VoiceCall)
+    return _convert(_first_values(form), VoiceCall)
 
 
 def parse_dial_status(form: MultiDictProxy[str]) -> DialStatus:
@@ -215,7 +214,4 @@ def parse_dial_status(form: MultiDictProxy[str]) -> DialStatus:
     fields = _first_values(form)
     if fields.get("DialCallSid", None) == "":
         del fields["DialCallSid"]  # no forwarded leg was created (e.g. failed at once)
-    try:
-        return msgspec.convert(fields, DialStatus, strict=False)
-    except msgspec.ValidationError as exc:
-        raise PayloadError(str(exc)) from exc
+    return _convert(fields, DialStatus)

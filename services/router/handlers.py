@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -90,11 +91,20 @@ class Router:
         try:
             return await self._route(event, d)
         except _TRANSIENT as exc:
-            return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
+            return self._retry(d, exc)
 
-    def _backoff(self, d: Delivery) -> float:
+    def _retry(self, d: Delivery, exc: BaseException) -> Retry:
+        """A transient failure (database, NATS): try again after the configured backoff."""
         delays = self.settings.backoff_s
-        return delays[min(d.num_delivered - 1, len(delays) - 1)] if delays else 1.0
+        delay = delays[min(d.num_delivered - 1, len(delays) - 1)] if delays else 1.0
+        return Retry(delay, f"transient: {exc!r}"[:200])
+
+    async def _retry_transient(self, d: Delivery, work: Awaitable[object]) -> Retry | None:
+        try:
+            await work
+        except _TRANSIENT as exc:
+            return self._retry(d, exc)
+        return None
 
     async def _route(self, event: InboundReceived, d: Delivery) -> Retry | None:
         thread = thread_of(event.from_number)
@@ -276,18 +286,10 @@ class Router:
         return out
 
     async def on_human(self, event: HumanReply, d: Delivery) -> Retry | None:
-        try:
-            await self.takeover.human_replied(event)
-        except _TRANSIENT as exc:
-            return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
-        return None
+        return await self._retry_transient(d, self.takeover.human_replied(event))
 
     async def on_timer(self, event: TimerFired, d: Delivery) -> Retry | None:
-        try:
-            await self.takeover.quiet_period_over(event)
-        except _TRANSIENT as exc:
-            return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
-        return None
+        return await self._retry_transient(d, self.takeover.quiet_period_over(event))
 
     async def on_paused(self, event: ContactPaused, d: Delivery) -> Retry | None:
         thread = thread_of(event.number) if event.number else event.thread
@@ -311,7 +313,7 @@ class Router:
             if ended is not None:
                 await self.bus.publish(ended)
         except _TRANSIENT as exc:
-            return Retry(self._backoff(d), f"transient: {exc!r}"[:200])
+            return self._retry(d, exc)
         log.info("thread_pause_set", thread=thread, paused=event.paused)
         return None
 

@@ -623,23 +623,16 @@ class TimerStore:
         if outcome in ("fired", "fired_late"):
             self.fired += 1
             self.lateness.append(max(lateness, 0.0))
-        log.debug(
+        overdue = outcome in ("skipped", "escalated")
+        (log.warning if overdue else log.debug)(
             "timer_" + outcome,
             timer_id=record.timer_id,
             kind=record.kind,
             lateness_s=round(lateness, 3),
             thread=record.thread,
         )
-        if outcome in ("skipped", "escalated"):
-            log.warning(
-                "timer_" + outcome,
-                timer_id=record.timer_id,
-                kind=record.kind,
-                lateness_s=round(lateness, 3),
-                thread=record.thread,
-            )
-            if self.on_overdue is not None:
-                await self.on_overdue(record, outcome, lateness)
+        if overdue and self.on_overdue is not None:
+            await self.on_overdue(record, outcome, lateness)
 
     def _show_pending(self, view: _View, *kinds: str | None) -> None:
         """Set the pending gauge of ``kinds`` from ``view`` when it is the view in use

@@ -103,6 +103,11 @@ def render(name: str, status: int = 200, **context: Any) -> web.Response:
     return web.Response(text=html, status=status, content_type="text/html", headers=SECURITY_HEADERS)
 
 
+def _page(request: web.Request, session: Session, name: str, page: str, **context: Any) -> web.Response:
+    """A signed-in page: the navigation (``page``), the session and any ?notice= banner."""
+    return render(f"{name}.html", page=page, session=session, notice=_notice(request), **context)
+
+
 def _secure(request: web.Request) -> bool:
     return request.app[SETTINGS_KEY].public_base_url.startswith("https://") or request.secure
 
@@ -245,11 +250,11 @@ async def overview(request: web.Request, session: Session) -> web.Response:
     drafts, drafts_error = await _pending_drafts(request)
     queue, queue_error = await _manual_queue(request)
     health = await request.app[SYSTEM_HEALTH_KEY].report()
-    return render(
-        "overview.html",
-        page="overview",
-        session=session,
-        notice=_notice(request),
+    return _page(
+        request,
+        session,
+        "overview",
+        "overview",
         drafts=drafts,
         drafts_error=drafts_error,
         queue=queue,
@@ -263,30 +268,35 @@ async def overview(request: web.Request, session: Session) -> web.Response:
 async def threads(request: web.Request, session: Session) -> web.Response:
     rows, notes = await reads.recent_threads(request.app[DASHBOARD_KEY].pool)
     owners = {n.lstrip("+") for n in request.app[SETTINGS_KEY].owner_numbers}
-    return render(
-        "threads.html",
-        page="threads",
-        session=session,
-        notice=_notice(request),
+    return _page(
+        request,
+        session,
+        "threads",
+        "threads",
         threads=rows,
         notes=notes,
         owners=owners,
     )
 
 
-@logged_in
-async def thread(request: web.Request, session: Session) -> web.Response:
+def _path_thread(request: web.Request) -> tuple[str, str]:
+    """(number, thread) of the ``{thread}`` in the URL; 404 when it is not a phone number."""
     try:
-        number, thread_id = number_and_thread(request.match_info["thread"])
+        return number_and_thread(request.match_info["thread"])
     except PayloadError:
         raise web.HTTPNotFound(text="not a phone number") from None
+
+
+@logged_in
+async def thread(request: web.Request, session: Session) -> web.Response:
+    number, thread_id = _path_thread(request)
     deps = request.app[DASHBOARD_KEY]
     detail = await reads.thread_detail(deps.pool, thread_id, deps.queries.list_inbound_for_thread)
-    return render(
-        "thread.html",
-        page="threads",
-        session=session,
-        notice=_notice(request),
+    return _page(
+        request,
+        session,
+        "thread",
+        "threads",
         number=number,
         detail=detail,
         as_json=lambda value: json.dumps(value, default=str, ensure_ascii=False),
@@ -297,10 +307,7 @@ async def thread(request: web.Request, session: Session) -> web.Response:
 @logged_in
 async def thread_export(request: web.Request, session: Session) -> web.StreamResponse:
     """The thread page's download link: the same export as GET /api/export, one thread."""
-    try:
-        _, thread_id = number_and_thread(request.match_info["thread"])
-    except PayloadError:
-        raise web.HTTPNotFound(text="not a phone number") from None
+    _, thread_id = _path_thread(request)
     fmt = request.query.get("format", "csv")
     if fmt not in FORMATS:
         raise web.HTTPBadRequest(text="format must be csv or jsonl")
@@ -394,12 +401,8 @@ def pause(paused: bool) -> Handler:
 @logged_in
 async def send_message(request: web.Request, session: Session) -> web.StreamResponse:
     """The compose box: the same send path as SEND by SMS and the API (api.send_human_reply)."""
-    raw = request.match_info["thread"]
     form = await request.post()
-    try:
-        number, thread_id = number_and_thread(raw)
-    except PayloadError:
-        raise web.HTTPNotFound(text="not a phone number") from None
+    number, thread_id = _path_thread(request)
     back = f"/dashboard/threads/{quote(thread_id)}"
     try:
         await send_human_reply(
