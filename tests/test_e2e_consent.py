@@ -24,6 +24,7 @@ from libs.bus import Bus
 from libs.consumer import Consumer, publish_dlq_copy
 from libs.events import (
     ContactOptin,
+    ContactOptout,
     ContactPaused,
     DraftApproved,
     InboundReceived,
@@ -165,6 +166,31 @@ async def test_acknowledged_stop_beats_an_approval_while_the_router_is_stopped(
         # The API asks the drafter for the pending draft first: there is none any more.
         assert resp.status == 404, await resp.text()
     await collector.assert_none(DraftApproved, within=1.0)
+    assert stack.twilio.messages_to(LEAD) == []
+
+
+async def test_an_approval_that_raced_an_acknowledged_stop_is_refused_by_the_sender(
+    stack: Stack, collector: EventCollector, bus: Bus
+) -> None:
+    """The sender's own gate: an approval already on the bus (the drafter decided before it
+    saw the STOP) never reaches the lead once ingest has acknowledged the STOP, even with
+    the router and the drafter stopped (nothing else withdraws it)."""
+    for name in ("sender", "ingest"):
+        await stack.start(name)
+    await stack.sms(LEAD, "STOP")  # acknowledged by ingest: contact.optout before the 200
+    await collector.wait_for(ContactOptout, lambda e: e.number == LEAD, timeout=10)
+    await bus.publish(
+        DraftApproved(
+            thread=thread_of(LEAD),
+            draft_id="00000000-0000-4000-8000-000000000001",
+            version=1,
+            to_number=LEAD,
+            body="Drain cleaning is $129.",
+            reviewer=OWNER,
+        )
+    )
+    outcome = await _outcome(collector, lambda e: e.to_number == LEAD)
+    assert isinstance(outcome, OutboundFailed) and outcome.reason == "opted_out", outcome
     assert stack.twilio.messages_to(LEAD) == []
 
 
