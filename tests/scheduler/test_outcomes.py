@@ -129,12 +129,14 @@ steps:
         assert await pool.fetchval("SELECT status FROM workflow_enrollments WHERE id = $1", book) == "completed"
 
         # The welcome sequence is waiting on its first delay: STOP ends it, judged first.
-        welcome = await pool.fetchval(
-            "SELECT id FROM workflow_enrollments WHERE workflow_key = 'new_lead_welcome' AND thread = $1",
-            THREAD,
-        )
-        await eventually(
-            lambda: pool.fetchval("SELECT status = 'waiting' FROM workflow_enrollments WHERE id = $1", welcome)
+        # Both workflows enroll on the one lead event, the welcome one after "book" (whose
+        # end step waited for the judge): wait for its row rather than reading it once.
+        welcome = await eventually(
+            lambda: pool.fetchval(
+                "SELECT id FROM workflow_enrollments WHERE workflow_key = 'new_lead_welcome'"
+                " AND thread = $1 AND status = 'waiting'",
+                THREAD,
+            )
         )
         await bus.publish(ContactOptout(thread=THREAD, number=PHONE, keyword="STOP"))
         await fake.wait_for_requests(2)
