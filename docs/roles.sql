@@ -45,6 +45,20 @@ GRANT INSERT ON audit_log TO replyline_ingest, replyline_router, replyline_draft
 GRANT USAGE ON SEQUENCE audit_log_id_seq TO replyline_ingest, replyline_router,
     replyline_drafter, replyline_sender, replyline_scheduler;
 
+-- Each slice's transactional outbox (libs/event_outbox.py) belongs to that slice alone:
+-- a row there is published with the slice's own NATS credentials, so no other service
+-- may write one.
+GRANT SELECT, INSERT, DELETE ON ingest_event_outbox TO replyline_ingest;
+GRANT USAGE ON SEQUENCE ingest_event_outbox_id_seq TO replyline_ingest;
+GRANT SELECT, INSERT, DELETE ON router_event_outbox TO replyline_router;
+GRANT USAGE ON SEQUENCE router_event_outbox_id_seq TO replyline_router;
+GRANT SELECT, INSERT, DELETE ON drafter_event_outbox TO replyline_drafter;
+GRANT USAGE ON SEQUENCE drafter_event_outbox_id_seq TO replyline_drafter;
+GRANT SELECT, INSERT, DELETE ON sender_event_outbox TO replyline_sender;
+GRANT USAGE ON SEQUENCE sender_event_outbox_id_seq TO replyline_sender;
+GRANT SELECT, INSERT, DELETE ON scheduler_event_outbox TO replyline_scheduler;
+GRANT USAGE ON SEQUENCE scheduler_event_outbox_id_seq TO replyline_scheduler;
+
 -- ingest: raw webhooks, API tokens, dashboard sessions.
 GRANT SELECT, INSERT, UPDATE, DELETE ON inbound_messages, api_tokens, dashboard_sessions
     TO replyline_ingest;

@@ -38,6 +38,7 @@ from libs.bus import Bus
 from libs.consumer import Consumer, Handler
 from libs.db import create_pool, expected_version, migrate, slice_version
 from libs.dlq import forward_advisories
+from libs.event_outbox import EventOutbox
 from libs.events import Event, utcnow
 from libs.health import beat_forever, consumer_lag, register_micro
 from libs.logging import configure
@@ -64,6 +65,8 @@ class ServiceContext(Generic[S]):
     #: Informational probes (e.g. LLM reachability): reported, never block readiness.
     probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = field(default_factory=dict)
     consumer: Consumer | None = None
+    #: The slice's transactional outbox (libs/event_outbox.py); its sweeper runs with the service.
+    outbox: EventOutbox | None = None
     health_port: int | None = None
     #: Routes a service adds to its health port (set in build, before that port starts):
     #: internal-only endpoints such as ingest's GET /health/system.
@@ -278,6 +281,9 @@ async def serve(
             migrations=migrations,
             log=log,
         )
+        if migrations is not None:
+            ctx.outbox = EventOutbox(bus, pool, name)
+            ctx.spawn(ctx.outbox.run(stop), "event-outbox")
         handlers = await build(ctx)
         if handlers:
             ctx.consumer = Consumer(
