@@ -55,9 +55,25 @@ def _json_dumps(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Released connections skip asyncpg's default ``RESET ALL; UNLISTEN *; ...``.
+
+    That reset is one more round trip on every release (~9% of a service's CPU in
+    the pipeline profile). It is safe to skip because no code here leaves session
+    state behind: settings are ``SET LOCAL``, advisory locks are transaction-scoped
+    or released in a ``finally``, cursors live inside transactions, nobody LISTENs.
+    An open transaction is still rolled back by asyncpg before this runs.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
+        reset=_keep_session,
     )
     assert pool is not None
     return pool

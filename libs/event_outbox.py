@@ -187,10 +187,10 @@ class EventOutbox:
         await self._delete(ids)
 
     async def _delete(self, ids: list[int]) -> None:
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             # Losing this delete in a crash only means publishing the rows again,
             # which the duplicate window drops: no need to wait for the disk.
-            await conn.execute("SET synchronous_commit = off")
+            await conn.execute("SET LOCAL synchronous_commit = off")
             await conn.execute(self._sql_delete, ids)
 
     # --- the sweeper -------------------------------------------------------------

@@ -28,6 +28,7 @@ async def test_migrations_apply_once_in_order(pool: asyncpg.Pool, tmp_path: Path
     rows = await pool.fetch("SELECT slice, version, name FROM schema_migrations ORDER BY slice, version")
     assert [tuple(r) for r in rows] == [
         ("common", 1, "audit_log"),
+        ("common", 2, "event_outbox"),
         ("demo", 1, "init"),
         ("demo", 2, "more"),
     ]
