@@ -126,3 +126,24 @@ def test_named_query_binds_a_struct_and_refuses_mistakes() -> None:
 async def test_named_query_runs_on_postgres(pool: asyncpg.Pool) -> None:
     q = named("SELECT :greeting || ' ' || :name::text || ' ' || :greeting")
     assert await pool.fetchval(q.sql, *q.bind({"name": "Ada", "greeting": "hi"})) == "hi Ada hi"
+
+
+def test_no_code_leaves_session_state_on_a_pooled_connection() -> None:
+    """The pool skips asyncpg's RESET ALL on release (libs/db.py, _keep_session): that is
+    only safe while nothing sets session state. Session SETs, LISTEN and session advisory
+    locks (outside the migration lock, which releases in a finally) are refused here."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    session_set = re.compile(r"""["']\s*SET\s+(?!LOCAL\b)(?:SESSION\s+)?[a-z_]+\s*(?:=|TO)\s""", re.I)
+    listen = re.compile(r"""["']\s*LISTEN\s""", re.I)
+    session_lock = re.compile(r"pg_advisory_lock\(")
+    found = []
+    for path in [*root.glob("libs/**/*.py"), *root.glob("services/**/*.py"), *root.glob("services/**/*.sql")]:
+        text = path.read_text()
+        for pattern in (session_set, listen, session_lock):
+            for match in pattern.finditer(text):
+                if path.name == "db.py" and pattern is session_lock:
+                    continue
+                found.append(f"{path.relative_to(root)}: {match.group(0)!r}")
+    assert found == []
