@@ -5,6 +5,13 @@ A handler returns ``None`` (ack), ``Retry(delay)`` (nak with delay) or
 ``Retry`` with the configured backoff; the last allowed delivery goes to the DLQ
 instead. Messages of one thread are handled one after another in this process;
 different threads run concurrently up to ``max_in_flight``.
+
+Batches: consecutive messages of one fetch whose handlers are registered as
+:class:`Batched` run one after another in ONE transaction (the outbox's batch unit,
+libs/event_outbox.py): one commit and one round of publishes for up to
+``batch_max`` events, acked after the commit. If any of them fails (an exception or
+any decision but ack) the batch is rolled back and its messages are handled again
+one by one, so a poison event still goes alone to the DLQ.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +31,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from libs import bus as busmod
 from libs.bus import Bus
+from libs.event_outbox import EventOutbox
 from libs.events import Event, decode
 from libs.tracing import current_traceparent, new_traceparent, trace_id_of
 
@@ -75,6 +83,25 @@ class Delivery:
 Handler = Callable[[Any, Delivery], Awaitable[Decision]]
 
 
+@dataclass(frozen=True, slots=True)
+class Batched:
+    """A handler whose events may share one transaction with others of the same fetch.
+
+    Its writes and events go through ``outbox.unit()`` on ``u.conn`` as its LAST step:
+    nothing after the unit may assume the commit happened (it happens when the batch
+    ends). ``HANDLERS = {InboundReceived: Batched(router.on_received)}``.
+    """
+
+    handler: Handler
+
+    async def __call__(self, event: Any, delivery: Delivery) -> Decision:
+        return await self.handler(event, delivery)
+
+
+class _BatchFailed(Exception):
+    """A handler in a batch did not ack: the batch rolls back and goes one by one."""
+
+
 class Consumer:
     def __init__(
         self,
@@ -83,6 +110,7 @@ class Consumer:
         handlers: Mapping[type[Event], Handler],
         *,
         on_settled: Callable[[str, str], None] | None = None,
+        outbox: EventOutbox | None = None,
     ) -> None:
         if not handlers:
             raise ValueError("a consumer needs at least one handler")
@@ -91,6 +119,12 @@ class Consumer:
         self.handlers = dict(handlers)
         self.settings = bus.settings
         self._tags = sorted({str(cls.__struct_config__.tag) for cls in handlers})
+        self.outbox = outbox
+        self._batched_tags = frozenset(
+            str(cls.__struct_config__.tag) for cls, h in handlers.items() if isinstance(h, Batched)
+        )
+        self.batches = 0
+        self.batch_fallbacks = 0
         self._inflight: set[asyncio.Task[None]] = set()
         self._thread_tails: dict[str, asyncio.Future[None]] = {}
         self._on_settled = on_settled
@@ -147,8 +181,7 @@ class Consumer:
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
                     continue
                 self.last_fetch_ok = time.monotonic()
-                for msg in msgs:
-                    self._start(msg)
+                self._dispatch(msgs)
         finally:
             await self._finish_inflight()
             with contextlib.suppress(Exception):
@@ -165,6 +198,83 @@ class Consumer:
             # Unacked messages are redelivered after ack_wait; nothing is lost.
             log.warning("drain_grace_exceeded", durable=self.durable, abandoned=len(pending))
             await asyncio.gather(*pending, return_exceptions=True)
+
+    def _dispatch(self, msgs: list[Msg]) -> None:
+        """Start the fetched messages in order: runs of batchable ones as batches."""
+        limit = self.settings.batch_max if self.outbox is not None else 1
+        run: list[Msg] = []
+        for msg in msgs:
+            if limit > 1 and self._batchable(msg):
+                run.append(msg)
+                if len(run) < limit:
+                    continue
+            self._start_run(run)
+            run = []
+            if not (limit > 1 and self._batchable(msg)):
+                self._start(msg)
+        self._start_run(run)
+
+    def _batchable(self, msg: Msg) -> bool:
+        tag = ".".join(self.bus.unprefixed(msg.subject).split(".", 2)[:2])
+        return tag in self._batched_tags
+
+    def _start_run(self, run: list[Msg]) -> None:
+        if len(run) == 1:
+            self._start(run[0])
+        elif run:
+            self._start_batch(run)
+
+    def _start_batch(self, msgs: list[Msg]) -> None:
+        threads = {msg.subject.rsplit(".", 1)[-1] for msg in msgs}
+        previous = [self._thread_tails[t] for t in threads if t in self._thread_tails]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for thread in threads:
+            self._thread_tails[thread] = done
+        task = asyncio.create_task(self._run_batch(msgs, threads, previous, done))
+        self._inflight.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def _run_batch(
+        self,
+        msgs: list[Msg],
+        threads: set[str],
+        previous: list[asyncio.Future[None]],
+        done: asyncio.Future[None],
+    ) -> None:
+        try:
+            for tail in previous:
+                await asyncio.shield(tail)
+            await self._handle_batch(msgs)
+        finally:
+            done.set_result(None)
+            for thread in threads:
+                if self._thread_tails.get(thread) is done:
+                    del self._thread_tails[thread]
+
+    async def _handle_batch(self, msgs: list[Msg]) -> None:
+        assert self.outbox is not None
+        deliveries = [self._delivery(msg) for msg in msgs]
+        heartbeat = asyncio.create_task(self._heartbeat(*msgs))
+        try:
+            async with self.outbox.batch():
+                for msg, delivery in zip(msgs, deliveries, strict=True):
+                    with self._message_context(delivery):
+                        decision = await self._decide(msg, delivery)
+                    if decision is not None:
+                        raise _BatchFailed(f"{delivery.subject}: {decision!r}")
+        except Exception as exc:
+            # Rolled back: nothing of the batch was written or published.
+            self.batch_fallbacks += 1
+            log.info("batch_one_by_one", durable=self.durable, size=len(msgs), reason=repr(exc)[:300])
+            heartbeat.cancel()
+            for msg in msgs:
+                await self._handle(msg)
+            return
+        finally:
+            heartbeat.cancel()
+        self.batches += 1
+        for msg, delivery in zip(msgs, deliveries, strict=True):
+            await self._settle(msg, delivery, None)
 
     def _start(self, msg: Msg) -> None:
         thread = msg.subject.rsplit(".", 1)[-1]
@@ -196,13 +306,11 @@ class Consumer:
             if self._thread_tails.get(thread) is done:
                 del self._thread_tails[thread]
 
-    async def _handle(self, msg: Msg) -> None:
+    def _delivery(self, msg: Msg) -> Delivery:
         meta = msg.metadata
         headers = dict(msg.headers or {})
-        traceparent = headers.get("traceparent") or new_traceparent()
-        token = current_traceparent.set(traceparent)
         subject = self.bus.unprefixed(msg.subject)
-        delivery = Delivery(
+        return Delivery(
             msg=msg,
             subject=subject,
             stream_seq=meta.sequence.stream,
@@ -210,6 +318,12 @@ class Consumer:
             headers=headers,
             original_seq=original_seq(subject, headers, meta.sequence.stream),
         )
+
+    @contextlib.contextmanager
+    def _message_context(self, delivery: Delivery) -> Iterator[None]:
+        """The message's trace and log fields, for the time its handler runs."""
+        traceparent = delivery.headers.get("traceparent") or new_traceparent()
+        token = current_traceparent.set(traceparent)
         structlog.contextvars.bind_contextvars(
             trace_id=trace_id_of(traceparent),
             thread=delivery.subject.rsplit(".", 1)[-1],
@@ -217,11 +331,20 @@ class Consumer:
             seq=delivery.seq,
         )
         try:
-            decision = await self._decide(msg, delivery)
-            await self._settle(msg, delivery, decision)
+            yield
         finally:
             structlog.contextvars.unbind_contextvars("trace_id", "thread", "subject", "seq")
             current_traceparent.reset(token)
+
+    async def _handle(self, msg: Msg) -> None:
+        delivery = self._delivery(msg)
+        with self._message_context(delivery):
+            heartbeat = asyncio.create_task(self._heartbeat(msg))
+            try:
+                decision = await self._decide(msg, delivery)
+            finally:
+                heartbeat.cancel()
+            await self._settle(msg, delivery, decision)
 
     async def _decide(self, msg: Msg, delivery: Delivery) -> Decision:
         try:
@@ -231,25 +354,23 @@ class Consumer:
         handler = self.handlers.get(type(event))
         if handler is None:
             return Drop(f"no handler for {event.tag}")
-        heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
             return await handler(event, delivery)
         except Exception as exc:
             log.exception("handler_failed", event_type=event.tag, deliveries=delivery.num_delivered)
             return Retry(self._backoff(delivery.num_delivered), reason=repr(exc))
-        finally:
-            heartbeat.cancel()
 
     def _backoff(self, num_delivered: int) -> float:
         steps = self.settings.backoff_s or (1.0,)
         return steps[min(num_delivered - 1, len(steps) - 1)]
 
-    async def _heartbeat(self, msg: Msg) -> None:
+    async def _heartbeat(self, *msgs: Msg) -> None:
         interval = max(self.settings.ack_wait_s / 3, 0.2)
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+            for msg in msgs:
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
 
     async def _settle(self, msg: Msg, delivery: Delivery, decision: Decision) -> None:
         outcome = "ack"

@@ -13,6 +13,13 @@ left, oldest first.
 
 Events of one unit are published in the order they were emitted. An event that
 describes no row of this slice may be published with ``Bus.publish`` directly.
+
+Batches: the consumer may run several handlers in one transaction
+(:meth:`EventOutbox.batch`, libs/consumer.py). Inside a batch, ``unit()`` joins
+the batch's unit instead of opening its own: one commit, one outbox INSERT and one
+round of publishes for the whole batch. Only handlers registered with
+``consumer.batched`` run so: their unit is their last step (nothing after it may
+assume the commit happened).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -35,6 +43,8 @@ from libs.tracing import outgoing_traceparent
 log = structlog.get_logger("event_outbox")
 
 _SLICE = re.compile(r"^[a-z][a-z0-9_]*$")
+#: The unit of the batch the current task runs in (set by EventOutbox.batch).
+_joined: ContextVar[Unit | None] = ContextVar("replyline_outbox_batch", default=None)
 
 
 class NotPublished(Exception):
@@ -123,8 +133,15 @@ class EventOutbox:
         """A transaction whose emitted events are published after it commits.
 
         ``conn``: a connection the caller already holds (not in a transaction);
-        otherwise one is taken from the pool for the unit.
+        otherwise one is taken from the pool for the unit. Inside :meth:`batch` the
+        batch's unit is yielded (and ``conn`` is not used).
         """
+        joined = _joined.get()
+        if joined is not None:
+            if must_publish:
+                raise RuntimeError("a unit that must publish cannot join a batch")
+            yield joined
+            return
         async with contextlib.AsyncExitStack() as stack:
             if conn is not None and conn.is_in_transaction():
                 raise RuntimeError("a unit owns its transaction: pass a connection outside one")
@@ -135,6 +152,18 @@ class EventOutbox:
                 await self._write(unit)
         if unit._rows:
             await self._publish_unit(unit, must_publish)
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[Unit]:
+        """One unit that every ``unit()`` opened in this task joins, until it exits."""
+        if _joined.get() is not None:
+            raise RuntimeError("batches do not nest")
+        async with self.unit() as u:
+            token = _joined.set(u)
+            try:
+                yield u
+            finally:
+                _joined.reset(token)
 
     async def _write(self, unit: Unit) -> None:
         if not unit._rows:

@@ -293,6 +293,7 @@ async def serve(
                 on_settled=lambda subject, outcome: metrics.EVENTS_HANDLED.labels(
                     name, metrics.event_type_of(subject), outcome
                 ).inc(),
+                outbox=ctx.outbox,
             )
             await ctx.consumer.ensure()
             ctx.spawn(ctx.consumer.run(stop), "consumer")

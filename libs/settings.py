@@ -80,6 +80,8 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     backoff_s: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0, 60.0)
     fetch_batch: int = 64
     max_in_flight: int = 64
+    #: Events of one fetch that batched handlers handle in one transaction (1 = one by one).
+    batch_max: int = 32
     drain_grace_s: float = 10.0
     stream_max_age_days: float = 30.0
     duplicate_window_s: float = 7200.0
@@ -104,6 +106,8 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("nats_url must name at least one server")
         if not 1 <= self.nats_replicas <= 5:
             raise ValueError("nats_replicas must be between 1 and 5 (JetStream's limit)")
+        if self.batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
         if self.max_deliver < 1:
             raise ValueError("max_deliver must be at least 1")
         if len(self.backoff_s) >= self.max_deliver:
