@@ -1,7 +1,8 @@
 """``draft.decided``: the owner's YES / NO / edit of a pending version, and the console.
 
 Decision.check (services/drafter/decision.py) finds the version and answers every case
-that decides nothing; the functions here apply the action inside the same transaction.
+that decides nothing; the functions here apply the action inside the same unit of work
+(its rows and events commit together).
 Console actions (SEND, PAUSE, RESUME, LIST, HELP) go to services/drafter/takeover.py.
 """
 

@@ -1,6 +1,6 @@
 """Which draft version a ``draft.decided`` names, and whether it may be decided.
 
-``Decision.check`` reads (and locks) the named version inside the caller's transaction
+``Decision.check`` reads (and locks) the named version inside the caller's unit of work
 and answers every case that decides nothing: a non-owner, an unclear command, an unknown
 or ambiguous ref, a version replaced, withdrawn or decided since, a bare reply sent
 before its prompt could be read. What a decision does to a pending version is in
