@@ -5,9 +5,9 @@ Not an AI draft: the owner wrote it in the profile, like the templates, so it ne
 approval; the normal draft-and-approve flow still runs for the message. It goes through
 the sender's outbox (``outbound.requested`` kind ``after_hours``), so the consent gate
 (and quiet hours) apply as for every lead-facing text. Once per period is a row in
-``after_hours_acks`` (thread, next opening), inserted in the transaction that publishes
-the request: a redelivery after the commit finds the row; one before it publishes the
-same request id again, which JetStream's duplicate window drops.
+``after_hours_acks`` (thread, next opening), inserted in the unit of work that emits the
+request (services/drafter/work.py): the request is published after that commit, and a
+redelivery finds the row and asks for nothing more.
 """
 
 from __future__ import annotations
@@ -15,16 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-import asyncpg
 import structlog
 
-from libs.bus import Bus
-from libs.db import audit
+from libs.event_outbox import EventOutbox
 from libs.events import InboundRouted, OutboundRequested
 from services.drafter.business_hours import is_open, next_opening, opening_text
 from services.drafter.profile import Profile
 from services.drafter.prompt import language_of
 from services.drafter.store import Q
+from services.drafter.work import record
 
 log = structlog.get_logger("drafter")
 
@@ -36,8 +35,7 @@ async def acknowledge_if_closed(
     event: InboundRouted,
     *,
     profile: Profile,
-    pool: asyncpg.Pool,
-    bus: Bus,
+    outbox: EventOutbox,
     clock: Callable[[], datetime],
 ) -> bool:
     """Send the acknowledgement if it is on, the business is closed and this closed period
@@ -60,33 +58,26 @@ async def acknowledge_if_closed(
         next_open=opening_text(opens, now, language),
     )
     request_id = f"after_hours:{event.thread}:{opens.isoformat()}"
-    async with pool.acquire() as conn, conn.transaction():
-        claimed = await conn.fetchval(
+    async with outbox.unit() as u:
+        claimed = await u.conn.fetchval(
             Q.claim_after_hours_ack, event.thread, opens, event.message_sid, request_id
         )
         if claimed is None:
             return False  # this closed period was acknowledged already
-        await audit(
-            conn,
-            service="drafter",
-            action="after_hours_ack",
+        request = OutboundRequested(
             thread=event.thread,
-            details={
-                "message_sid": event.message_sid,
-                "request_id": request_id,
-                "next_open": opens.isoformat(),
-                "language": language,
-                "body": body,
-            },
+            request_id=request_id,
+            to_number=event.from_number,
+            body=body,
+            kind="after_hours",
         )
-        await bus.publish(
-            OutboundRequested(
-                thread=event.thread,
-                request_id=request_id,
-                to_number=event.from_number,
-                body=body,
-                kind="after_hours",
-            )
-        )
+        details = {
+            "message_sid": event.message_sid,
+            "request_id": request_id,
+            "next_open": opens.isoformat(),
+            "language": language,
+            "body": body,
+        }
+        await record(u, "after_hours_ack", event.thread, details, emit=[request])
     log.info("after_hours_ack", thread=event.thread, next_open=opens.isoformat())
     return True

@@ -1,7 +1,8 @@
 """``draft.decided``: the owner's YES / NO / edit of a pending version, and the console.
 
 Decision.check (services/drafter/decision.py) finds the version and answers every case
-that decides nothing; the functions here apply the action inside the same transaction.
+that decides nothing; the functions here apply the action inside the same unit of work
+(its rows and events commit together).
 Console actions (SEND, PAUSE, RESUME, LIST, HELP) go to services/drafter/takeover.py.
 """
 
@@ -12,25 +13,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from libs import metrics
-from libs.consumer import Delivery, Retry
+from libs.consumer import Delivery
 from libs.events import ContactPaused, DraftApproved, DraftDecided, DraftRejected, utcnow
 from services.drafter import owner_texts, workflow_drafts
 from services.drafter.decision import Decision
 from services.drafter.deps import Deps
-from services.drafter.expiry import cancel_expiry
 from services.drafter.ids import derived_id, to_uuid
 from services.drafter.store import APPROVED, REJECTED, SUPERSEDED, Draft, Q, enqueue_manual, insert_draft
 from services.drafter.takeover import CONSOLE_ACTIONS, Console
-
-#: Deliveries of a decision naming an unknown draft that wait for its commit before refusing.
-UNKNOWN_DRAFT_RETRIES = 2
+from services.drafter.work import cancel_expiry
 
 
 async def approve(dec: Decision, draft: Draft) -> None:
     ev = dec.event
     await dec.conn.execute(Q.set_status, to_uuid(draft.draft_id), draft.version, APPROVED, ev.reviewer)
     await dec.record(draft, "accepted", ev.notes)
-    await dec.deps.bus.publish(
+    dec.u.emit(
         DraftApproved(
             thread=draft.thread,
             draft_id=draft.draft_id,
@@ -43,18 +41,17 @@ async def approve(dec: Decision, draft: Draft) -> None:
             workflow_enrollment_id=draft.workflow_enrollment_id,
         )
     )
-    await cancel_expiry(dec.deps.bus, draft)
+    dec.u.emit(cancel_expiry(draft, "cancel"))
 
 
 async def reject(dec: Decision, draft: Draft) -> None:
     """NO: the lead's message goes to a person and the thread is paused (a workflow
     message's NO ends its enrollment instead: workflow_drafts.reject)."""
     ev = dec.event
-    bus = dec.deps.bus
     await dec.conn.execute(Q.set_status, to_uuid(draft.draft_id), draft.version, REJECTED, ev.reviewer)
     await dec.record(draft, "accepted", ev.notes)
     if draft.from_workflow:
-        await workflow_drafts.reject(dec, draft)
+        workflow_drafts.reject(dec, draft)
         return
     await enqueue_manual(
         dec.conn,
@@ -67,7 +64,7 @@ async def reject(dec: Decision, draft: Draft) -> None:
         draft_id=draft.draft_id,
         body=draft.inbound_body,
     )
-    await bus.publish(
+    dec.u.emit(
         DraftRejected(
             thread=draft.thread,
             draft_id=draft.draft_id,
@@ -77,7 +74,7 @@ async def reject(dec: Decision, draft: Draft) -> None:
         )
     )
     # A rejected draft means a person takes the conversation over: stop automation.
-    await bus.publish(
+    dec.u.emit(
         ContactPaused(
             thread=draft.thread,
             id=derived_id("paused", draft.draft_id, draft.version),
@@ -87,7 +84,7 @@ async def reject(dec: Decision, draft: Draft) -> None:
             reason=f"draft #{draft.ref} rejected",
         )
     )
-    await cancel_expiry(bus, draft)
+    dec.u.emit(cancel_expiry(draft, "cancel"))
 
 
 async def edit(dec: Decision, draft: Draft) -> None:
@@ -95,7 +92,7 @@ async def edit(dec: Decision, draft: Draft) -> None:
     ev = dec.event
     new_text = (ev.text or "").strip()
     if not new_text:
-        await dec.reply(owner_texts.not_understood(ev.text or "", [], 0))
+        dec.reply(owner_texts.not_understood(ev.text or "", [], 0))
         await dec.record(draft, "clarify", "edit without text")
         return
     await dec.conn.execute(Q.set_status, to_uuid(draft.draft_id), draft.version, SUPERSEDED, ev.reviewer)
@@ -125,7 +122,7 @@ async def edit(dec: Decision, draft: Draft) -> None:
     )
     await dec.record(draft, "accepted", ev.notes or f"new version {new.version} #{ref}")
     dec.created_version(new.source)
-    await dec.deps.owners.announce(new)
+    dec.deps.owners.announce(dec.u, new)  # published once the new version is committed
 
 
 #: What a decision does to the pending version it names (any other action is an edit).
@@ -141,18 +138,17 @@ class Approvals:
     deps: Deps
     console: Console
 
-    async def on_decided(self, event: DraftDecided, d: Delivery) -> Retry | None:
+    async def on_decided(self, event: DraftDecided, d: Delivery) -> None:
+        """A decision naming a ref or draft id no row has is refused at once: nothing that
+        names a draft (its prompt, draft.created) is on the bus before the draft's row is
+        committed (services/drafter/work.py), so an unknown draft is really unknown."""
         if event.action in CONSOLE_ACTIONS:
             await self._console(event)
             return None
-        if d.num_delivered <= UNKNOWN_DRAFT_RETRIES and not await self._names_known_draft(event):
-            # draft.created and the owner prompt are published before the creating
-            # transaction commits, so a fast decision can arrive first: wait, don't refuse.
-            return Retry(0.5, "the draft this decision names is not committed yet")
-        async with self.deps.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(Q.decision_seen, event.id):
+        async with self.deps.outbox.unit() as u:
+            if await u.conn.fetchval(Q.decision_seen, event.id):
                 return None  # a redelivery of a decision already applied
-            decision = Decision(self.deps, conn, event)
+            decision = Decision(self.deps, u, event)
             draft = await decision.check()
             if draft is not None:
                 await ACTIONS.get(event.action, edit)(decision, draft)
@@ -161,21 +157,8 @@ class Approvals:
 
     async def _console(self, event: DraftDecided) -> None:
         """SEND / PAUSE / RESUME / LIST / HELP (services/drafter/takeover.py)."""
-        async with self.deps.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(Q.decision_seen, event.id):
+        async with self.deps.outbox.unit() as u:
+            if await u.conn.fetchval(Q.decision_seen, event.id):
                 return
-            outcome = await self.console.apply(conn, event)
+            outcome = await self.console.apply(u, event)
         metrics.DRAFT_DECISIONS.labels(event.action, event.source, outcome).inc()
-
-    async def _names_known_draft(self, event: DraftDecided) -> bool:
-        """False only when the decision names a draft id or ref that no row has (yet)."""
-        pool = self.deps.pool
-        if event.draft_id:
-            try:
-                draft_id = to_uuid(event.draft_id)
-            except ValueError:
-                return True  # malformed: Decision refuses it
-            return await pool.fetchrow(Q.current_version, draft_id) is not None
-        if event.ref:
-            return bool(await pool.fetchval(Q.ref_exists, event.ref.lstrip("#")))
-        return True

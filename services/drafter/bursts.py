@@ -37,7 +37,6 @@ from services.drafter.store import (
     Q,
     burst_messages_of,
     burst_of,
-    draft_of,
     thread_ref,
 )
 from services.drafter.withdrawal import (
@@ -49,6 +48,7 @@ from services.drafter.withdrawal import (
     give_up,
     withdraw,
 )
+from services.drafter.work import Unit
 
 log = structlog.get_logger("drafter")
 
@@ -113,9 +113,11 @@ class Bursts:
         await conn.execute(INSERT_BURST_MESSAGE.sql, *INSERT_BURST_MESSAGE.bind(values))
         return row, was_review
 
-    async def _set_timer(self, row: Burst) -> None:
+    @staticmethod
+    def _set_timer(u: Unit, row: Burst) -> None:
+        """The burst's debounce timer, set once the burst's rows are committed."""
         burst_id = str(row.burst_id)
-        await self.deps.bus.publish(
+        u.emit(
             TimerSet(
                 thread=row.thread,
                 timer_id=burst_timer_id(burst_id),
@@ -130,13 +132,11 @@ class Bursts:
     async def collect(self, event: InboundRouted) -> None:
         """A draftable message: hold it in the thread's burst until the timer fires."""
         dr = self.deps
-        async with dr.pool.acquire() as conn, conn.transaction():
+        async with dr.outbox.unit() as u:
+            conn = u.conn
             await conn.execute(Q.lock_thread, event.thread)
-            known = burst_of(await conn.fetchrow(Q.burst_of_message, event.message_sid))
-            if known is not None:  # redelivered after the commit
-                if known.status in ("open", "review"):
-                    await self._set_timer(known)  # deduplicated; covers a lost ack
-                return
+            if await conn.fetchrow(Q.burst_of_message, event.message_sid) is not None:
+                return  # redelivered after the commit (its timer went out with it)
             if await is_stale(conn, event):
                 await skip_stale(conn, event)
                 return
@@ -144,14 +144,15 @@ class Bursts:
             # The thread's pending draft answers a conversation that moved on: withdrawn
             # now, in the transaction that holds the message, so a YES during the
             # debounce sends nothing (the burst's draft answers its messages too).
-            await withdraw(conn, dr.bus, event.thread, REVIEW if was_review else LEAD_WROTE)
+            await withdraw(u, event.thread, REVIEW if was_review else LEAD_WROTE)
             if was_review:
                 # The burst has a message that needs a person: so does this one.
                 await to_review(
                     conn, event.thread, event.from_number, [message_of(event)], BURST_RULE
                 )
                 if dr.settings.alert_on_needs_review:
-                    await dr.owners.tell_all(
+                    dr.owners.tell_all(
+                        u,
                         owner_texts.needs_review(
                             event.from_number,
                             event.body,
@@ -160,7 +161,7 @@ class Bursts:
                         ),
                         f"needs_review:{event.message_sid}",
                     )
-            await self._set_timer(row)
+            self._set_timer(u, row)
         log.info("burst_held", message_sid=event.message_sid, burst_id=str(row.burst_id))
 
     async def review(self, event: InboundRouted) -> None:
@@ -169,8 +170,8 @@ class Bursts:
         Its own queue item and alert come from review.needs_review; the burst's earlier
         draftable messages are queued with it (the dashboard shows them).
         """
-        dr = self.deps
-        async with dr.pool.acquire() as conn, conn.transaction():
+        async with self.deps.outbox.unit() as u:
+            conn = u.conn
             await conn.execute(Q.lock_thread, event.thread)
             if await conn.fetchrow(Q.burst_of_message, event.message_sid) is not None:
                 return  # redelivered after the commit
@@ -184,15 +185,15 @@ class Bursts:
                 ]
                 if earlier:
                     await to_review(conn, event.thread, event.from_number, earlier, BURST_RULE)
-            await self._set_timer(row)  # the window stays open: later messages go to review too
+            self._set_timer(u, row)  # the window stays open: later messages go to review too
         log.info("burst_review", message_sid=event.message_sid, rule=event.rule)
 
     async def drop(self, thread: str, reason: str) -> None:
         """Opt-out, paused thread, a person answers: the open burst is never drafted, and drafts
         withdrawn for its messages learn that no replacement is coming."""
-        async with self.deps.pool.acquire() as conn, conn.transaction():
-            await give_up(conn, thread, DROP_REASONS.get(reason.split(":", 1)[0], PAUSED))
-            await drop_open_burst(conn, self.deps.bus, thread, reason)
+        async with self.deps.outbox.unit() as u:
+            await give_up(u, thread, DROP_REASONS.get(reason.split(":", 1)[0], PAUSED))
+            await drop_open_burst(u, thread, reason)
 
     # --- timer.fired ---------------------------------------------------------
 
@@ -210,14 +211,10 @@ class Bursts:
             if row.status == "review":
                 await conn.execute(Q.close_burst, burst_id, "closed", None, "")
                 return None
-            if row.status == "drafted" and row.draft_id is not None:
-                # Redelivered after the draft committed: re-announce it while pending.
-                draft = draft_of(await conn.fetchrow(Q.current_version, row.draft_id))
-                if draft is not None and draft.pending and draft.version == 1:
-                    await dr.owners.announce(draft)
-                return None
             if row.status != "open":
-                return None  # dropped or closed
+                # Dropped or closed, or drafted (a redelivery after the draft committed:
+                # its events went out with its unit).
+                return None
             if event.fire_at < row.fire_at:
                 log.info("burst_timer_superseded", burst_id=str(burst_id))
                 return None  # a newer message moved the timer; that firing drafts

@@ -1,6 +1,6 @@
 """Which draft version a ``draft.decided`` names, and whether it may be decided.
 
-``Decision.check`` reads (and locks) the named version inside the caller's transaction
+``Decision.check`` reads (and locks) the named version inside the caller's unit of work
 and answers every case that decides nothing: a non-owner, an unclear command, an unknown
 or ambiguous ref, a version replaced, withdrawn or decided since, a bare reply sent
 before its prompt could be read. What a decision does to a pending version is in
@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import asyncpg
-
 from libs import metrics
-from libs.db import audit
+from libs.event_outbox import Unit
 from libs.events import DraftDecided
-from services.drafter import owner_texts
-from services.drafter.deps import SERVICE, Deps
+from services.drafter import owner_texts, work
+from services.drafter.deps import Deps
 from services.drafter.ids import to_uuid
 from services.drafter.store import Draft, Q, draft_of, insert_approval
 from services.drafter.withdrawal import refusal
@@ -27,11 +25,13 @@ REPLACEMENT_CHAIN_MAX = 50
 
 
 class Decision:
-    """One draft.decided event checked and applied inside the caller's transaction."""
+    """One draft.decided event checked and applied inside the caller's unit of work: its
+    rows and the events it emits (services/drafter/work.py) commit together."""
 
-    def __init__(self, deps: Deps, conn: asyncpg.Connection, event: DraftDecided) -> None:
+    def __init__(self, deps: Deps, u: Unit, event: DraftDecided) -> None:
         self.deps = deps
-        self.conn = conn
+        self.u = u
+        self.conn = u.conn
         self.event = event
         self.settings = deps.settings
         # Counted by count() once the caller's transaction committed.
@@ -63,7 +63,7 @@ class Decision:
             return None
         if ev.action == "unclear":
             pending, total = await self._pending_listing()
-            await self.reply(owner_texts.not_understood(ev.text or "", pending, total, ev.notes))
+            self.reply(owner_texts.not_understood(ev.text or "", pending, total, ev.notes))
             await self.record(None, "clarify", f"command not understood: {ev.notes}")
             return None
         draft = await self._target()
@@ -76,12 +76,12 @@ class Decision:
             await self._withdrawn(draft, draft)
             return None
         if not draft.pending:
-            await self.reply(owner_texts.already_decided(draft.ref, draft.status))
+            self.reply(owner_texts.already_decided(draft.ref, draft.status))
             await self.record(draft, "refused", f"draft is {draft.status}")
             return None
         if ev.action == "approve" and self.by_sms and not draft.sms_prompted:
             # The owner was never shown this text whole: only the dashboard can approve it.
-            await self.reply(owner_texts.not_shown(draft.ref))
+            self.reply(owner_texts.not_shown(draft.ref))
             await self.record(draft, "refused", "not shown whole by SMS")
             return None
         return draft
@@ -103,13 +103,13 @@ class Decision:
         if not newest.pending and newest.withdrawn_reason and newest.replaced_by is None:
             await self._withdrawn(draft, newest)  # the replacing draft was withdrawn too
             return
-        await self.reply(owner_texts.replaced(named, newest.ref, newest.status))
+        self.reply(owner_texts.replaced(named, newest.ref, newest.status))
         await self.record(draft, "refused", f"replaced by #{newest.ref} after the lead wrote again")
 
     async def _withdrawn(self, draft: Draft, newest: Draft) -> None:
         """Withdrawn before a decision (services/drafter/withdrawal.py): nothing is sent."""
         named = (self.event.ref or "").lstrip("#") or draft.ref
-        await self.reply(await refusal(self.conn, named, newest))
+        self.reply(await refusal(self.conn, named, newest))
         await self.record(draft, "refused", f"withdrawn: {newest.withdrawn_reason}")
 
     async def _current(self, draft_id: str) -> Draft | None:
@@ -141,16 +141,16 @@ class Decision:
         if len(rows) == 1:
             draft = await self._current(str(rows[0]["draft_id"]))
             if draft is not None and draft.pending and not self._could_have_read(draft):
-                await self.reply(owner_texts.confirm_bare(*self._prompt_and_fallback(draft)))
+                self.reply(owner_texts.confirm_bare(*self._prompt_and_fallback(draft)))
                 await self.record(draft, "clarify", "bare reply sent before this version's prompt")
                 return None
             return draft
         if not rows:
-            await self.reply(owner_texts.no_pending())
+            self.reply(owner_texts.no_pending())
             await self.record(None, "refused", "bare reply with no pending draft")
         else:
             pending, total = await self._pending_listing()
-            await self.reply(owner_texts.which_draft(pending, total))
+            self.reply(owner_texts.which_draft(pending, total))
             await self.record(None, "clarify", f"bare reply with {total} pending drafts")
         return None
 
@@ -162,7 +162,7 @@ class Decision:
         named = draft_of(await self.conn.fetchrow(Q.version_by_ref, ref))
         if named is None:
             pending, total = await self._pending_listing()
-            await self.reply(owner_texts.unknown_ref(ref, pending, total))
+            self.reply(owner_texts.unknown_ref(ref, pending, total))
             await self.record(None, "refused", f"unknown ref #{ref}")
             return None
         if ev.draft_id and ev.draft_id != named.draft_id:
@@ -174,7 +174,7 @@ class Decision:
             return current
         if not current.pending:
             return current  # decided since: check() says so
-        await self.reply(owner_texts.changed_since(named.ref, *self._prompt_and_fallback(current)))
+        self.reply(owner_texts.changed_since(named.ref, *self._prompt_and_fallback(current)))
         await self.record(
             named, "clarify", f"version {named.version} was replaced by version {current.version}"
         )
@@ -203,10 +203,11 @@ class Decision:
         total = int(await self.conn.fetchval(Q.count_pending))
         return [(r["ref"], r["to_number"]) for r in rows], total
 
-    async def reply(self, text: str) -> None:
+    def reply(self, text: str) -> None:
         """Answer the owner who sent the command (SMS only: API callers read the audit)."""
         if self.by_sms:
-            await self.deps.owners.tell(
+            self.deps.owners.tell(
+                self.u,
                 self.event.reviewer, text, f"reply:{self.event.id}", kind="owner_prompt"
             )
 
@@ -225,13 +226,11 @@ class Decision:
             outcome=outcome,
             notes=notes,
         )
-        await audit(
-            self.conn,
-            service=SERVICE,
-            action=f"decision_{outcome}",
-            thread=draft.thread if draft else ev.thread,
-            actor="HUMAN",
-            details={
+        await work.record(
+            self.u,
+            f"decision_{outcome}",
+            draft.thread if draft else ev.thread,
+            {
                 "decision_id": ev.id,
                 "reviewer": ev.reviewer,
                 "source": ev.source,
@@ -241,5 +240,6 @@ class Decision:
                 "version": draft.version if draft else None,
                 "notes": notes,
             },
+            actor="HUMAN",
         )
         self._outcomes.append(outcome)

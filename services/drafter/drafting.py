@@ -48,7 +48,7 @@ class Drafting:
             return None
         # Before the draft: the lead hears "we're closed" first, the reply follows.
         await acknowledge_if_closed(
-            event, profile=deps.profile, pool=deps.pool, bus=deps.bus, clock=deps.clock
+            event, profile=deps.profile, outbox=deps.outbox, clock=deps.clock
         )
         if event.decision == "needs_review":
             await needs_review(deps, event)

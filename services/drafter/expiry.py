@@ -1,7 +1,7 @@
 """Draft expiry: a version undecided after ``draft_expiry_s`` goes to the manual queue.
 
 ``OwnerChannel.announce`` sets the timer (id ``draft_expiry:<draft_id>``, one per draft:
-a new version replaces it); a decision cancels it. When it fires on a version still
+a new version replaces it); a decision cancels it (``work.cancel_expiry``). When it fires on a version still
 pending, the owners are told once and the lead's message waits for a person.
 """
 
@@ -9,31 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
 import structlog
 
 from libs import metrics
-from libs.bus import Bus
 from libs.consumer import Delivery, Drop
-from libs.db import audit
-from libs.events import TimerCancel, TimerFired
+from libs.events import TimerFired
 from services.drafter import owner_texts
-from services.drafter.deps import SERVICE, Deps
-from services.drafter.ids import derived_id, expiry_timer_id, to_uuid
+from services.drafter.deps import Deps
+from services.drafter.ids import to_uuid
 from services.drafter.store import Draft, Q, draft_of, enqueue_manual
+from services.drafter.work import Unit, record
 
 log = structlog.get_logger("drafter")
-
-
-async def cancel_expiry(bus: Bus, draft: Draft) -> None:
-    """A decided version: its expiry timer will not fire."""
-    await bus.publish(
-        TimerCancel(
-            thread=draft.thread,
-            id=derived_id("cancel", draft.draft_id, draft.version),
-            timer_id=expiry_timer_id(draft.draft_id),
-        )
-    )
 
 
 @dataclass(frozen=True)
@@ -45,7 +32,8 @@ class Expiry:
         draft_id = event.payload.get("draft_id")
         if not isinstance(draft_id, str):
             return Drop(f"draft_expiry timer {event.timer_id} without a draft_id")
-        async with self.deps.pool.acquire() as conn, conn.transaction():
+        async with self.deps.outbox.unit() as u:
+            conn = u.conn
             try:
                 draft = draft_of(await conn.fetchrow(Q.current_version, to_uuid(draft_id)))
             except ValueError:
@@ -60,18 +48,18 @@ class Expiry:
                 return None
             if await conn.execute(Q.mark_expiry_alerted, to_uuid(draft_id), draft.version) == "UPDATE 0":
                 return None  # alerted already (a redelivered or duplicate timer)
-            await self._expire(conn, draft_id, draft, late=event.late)
+            await self._expire(u, draft_id, draft, late=event.late)
         metrics.DRAFTS_EXPIRED.inc()  # every branch that sends no alert returned above
         return None
 
     async def _expire(
-        self, conn: asyncpg.Connection, draft_id: str, draft: Draft, *, late: bool
+        self, u: Unit, draft_id: str, draft: Draft, *, late: bool
     ) -> None:
         """Queue the lead's message for a person and tell the owners (``draft_id`` as the timer named it)."""
         settings = self.deps.settings
         key = f"{draft_id}:{draft.version}"
         await enqueue_manual(
-            conn,
+            u.conn,
             key=f"draft_expired:{key}",
             thread=draft.thread,
             number=draft.to_number,
@@ -81,14 +69,14 @@ class Expiry:
             draft_id=draft_id,
             body=draft.inbound_body,
         )
-        await audit(
-            conn,
-            service=SERVICE,
-            action="draft_expired",
-            thread=draft.thread,
-            details={"draft_id": draft_id, "ref": draft.ref, "version": draft.version, "late": late},
+        await record(
+            u,
+            "draft_expired",
+            draft.thread,
+            {"draft_id": draft_id, "ref": draft.ref, "version": draft.version, "late": late},
         )
-        await self.deps.owners.tell_all(
+        self.deps.owners.tell_all(
+            u,
             owner_texts.draft_expired(draft.ref, draft.to_number, settings.draft_expiry_s / 3600),
             f"expired:{key}",
         )

@@ -7,12 +7,13 @@ replies), workflow_drafts.py (draft.requested), expiry.py (draft expiry timers),
 withdrawal.py (contact.optout and withdrawn drafts), owner_channel.py (what the owners
 are told).
 
-Consistency rule for every handler: the rows are written and the events published
-inside one database transaction, events first, commit last. Every published event
-has a deterministic Nats-Msg-Id (draft id + version, decision id, ...: ids.py), so a
-handler that fails after publishing rolls back, is redelivered, recomputes the same
-events and JetStream stores them once. A committed transaction therefore always has
-its events in the stream.
+Consistency rule for every handler: its rows and the events they mean commit in one
+unit of work (libs/event_outbox.py, services/drafter/work.py); the events are published
+after the commit, and a crash in between leaves them to the outbox's sweeper. An event
+is therefore never on the bus before the rows it describes (no decision can name a
+draft that is not committed), and a committed unit always gets its events into the
+stream. Event ids stay deterministic (ids.py), so a handler that runs again emits the
+same events and JetStream stores them once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import asyncpg
 
 from libs.bus import Bus
 from libs.consumer import Delivery, Drop, Handler, Retry
+from libs.event_outbox import EventOutbox
 from libs.events import (
     ContactOptout,
     ContactPaused,
@@ -59,30 +61,32 @@ class Drafter:
     settings: DrafterSettings
     bus: Bus
     pool: asyncpg.Pool
+    outbox: EventOutbox
     llm: LLM
     profile: Profile
     #: Tests pass a manual clock (business hours decide the after-hours acknowledgement).
     clock: Callable[[], datetime] = field(default=utcnow)
 
     def __post_init__(self) -> None:
-        owners = OwnerChannel(self.settings, self.bus)
+        owners = OwnerChannel(self.settings)
         self.deps = Deps(
             settings=self.settings,
             bus=self.bus,
             pool=self.pool,
+            outbox=self.outbox,
             llm=self.llm,
             profile=self.profile,
             clock=self.clock,
             owners=owners,
         )
-        self.console = Console(self.settings, self.bus, self.pool, owners.tell)
+        self.console = Console(self.settings, self.bus, self.outbox, owners)
         self.replier = Replier(self.deps)
         self.bursts = Bursts(self.deps, self.replier)
         self.drafting = Drafting(self.deps, self.replier, self.bursts, self.console)
         self.approvals = Approvals(self.deps, self.console)
         self.workflow_drafts = WorkflowDrafts(self.deps)
         self.expiry = Expiry(self.deps)
-        self.optouts = OptOuts(self.bus, self.pool)
+        self.optouts = OptOuts(self.bus, self.outbox)
 
     async def on_timer(self, event: TimerFired, d: Delivery) -> Drop | Retry | None:
         """``timer.fired``: the kinds the drafter set; the scheduler's other timers are not ours."""

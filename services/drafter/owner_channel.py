@@ -1,8 +1,10 @@
 """Everything the drafter says to the owners: prompts, alerts, answers to their commands.
 
-Every message is an ``outbound.requested`` with a deterministic ``request_id`` (what it
-is about + the owner), so a redelivered handler asks the sender for the same SMS and
-the sender's dedup key drops the copy.
+Every message is an ``outbound.requested`` emitted into the caller's unit of work
+(services/drafter/work.py): it is on the bus only once the rows it speaks of are
+committed, so an owner never reads a ref that a rollback took back. Its ``request_id``
+is deterministic (what it is about + the owner), so a handler that runs again asks the
+sender for the same SMS and the sender's dedup key drops the copy.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from libs.bus import Bus
+from libs.event_outbox import Unit
 from libs.events import DraftCreated, OutboundRequested, TimerSet, thread_of
 from libs.owner_protocol import fits_sms
 from services.drafter import owner_texts
@@ -22,10 +24,9 @@ from services.drafter.store import Draft
 @dataclass(frozen=True)
 class OwnerChannel:
     settings: DrafterSettings
-    bus: Bus
 
-    async def tell(self, owner: str, body: str, request_key: str, *, kind: str = "owner_alert") -> None:
-        await self.bus.publish(
+    def tell(self, u: Unit, owner: str, body: str, request_key: str, *, kind: str = "owner_alert") -> None:
+        u.emit(
             OutboundRequested(
                 thread=thread_of(owner),
                 request_id=f"{request_key}:{owner}",
@@ -35,9 +36,9 @@ class OwnerChannel:
             )
         )
 
-    async def tell_all(self, body: str, request_key: str) -> None:
+    def tell_all(self, u: Unit, body: str, request_key: str) -> None:
         for owner in self.settings.owner_numbers:
-            await self.tell(owner, body, request_key)
+            self.tell(u, owner, body, request_key)
 
     def promptable(
         self,
@@ -77,13 +78,14 @@ class OwnerChannel:
             draft.ref, draft.to_number, len(draft.body), self.settings.max_draft_chars
         )
 
-    async def announce(self, draft: Draft) -> None:
-        """draft.created, the owner prompts and the expiry timer for one version.
+    def announce(self, u: Unit, draft: Draft) -> None:
+        """draft.created, the owner prompts and the expiry timer for one version, emitted
+        into the unit that writes the version (published once it is committed).
 
         A version too long to show whole by SMS gets a short notice instead of a
         prompt: it waits on the dashboard, and SMS approvals of it are refused.
         """
-        await self.bus.publish(
+        u.emit(
             DraftCreated(
                 thread=draft.thread,
                 draft_id=draft.draft_id,
@@ -100,9 +102,9 @@ class OwnerChannel:
         text = self.prompt_text(draft)
         kind = "owner_prompt" if draft.sms_prompted else "owner_alert"
         for owner in self.settings.owner_numbers:
-            await self.tell(owner, text, f"prompt:{draft.draft_id}:{draft.version}", kind=kind)
+            self.tell(u, owner, text, f"prompt:{draft.draft_id}:{draft.version}", kind=kind)
         assert draft.expires_at is not None
-        await self.bus.publish(
+        u.emit(
             TimerSet(
                 thread=draft.thread,
                 timer_id=expiry_timer_id(draft.draft_id),

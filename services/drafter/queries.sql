@@ -42,10 +42,6 @@ SELECT * FROM drafts WHERE ref = $1
 ORDER BY status = 'DRAFT_PENDING_APPROVAL' DESC, created_at DESC, id DESC
 LIMIT 1 FOR UPDATE;
 
--- name: ref_exists
--- Whether any draft version has this ref (a decision waits for an uncommitted one).
-SELECT EXISTS (SELECT 1 FROM drafts WHERE ref = $1);
-
 -- name: pending_drafts
 -- Pending drafts, oldest first (bare replies, clarifications, the API).
 SELECT * FROM drafts WHERE status = 'DRAFT_PENDING_APPROVAL'

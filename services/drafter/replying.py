@@ -4,8 +4,9 @@ Both paths end here: a message drafted at once (bursts off) and a burst whose
 debounce timer fired (services/drafter/bursts.py). The reply answers every lead
 message not answered yet: those of the thread's pending reply drafts (which the new
 draft supersedes: their prompts were for a conversation that moved on) and the new
-ones. Same consistency rule as every handler (docs/drafter.md): rows and events in one transaction,
-events first, commit last, deterministic event ids.
+ones. Same consistency rule as every handler (docs/drafter.md): the draft's rows and its
+events (draft.created, the owner prompts, the expiry timer) commit in one unit of work
+(services/drafter/work.py) and are published after the commit.
 """
 
 from __future__ import annotations
@@ -21,11 +22,9 @@ import structlog
 
 from libs import metrics
 from libs.consumer import Delivery, Retry
-from libs.db import audit
-from libs.events import TimerCancel, utcnow
+from libs.events import utcnow
 from libs.llm import LLMFailure
-from services.drafter.deps import SERVICE, Deps
-from services.drafter.ids import derived_id, expiry_timer_id
+from services.drafter.deps import Deps
 from services.drafter.lead_messages import BurstToken, LeadMessage
 from services.drafter.prompt import (
     HistoryItem,
@@ -46,6 +45,7 @@ from services.drafter.store import (
     insert_traces,
 )
 from services.drafter.withdrawal import LEAD_WROTE, REVIEW, awaiting, give_up, withdraw
+from services.drafter.work import Unit, cancel_expiry, record
 
 log = structlog.get_logger("drafter")
 
@@ -120,7 +120,7 @@ class Replier:
     ) -> Retry | None:
         reply = await self._read(thread, number, msgs, burst)
         if reply is None:
-            return None  # drafted already: re-announced
+            return None  # drafted already (its events went out with its commit)
         text = await self._write(reply, d)
         if text is None:
             return None  # the LLM failed: the messages went to a person
@@ -133,11 +133,9 @@ class Replier:
         dr = self.deps
         newest = msgs[-1]
         async with dr.pool.acquire() as conn:
-            existing = draft_of(await conn.fetchrow(Q.draft_for_inbound, newest.sid))
-            if existing is not None:
-                # Redelivered after the commit: publishing again is deduplicated and
-                # covers a lost ack.
-                await dr.owners.announce(existing)
+            if await conn.fetchrow(Q.draft_for_inbound, newest.sid) is not None:
+                # Redelivered after the commit: the draft's events are in its unit's
+                # outbox rows, published (or swept) without us.
                 return None
             if burst is None:
                 # Drafted at once (bursts off): the pending draft is withdrawn before the
@@ -145,8 +143,8 @@ class Replier:
                 # when the message is held).
                 # Most threads have none: only then pay for the locking transaction.
                 if await conn.fetchval(Q.has_pending_reply, thread):
-                    async with conn.transaction():
-                        await withdraw(conn, dr.bus, thread, LEAD_WROTE)
+                    async with dr.outbox.unit(conn) as u:
+                        await withdraw(u, thread, LEAD_WROTE)
             return Reply(
                 thread=thread,
                 number=number,
@@ -194,35 +192,34 @@ class Replier:
         return Text(body=body, source="llm", traces=completion.attempts, prompt=prompt_text)
 
     async def _commit(self, reply: Reply, text: Text) -> Retry | None:
-        """Write the draft if the thread is as it was read; announce it once committed."""
+        """Write the draft if the thread is as it was read, and announce it in the same unit:
+        its prompt is published after the commit, so it never names a rolled-back ref."""
         dr = self.deps
         draft_id = str(uuid.uuid4())
-        async with dr.pool.acquire() as conn, conn.transaction():
-            await conn.execute(Q.lock_thread, reply.thread)
-            still = await self._recheck(conn, reply)
+        async with dr.outbox.unit() as u:
+            await u.conn.execute(Q.lock_thread, reply.thread)
+            still = await self._recheck(u, reply)
             if still != "ok":
                 return still if isinstance(still, Retry) else None
-            draft = await self._insert(conn, reply, text, draft_id)
-        # Announced after the commit, so no prompt ever names a ref that a crash rolled
-        # back; a crash before this line redelivers the event, and the redelivery finds
-        # the committed draft and announces it (deduplicated by msg-id).
-        await dr.owners.announce(draft)
+            draft = await self._insert(u, reply, text, draft_id)
+            dr.owners.announce(u, draft)
         metrics.DRAFTS_CREATED.labels(text.source).inc()  # committed
         log.info(
             "draft_created", draft_id=draft_id, ref=draft.ref, source=text.source, messages=len(reply.bodies)
         )
         return None
 
-    async def _recheck(self, conn: asyncpg.Connection, reply: Reply) -> Retry | Literal["ok", "stop"]:
+    async def _recheck(self, u: Unit, reply: Reply) -> Retry | Literal["ok", "stop"]:
         """Under the thread lock: "ok" to write the draft, "stop" when nothing is to be
         drafted any more, Retry when the thread's pending drafts changed meanwhile."""
+        conn = u.conn
         thread, burst = reply.thread, reply.burst
         seq = max(m.seq for m in reply.msgs)
         if seq and int(await conn.fetchval(Q.newest_inbound_seq, thread)) > seq:
             # Another replica drafted a newer message of the thread meanwhile.
             detail = "arrived after a newer message of the thread was drafted"
             await to_review(conn, thread, reply.number, reply.msgs, detail)
-            await give_up(conn, thread, REVIEW)
+            await give_up(u, thread, REVIEW)
             if burst is not None:
                 await conn.execute(Q.close_burst, uuid.UUID(burst.burst_id), "closed", None, "stale")
             return "stop"
@@ -239,8 +236,9 @@ class Replier:
             return Retry(0.2, "the thread's pending drafts changed while drafting")
         return "ok"
 
-    async def _insert(self, conn: asyncpg.Connection, reply: Reply, text: Text, draft_id: str) -> Draft:
+    async def _insert(self, u: Unit, reply: Reply, text: Text, draft_id: str) -> Draft:
         """The draft row, its traces, the drafts it replaces and the burst it closes."""
+        conn = u.conn
         dr, newest, burst, bodies = self.deps, reply.newest, reply.burst, reply.bodies
         ref = await conn.fetchval(Q.next_ref)
         replaces = tuple(p.ref for p in reply.replaced)
@@ -274,17 +272,16 @@ class Replier:
             prompt=text.prompt,
         )
         for old in reply.pending:
-            await self._supersede(conn, old, draft)
+            await self._supersede(u, old, draft)
         for old in reply.waiting:
-            await self._supersede(conn, old, draft, withdrawn=True)
+            await self._supersede(u, old, draft, withdrawn=True)
         if burst is not None:
             await conn.execute(Q.close_burst, uuid.UUID(burst.burst_id), "drafted", uuid.UUID(draft_id), "")
-        await audit(
-            conn,
-            service=SERVICE,
-            action="draft_created",
-            thread=reply.thread,
-            details={
+        await record(
+            u,
+            "draft_created",
+            reply.thread,
+            {
                 "draft_id": draft_id,
                 "ref": ref,
                 "version": 1,
@@ -307,34 +304,19 @@ class Replier:
                 items.append(HistoryItem(author="business", body=row["approved_body"]))
         return items
 
-    async def _supersede(
-        self, conn: asyncpg.Connection, old: Draft, new: Draft, *, withdrawn: bool = False
-    ) -> None:
+    async def _supersede(self, u: Unit, old: Draft, new: Draft, *, withdrawn: bool = False) -> None:
         """The lead wrote again: the pending version can no longer be approved; a decision
         naming it is answered "replaced by #new" (decision.Decision). ``withdrawn``: it was
         withdrawn when the message arrived (services/drafter/withdrawal.py); only
         ``replaced_by`` is filled, its expiry timer was cancelled then."""
         query = Q.fill_replaced_by if withdrawn else Q.supersede_by
-        await conn.execute(query, uuid.UUID(old.draft_id), old.version, uuid.UUID(new.draft_id))
-        await audit(
-            conn,
-            service=SERVICE,
-            action="draft_superseded",
-            thread=old.thread,
-            details={
-                "draft_id": old.draft_id,
-                "version": old.version,
-                "ref": old.ref,
-                "replaced_by": new.draft_id,
-                "new_ref": new.ref,
-            },
-        )
-        if withdrawn:
-            return
-        await self.deps.bus.publish(
-            TimerCancel(
-                thread=old.thread,
-                id=derived_id("superseded", old.draft_id, old.version),
-                timer_id=expiry_timer_id(old.draft_id),
-            )
-        )
+        await u.conn.execute(query, uuid.UUID(old.draft_id), old.version, uuid.UUID(new.draft_id))
+        details = {
+            "draft_id": old.draft_id,
+            "version": old.version,
+            "ref": old.ref,
+            "replaced_by": new.draft_id,
+            "new_ref": new.ref,
+        }
+        events = [] if withdrawn else [cancel_expiry(old, "superseded")]
+        await record(u, "draft_superseded", old.thread, details, emit=events)

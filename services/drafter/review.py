@@ -74,19 +74,20 @@ async def skip_stale(conn: asyncpg.Connection, event: InboundRouted) -> None:
 async def needs_review(deps: Deps, event: InboundRouted) -> None:
     """A message the router sent to a person: queued, the thread's pending draft withdrawn,
     and (alert_on_needs_review) the owners told."""
-    async with deps.pool.acquire() as conn, conn.transaction():
+    async with deps.outbox.unit() as u:
         await queue_for_review(
-            conn,
+            u.conn,
             event,
             detail=event.rule,
             action="needs_review",
             details={"rule": event.rule, "message_sid": event.message_sid},
         )
         # The owner must read this message: a pending draft answers what came before.
-        await withdraw(conn, deps.bus, event.thread, REVIEW)
+        await withdraw(u, event.thread, REVIEW)
         if deps.settings.alert_on_needs_review:
-            ref = await thread_ref(conn, event.thread, event.from_number)
-            await deps.owners.tell_all(
+            ref = await thread_ref(u.conn, event.thread, event.from_number)
+            deps.owners.tell_all(
+                u,
                 owner_texts.needs_review(event.from_number, event.body, event.rule, ref),
                 f"needs_review:{event.message_sid}",
             )
@@ -144,7 +145,8 @@ async def llm_failed(
     """The model (primary and fallback) failed: the messages go to a person, the owners hear why."""
     newest = msgs[-1]
     log.warning("llm_failed", error=str(failure))
-    async with deps.pool.acquire() as conn, conn.transaction():
+    async with deps.outbox.unit() as u:
+        conn = u.conn
         await insert_traces(
             conn,
             failure.attempts,
@@ -166,7 +168,7 @@ async def llm_failed(
             )
         if burst is not None:
             await conn.execute(Q.close_burst, uuid.UUID(burst.burst_id), "closed", None, "llm_failed")
-        await give_up(conn, thread, REVIEW)  # drafts withdrawn for these messages: no replacement
+        await give_up(u, thread, REVIEW)  # drafts withdrawn for these messages: no replacement
         await audit(
             conn,
             service=SERVICE,
@@ -179,7 +181,8 @@ async def llm_failed(
                 "error": str(failure),
             },
         )
-        await deps.owners.tell_all(
+        deps.owners.tell_all(
+            u,
             owner_texts.llm_failed(
                 number, " / ".join(m.body for m in msgs), await thread_ref(conn, thread, number)
             ),

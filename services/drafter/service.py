@@ -60,8 +60,16 @@ async def build(ctx: ServiceContext[DrafterSettings], clock: Clock) -> Built:
     llm = LLM.from_settings(settings.drafter_llm, service=NAME)
     ctx.stack.push_async_callback(llm.aclose)
     ctx.probes["llm"] = llm_probe(llm)
+    # The runner makes the slice's outbox (its sweeper runs with the service).
+    assert ctx.outbox is not None, "the drafter has migrations, so the runner gives it an outbox"
     drafter = Drafter(
-        settings=settings, bus=ctx.bus, pool=ctx.pool, llm=llm, profile=profile, clock=clock
+        settings=settings,
+        bus=ctx.bus,
+        pool=ctx.pool,
+        outbox=ctx.outbox,
+        llm=llm,
+        profile=profile,
+        clock=clock,
     )
     ctx.endpoints.extend(endpoints(ctx.pool))
     ctx.log.info(

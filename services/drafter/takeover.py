@@ -20,17 +20,16 @@ from the same sequence, so one number names one thing).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import structlog
 
 from libs import consent_state, metrics
 from libs.bus import Bus
-from libs.db import audit
+from libs.event_outbox import EventOutbox
 from libs.events import (
     ContactPaused,
     DraftDecided,
@@ -42,11 +41,12 @@ from libs.events import (
     utcnow,
 )
 from services.drafter import owner_texts
+from services.drafter.owner_channel import OwnerChannel
 from services.drafter.settings import DrafterSettings
 from services.drafter.store import INSERT_HUMAN_REPLY, Q, enqueue_manual, insert_approval, thread_ref
 from services.drafter.withdrawal import HUMAN_REPLY, drop_open_burst, withdraw
+from services.drafter.work import Unit, record
 
-SERVICE = "drafter"
 log = structlog.get_logger("drafter.takeover")
 
 #: draft.decided actions handled here rather than as decisions on a draft.
@@ -54,7 +54,8 @@ CONSOLE_ACTIONS = frozenset({"send", "pause", "resume", "list", "help"})
 #: Lines of a LIST answer.
 LIST_MAX = 8
 
-TellOwner = Callable[..., Awaitable[None]]
+#: Answers the owner who sent a console command (SMS only), into the command's unit.
+Reply = Callable[[str], None]
 
 
 def human_request_id(decision_id: str) -> str:
@@ -64,17 +65,18 @@ def human_request_id(decision_id: str) -> str:
 @dataclass
 class Console:
     settings: DrafterSettings
+    #: Reads the consent state only; events go through ``outbox`` units.
     bus: Bus
-    pool: asyncpg.Pool
-    tell_owner: TellOwner
+    outbox: EventOutbox
+    owners: OwnerChannel
 
     # --- forward -------------------------------------------------------------
 
     async def forward(self, event: InboundRouted, num_media: int = 0) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            ref = await thread_ref(conn, event.thread, event.from_number)
+        async with self.outbox.unit() as u:
+            ref = await thread_ref(u.conn, event.thread, event.from_number)
             await enqueue_manual(
-                conn,
+                u.conn,
                 key=f"forwarded:{event.message_sid}",
                 thread=event.thread,
                 number=event.from_number,
@@ -83,44 +85,40 @@ class Console:
                 message_sid=event.message_sid,
                 body=event.body,
             )
-            await audit(
-                conn,
-                service=SERVICE,
-                action="forwarded_to_owner",
-                thread=event.thread,
-                details={"message_sid": event.message_sid, "ref": ref},
+            await record(
+                u, "forwarded_to_owner", event.thread, {"message_sid": event.message_sid, "ref": ref}
             )
             text = owner_texts.forwarded(ref, event.from_number, event.body, num_media)
-            for owner in self.settings.owner_numbers:
-                await self.tell_owner(owner, text, f"forward:{event.message_sid}")
+            self.owners.tell_all(u, text, f"forward:{event.message_sid}")
 
     # --- draft.decided (console actions) ----------------------------------------
 
-    async def apply(self, conn: asyncpg.Connection, ev: DraftDecided) -> str:
-        """Apply one console command inside the caller's transaction; returns the outcome."""
+    async def apply(self, u: Unit, ev: DraftDecided) -> str:
+        """Apply one console command inside the caller's unit; returns the outcome."""
+        conn = u.conn
         by_sms = ev.source == "sms"
         if by_sms and ev.reviewer not in self.settings.owner_numbers:
             # Non-owners get none of this, and no answer (as for YES/NO).
-            return await self._record(conn, ev, ev.thread, "refused", "reviewer is not an owner number")
-        reply: Callable[[str], Awaitable[None]] = self._replier(ev)
+            return await self._record(u, ev, ev.thread, "refused", "reviewer is not an owner number")
+        reply = self._replier(u, ev)
         if ev.action == "help":
-            await reply(owner_texts.HELP)
-            return await self._record(conn, ev, ev.thread, "accepted", "help")
+            reply(owner_texts.HELP)
+            return await self._record(u, ev, ev.thread, "accepted", "help")
         if ev.action == "list":
             rows = await conn.fetch(Q.waiting_threads, LIST_MAX)
             total = int(await conn.fetchval(Q.count_waiting))
             lines = [(r["what"], r["ref"], r["number"], r["body"]) for r in rows]
-            await reply(owner_texts.waiting_list(lines, total))
-            return await self._record(conn, ev, ev.thread, "accepted", "list")
-        target = await self._target(conn, ev)
+            reply(owner_texts.waiting_list(lines, total))
+            return await self._record(u, ev, ev.thread, "accepted", "list")
+        target = await self._target(u, ev)
         if target is None:
-            await reply(owner_texts.unknown_thread_ref(ev.ref or ""))
-            return await self._record(conn, ev, ev.thread, "refused", f"unknown ref {ev.ref}")
+            reply(owner_texts.unknown_thread_ref(ev.ref or ""))
+            return await self._record(u, ev, ev.thread, "refused", f"unknown ref {ev.ref}")
         thread, number = target
         ref = await thread_ref(conn, thread, number)
         if ev.action in ("pause", "resume"):
             paused = ev.action == "pause"
-            await self.bus.publish(
+            u.emit(
                 ContactPaused(
                     id=_derived(ev.id, "paused"),
                     thread=thread,
@@ -130,31 +128,25 @@ class Console:
                     reason=f"{ev.action} by {ev.source}",
                 )
             )
-            await reply(owner_texts.paused(ref, number) if paused else owner_texts.resumed(ref, number))
-            return await self._record(conn, ev, thread, "accepted", f"{ev.action} {number}")
-        return await self._send(conn, ev, thread, number, ref, reply)
+            reply(owner_texts.paused(ref, number) if paused else owner_texts.resumed(ref, number))
+            return await self._record(u, ev, thread, "accepted", f"{ev.action} {number}")
+        return await self._send(u, ev, thread, number, ref, reply)
 
     async def _send(
-        self,
-        conn: asyncpg.Connection,
-        ev: DraftDecided,
-        thread: str,
-        number: str,
-        ref: str,
-        reply: Callable[[str], Awaitable[None]],
+        self, u: Unit, ev: DraftDecided, thread: str, number: str, ref: str, reply: Reply
     ) -> str:
         body = (ev.text or "").strip()
         if not body:
-            await reply(owner_texts.HELP)
-            return await self._record(conn, ev, thread, "refused", "empty text")
+            reply(owner_texts.HELP)
+            return await self._record(u, ev, thread, "refused", "empty text")
         if await consent_state.opted_out(self.bus, number):
             # The sender would refuse it too; say so now, clearly, on the channel used.
-            await reply(owner_texts.send_refused_opted_out(number))
+            reply(owner_texts.send_refused_opted_out(number))
             metrics.HUMAN_REPLIES.labels(ev.source, "refused").inc()
-            return await self._record(conn, ev, thread, "refused", "lead opted out")
+            return await self._record(u, ev, thread, "refused", "lead opted out")
         request_id = human_request_id(ev.id)
-        oldest = await self._hand_over(conn, ev, thread, number, ref, body)
-        await self.bus.publish(
+        oldest = await self._hand_over(u, ev, thread, number, ref, body)
+        u.emit(
             HumanReply(
                 id=_derived(ev.id, "human"),
                 thread=thread,
@@ -170,12 +162,13 @@ class Console:
         if oldest is not None:
             metrics.TIME_TO_FIRST_HUMAN_REPLY.observe(max((utcnow() - oldest).total_seconds(), 0.0))
         log.info("human_reply", thread=thread, channel=ev.source, ref=ref)
-        return await self._record(conn, ev, thread, "accepted", f"sent as {request_id}")
+        return await self._record(u, ev, thread, "accepted", f"sent as {request_id}")
 
     async def _hand_over(
-        self, conn: asyncpg.Connection, ev: DraftDecided, thread: str, number: str, ref: str, body: str
+        self, u: Unit, ev: DraftDecided, thread: str, number: str, ref: str, body: str
     ) -> datetime | None:
         """Record the human reply and take the thread from the AI; the oldest open manual item's time."""
+        conn = u.conn
         request_id = human_request_id(ev.id)
         notify = ev.reviewer if ev.source == "sms" else ""
         await conn.execute(
@@ -195,17 +188,15 @@ class Console:
         )
         # The person answered instead of the AI: its pending draft is withdrawn and
         # a burst held before the takeover began is never drafted.
-        withdrawn = await withdraw(conn, self.bus, thread, HUMAN_REPLY, by=ev.reviewer)
-        await drop_open_burst(conn, self.bus, thread, "human_reply")
+        withdrawn = await withdraw(u, thread, HUMAN_REPLY, by=ev.reviewer)
+        await drop_open_burst(u, thread, "human_reply")
         oldest = await conn.fetchval(Q.oldest_open_manual, thread)
         resolved = await conn.execute(Q.resolve_manual_for_thread, thread, ev.reviewer)
-        await audit(
-            conn,
-            service=SERVICE,
-            action="human_reply",
-            thread=thread,
-            actor="HUMAN",
-            details={
+        await record(
+            u,
+            "human_reply",
+            thread,
+            {
                 "author": ev.reviewer,
                 "channel": ev.source,
                 "body": body,
@@ -214,29 +205,28 @@ class Console:
                 "manual_items_resolved": int(resolved.split()[-1]),
                 "drafts_withdrawn": [d.ref for d in withdrawn],
             },
+            actor="HUMAN",
         )
         return oldest
 
-    async def _target(self, conn: asyncpg.Connection, ev: DraftDecided) -> tuple[str, str] | None:
+    async def _target(self, u: Unit, ev: DraftDecided) -> tuple[str, str] | None:
         if ev.ref:
-            row = await conn.fetchrow(Q.thread_by_ref, ev.ref.lstrip("#"))
+            row = await u.conn.fetchrow(Q.thread_by_ref, ev.ref.lstrip("#"))
             return (row["thread"], row["number"]) if row else None
         if ev.source != "sms" and ev.number:
             return thread_of(ev.number), ev.number
         return None
 
-    def _replier(self, ev: DraftDecided) -> Callable[[str], Awaitable[None]]:
-        async def reply(text: str) -> None:
+    def _replier(self, u: Unit, ev: DraftDecided) -> Reply:
+        def reply(text: str) -> None:
             if ev.source == "sms":
-                await self.tell_owner(ev.reviewer, text, f"reply:{ev.id}", kind="owner_prompt")
+                self.owners.tell(u, ev.reviewer, text, f"reply:{ev.id}", kind="owner_prompt")
 
         return reply
 
-    async def _record(
-        self, conn: asyncpg.Connection, ev: DraftDecided, thread: str, outcome: str, notes: str
-    ) -> str:
+    async def _record(self, u: Unit, ev: DraftDecided, thread: str, outcome: str, notes: str) -> str:
         await insert_approval(
-            conn,
+            u.conn,
             decision_event_id=ev.id,
             draft_id=None,
             version=None,
@@ -247,20 +237,14 @@ class Console:
             outcome=outcome,
             notes=notes,
         )
-        await audit(
-            conn,
-            service=SERVICE,
-            action=f"console_{ev.action}_{outcome}",
-            thread=thread,
-            actor="HUMAN",
-            details={
-                "decision_id": ev.id,
-                "reviewer": ev.reviewer,
-                "source": ev.source,
-                "ref": ev.ref,
-                "notes": notes,
-            },
-        )
+        details = {
+            "decision_id": ev.id,
+            "reviewer": ev.reviewer,
+            "source": ev.source,
+            "ref": ev.ref,
+            "notes": notes,
+        }
+        await record(u, f"console_{ev.action}_{outcome}", thread, details, actor="HUMAN")
         return outcome
 
     # --- outbound.sent / outbound.failed of a human reply -------------------------
@@ -274,12 +258,12 @@ class Console:
         else:
             status = "refused" if event.reason == "opted_out" else "failed"
             error = _why(event)
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(Q.human_reply_outcome, event.request_id, status, error)
+        async with self.outbox.unit() as u:
+            row = await u.conn.fetchrow(Q.human_reply_outcome, event.request_id, status, error)
             if row is None or not row["notify"]:
                 return  # already told (a redelivery), or not asked by SMS
             text = owner_texts.send_result(row["ref"], row["number"], row["body"], sent=sent, why=error)
-            await self.tell_owner(row["notify"], text, f"human-result:{event.request_id}:{status}")
+            self.owners.tell(u, row["notify"], text, f"human-result:{event.request_id}:{status}")
 
 
 def _why(event: OutboundFailed) -> str:

@@ -27,13 +27,13 @@ import structlog
 from libs import consent_state
 from libs.bus import Bus
 from libs.consumer import Delivery
-from libs.db import audit
+from libs.event_outbox import EventOutbox
 from libs.events import ContactOptout, TimerCancel, thread_of
 from services.drafter import owner_texts
-from services.drafter.ids import burst_timer_id, derived_id, expiry_timer_id
+from services.drafter.ids import burst_timer_id
 from services.drafter.store import Draft, Q, burst_of, draft_of, enqueue_manual, thread_ref
+from services.drafter.work import Unit, cancel_expiry, record
 
-SERVICE = "drafter"
 log = structlog.get_logger("drafter.withdrawal")
 
 LEAD_WROTE = "lead_wrote"
@@ -55,51 +55,39 @@ async def awaiting(conn: asyncpg.Connection, thread: str) -> list[Draft]:
     return _drafts(await conn.fetch(Q.awaiting_replacement, thread))
 
 
-async def withdraw(
-    conn: asyncpg.Connection, bus: Bus, thread: str, reason: str, *, by: str = "lead"
-) -> list[Draft]:
+async def _withdrawn(u: Unit, d: Draft, reason: str, *, cancel: bool) -> None:
+    """The audit entry of a withdrawn version, and (``cancel``) its expiry timer's cancel."""
+    details = {"draft_id": d.draft_id, "version": d.version, "ref": d.ref, "reason": reason}
+    events = [cancel_expiry(d, "withdrawn")] if cancel else []
+    await record(u, "draft_withdrawn", d.thread, details, emit=events)
+
+
+async def withdraw(u: Unit, thread: str, reason: str, *, by: str = "lead") -> list[Draft]:
     """Withdraw the thread's pending reply drafts (workflow drafts are not touched), inside
-    the caller's transaction; for any reason but ``lead_wrote`` the drafts already waiting
+    the caller's unit; for any reason but ``lead_wrote`` the drafts already waiting
     for a replacement get this reason too. Idempotent: a repeat finds nothing pending."""
+    conn = u.conn
     await conn.execute(Q.lock_thread, thread)
     pending = _drafts(await conn.fetch(Q.pending_replies_of_thread, thread))
     for d in pending:
         await conn.execute(Q.withdraw_draft, uuid.UUID(d.draft_id), d.version, reason, by)
-        await audit(
-            conn,
-            service=SERVICE,
-            action="draft_withdrawn",
-            thread=thread,
-            details={"draft_id": d.draft_id, "version": d.version, "ref": d.ref, "reason": reason},
-        )
-        await bus.publish(
-            TimerCancel(
-                thread=thread,
-                id=derived_id("withdrawn", d.draft_id, d.version),
-                timer_id=expiry_timer_id(d.draft_id),
-            )
-        )
-    waiting = [] if reason == LEAD_WROTE else await give_up(conn, thread, reason, queue=pending)
+        await _withdrawn(u, d, reason, cancel=True)
+    waiting = [] if reason == LEAD_WROTE else await give_up(u, thread, reason, queue=pending)
     if pending:
         log.info("drafts_withdrawn", thread=thread, reason=reason, refs=[d.ref for d in pending])
     return pending + waiting
 
 
 async def give_up(
-    conn: asyncpg.Connection, thread: str, reason: str, *, queue: list[Draft] | None = None
+    u: Unit, thread: str, reason: str, *, queue: list[Draft] | None = None
 ) -> list[Draft]:
     """The replacement the thread's awaiting drafts wait for will not be written: they get
     ``reason``. With ``review`` their messages (and those of ``queue``) join the manual queue."""
+    conn = u.conn
     waiting = await awaiting(conn, thread)
     for d in waiting:
         await conn.execute(Q.set_withdrawn_reason, uuid.UUID(d.draft_id), d.version, reason)
-        await audit(
-            conn,
-            service=SERVICE,
-            action="draft_withdrawn",
-            thread=thread,
-            details={"draft_id": d.draft_id, "version": d.version, "ref": d.ref, "reason": reason},
-        )
+        await _withdrawn(u, d, reason, cancel=False)  # its timer was cancelled when withdrawn
     if reason == REVIEW:
         for d in (queue or []) + waiting:
             # No draft answers these messages now: a person does.
@@ -119,26 +107,19 @@ async def give_up(
     return waiting
 
 
-async def drop_open_burst(conn: asyncpg.Connection, bus: Bus, thread: str, reason: str) -> bool:
-    """The thread's open burst is never drafted (inside the caller's transaction)."""
+async def drop_open_burst(u: Unit, thread: str, reason: str) -> bool:
+    """The thread's open burst is never drafted (inside the caller's unit)."""
+    conn = u.conn
     await conn.execute(Q.lock_thread, thread)
     row = burst_of(await conn.fetchrow(Q.open_burst, thread))
     if row is None:
         return False
     await conn.execute(Q.close_burst, row.burst_id, "dropped", None, reason)
-    await audit(
-        conn,
-        service=SERVICE,
-        action="burst_dropped",
-        thread=thread,
-        details={"burst_id": str(row.burst_id), "reason": reason},
+    cancel = TimerCancel(
+        thread=thread, id=str(uuid.uuid5(row.burst_id, "dropped")), timer_id=burst_timer_id(str(row.burst_id))
     )
-    await bus.publish(
-        TimerCancel(
-            thread=thread,
-            id=str(uuid.uuid5(row.burst_id, "dropped")),
-            timer_id=burst_timer_id(str(row.burst_id)),
-        )
+    await record(
+        u, "burst_dropped", thread, {"burst_id": str(row.burst_id), "reason": reason}, emit=[cancel]
     )
     log.info("burst_dropped", thread=thread, reason=reason)
     return True
@@ -155,8 +136,9 @@ async def refusal(conn: asyncpg.Connection, named_ref: str, draft: Draft) -> str
 class OptOuts:
     """``contact.optout``: the lead's pending drafts are withdrawn and their open burst dropped."""
 
+    #: Reads the consent state only; the unit emits the timer cancels.
     bus: Bus
-    pool: asyncpg.Pool
+    outbox: EventOutbox
 
     async def on_optout(self, event: ContactOptout, d: Delivery) -> None:
         # Replays and duplicates: a repeat finds nothing pending; a replayed STOP the lead
@@ -165,9 +147,9 @@ class OptOuts:
             log.info("optout_superseded", number=event.number)
             return
         thread = thread_of(event.number)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await withdraw(conn, self.bus, thread, OPTED_OUT, by="STOP")
-            await drop_open_burst(conn, self.bus, thread, "opt_out:contact.optout")
+        async with self.outbox.unit() as u:
+            await withdraw(u, thread, OPTED_OUT, by="STOP")
+            await drop_open_burst(u, thread, "opt_out:contact.optout")
 
 
 __all__ = [

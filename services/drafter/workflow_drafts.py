@@ -14,13 +14,12 @@ import structlog
 
 from libs import metrics
 from libs.consumer import Delivery, Drop
-from libs.db import audit
 from libs.events import DraftRejected, DraftRequested, utcnow
 from services.drafter.decision import Decision
-from services.drafter.deps import SERVICE, Deps
-from services.drafter.expiry import cancel_expiry
+from services.drafter.deps import Deps
 from services.drafter.ids import derived_id
-from services.drafter.store import Draft, Q, draft_of, insert_draft
+from services.drafter.store import Draft, Q, insert_draft
+from services.drafter.work import cancel_expiry, record
 
 log = structlog.get_logger("drafter")
 
@@ -35,14 +34,8 @@ class WorkflowDrafts:
             return Drop(f"draft.requested {event.request_id} without a to_number")
         if not event.body.strip():
             return Drop(f"draft.requested {event.request_id} with an empty body")
-        async with self.deps.pool.acquire() as conn:
-            existing = draft_of(await conn.fetchrow(Q.draft_for_request, event.request_id))
-        if existing is not None:
-            # Redelivered after the commit. Re-announcing a still-undecided first version
-            # is deduplicated and covers a lost ack; once decided or edited, the events
-            # of what happened since are in the stream and nothing is repeated.
-            if existing.pending:
-                await self.deps.owners.announce(existing)
+        if await self.deps.pool.fetchrow(Q.draft_for_request, event.request_id) is not None:
+            # Redelivered after the commit: the draft's events went out with it (outbox).
             return None
         draft = await self._create(event)
         metrics.DRAFTS_CREATED.labels(event.source).inc()
@@ -50,13 +43,13 @@ class WorkflowDrafts:
         return None
 
     async def _create(self, event: DraftRequested) -> Draft:
-        """Write version 1, audit it and announce it, in one transaction."""
+        """Write version 1, audit it and announce it, in one unit of work."""
         deps = self.deps
         draft_id = derived_id("requested", event.request_id)
-        async with deps.pool.acquire() as conn, conn.transaction():
-            ref = await conn.fetchval(Q.next_ref)
+        async with deps.outbox.unit() as u:
+            ref = await u.conn.fetchval(Q.next_ref)
             draft = await insert_draft(
-                conn,
+                u.conn,
                 draft_id=draft_id,
                 version=1,
                 ref=ref,
@@ -76,12 +69,11 @@ class WorkflowDrafts:
                 # The workflow's text is never cut: too long, and it waits on the dashboard.
                 sms_prompted=deps.owners.promptable(ref, event.to_number, event.body),
             )
-            await audit(
-                conn,
-                service=SERVICE,
-                action="draft_created",
-                thread=event.thread,
-                details={
+            await record(
+                u,
+                "draft_created",
+                event.thread,
+                {
                     "draft_id": draft_id,
                     "ref": ref,
                     "version": 1,
@@ -91,18 +83,17 @@ class WorkflowDrafts:
                     "step_id": event.step_id,
                 },
             )
-            await deps.owners.announce(draft)
+            deps.owners.announce(u, draft)
         return draft
 
 
-async def reject(decision: Decision, draft: Draft) -> None:
+def reject(decision: Decision, draft: Draft) -> None:
     """NO to a workflow message: it is not sent and its enrollment ends (the scheduler).
 
     Unlike a rejected reply, the thread is neither paused nor queued: the lead asked
     nothing, and pausing would make the router log their next message without a draft.
     """
-    bus = decision.deps.bus
-    await bus.publish(
+    decision.u.emit(
         DraftRejected(
             thread=draft.thread,
             draft_id=draft.draft_id,
@@ -113,4 +104,4 @@ async def reject(decision: Decision, draft: Draft) -> None:
             workflow_enrollment_id=draft.workflow_enrollment_id,
         )
     )
-    await cancel_expiry(bus, draft)
+    decision.u.emit(cancel_expiry(draft, "cancel"))

@@ -143,9 +143,9 @@ async def rows(pool: asyncpg.Pool, sql: str, *args: Any) -> list[dict[str, Any]]
 async def committed(pool: asyncpg.Pool, draft_id: str, version: int = 1) -> dict[str, Any]:
     """The draft row, once its transaction committed.
 
-    The drafter publishes a draft's events just before committing its rows (so a
-    committed row always has its events in the stream); a test that saw the event
-    waits here before deciding on the draft or reading the table.
+    The drafter publishes a draft's events after committing its rows (its outbox unit),
+    so a test that saw the event finds the row; waiting here also covers a test that
+    reads the table before any event.
     """
 
     async def row() -> dict[str, Any] | None:
@@ -179,8 +179,8 @@ def sample(name: str, **labels: str) -> float:
 async def moved(name: str, before: float, by: float, **labels: str) -> None:
     """The sample grows by exactly ``by`` from ``before``.
 
-    The drafter counts after its commit, a moment after the events it published
-    inside the transaction are visible, so the first reading may still be the old one.
+    The drafter counts once its unit has committed and published its events, a moment
+    after those events are visible, so the first reading may still be the old one.
     """
     await eventually(lambda: sample(name, **labels) - before >= by, timeout=5)
     assert sample(name, **labels) - before == pytest.approx(by)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -18,6 +20,7 @@ from libs.events import (
     TimerCancel,
     TimerFired,
     TimerSet,
+    decode,
     thread_of,
     utcnow,
 )
@@ -35,7 +38,7 @@ from tests.drafter.conftest import (
     sample,
     settled,
 )
-from tests.harness import EventCollector
+from tests.harness import EventCollector, eventually
 
 TEMPLATE_EN = (
     "Thanks for asking! Our prices: drain cleaning: from $129; water heater repair: $95 "
@@ -367,13 +370,58 @@ async def test_expiry_after_a_decision_or_an_edit_says_nothing(
     assert await rows(pool, "SELECT * FROM manual_queue") == []
 
 
-async def test_decision_arriving_before_its_draft_commits_is_not_lost(
+async def test_a_decision_naming_an_unknown_ref_is_refused_at_once(
     drafter: None, bus: Bus, collector: EventCollector, pool: asyncpg.Pool
 ) -> None:
-    """An API client reacting to draft.created can beat the drafter's commit: the
-    decision waits for the draft (a couple of short retries) instead of being refused."""
+    """Nothing names a draft before its row is committed (the outbox), so a ref no row
+    has is unknown: refused on first delivery, never held back and applied to a draft
+    that commits later (the old UNKNOWN_DRAFT_RETRIES guessing did exactly that)."""
     await bus.publish(owner_says("approve", "1000"))  # the first draft will get ref 1000
     await bus.publish(routed("SM-race"))
-    (approved,) = await collector.wait_for(DraftApproved, timeout=15)
-    assert approved.in_reply_to == "SM-race"
-    await collector.assert_none(OutboundRequested, lambda e: "There is no draft" in e.body)
+    (reply,) = await collector.wait_for(OutboundRequested, lambda e: "There is no draft #1000" in e.body)
+    assert reply.to_number == OWNER
+    (created,) = await collector.wait_for(DraftCreated, lambda e: e.in_reply_to == "SM-race")
+    assert created.ref == "1000"
+    (approval,) = await settled(pool, "SELECT outcome, notes FROM approvals")
+    assert (approval["outcome"], approval["notes"]) == ("refused", "unknown ref #1000")
+    await collector.assert_none(DraftApproved, within=1.5)
+    (draft,) = await rows(pool, "SELECT status FROM drafts")
+    assert draft["status"] == "DRAFT_PENDING_APPROVAL"
+
+
+async def test_a_versions_events_are_never_on_the_bus_before_its_row(
+    drafter: None, bus: Bus, collector: EventCollector, pool: asyncpg.Pool
+) -> None:
+    """draft.created and the owner's prompt of every version (a lead's draft and the
+    owner's edits) name a row that is already committed when they arrive: whoever acts
+    on them (the owner, an API client) finds the draft."""
+    seen: list[tuple[str, str, bool]] = []
+
+    async def on_msg(msg: Any) -> None:
+        event = decode(msg.data)
+        if isinstance(event, DraftCreated):
+            found = await pool.fetchval(
+                "SELECT 1 FROM drafts WHERE draft_id = $1 AND version = $2",
+                uuid.UUID(event.draft_id), event.version,
+            )
+            seen.append(("created", event.ref, found is not None))
+        elif isinstance(event, OutboundRequested) and event.request_id.startswith("prompt:"):
+            _, draft_id, version = event.request_id.split(":")[:3]
+            found = await pool.fetchval(
+                "SELECT 1 FROM drafts WHERE draft_id = $1 AND version = $2",
+                uuid.UUID(draft_id), int(version),
+            )
+            seen.append(("prompt", event.request_id, found is not None))
+
+    # A plain subscription: called as each event reaches NATS, with no stream consumer between.
+    sub = await bus.nc.subscribe(f"{bus.prefix}>", cb=on_msg)
+    try:
+        created = await _draft(bus, collector, pool, "SM-visible")
+        latest = created
+        for n in range(5):
+            await bus.publish(owner_says("edit", latest.ref, text=f"Edited text {n}"))
+            (latest,) = await collector.wait_for(DraftCreated, lambda e, v=n + 2: e.version == v)
+        await eventually(lambda: len(seen) >= 12, timeout=5)
+    finally:
+        await sub.unsubscribe()
+    assert [s for s in seen if not s[2]] == []
