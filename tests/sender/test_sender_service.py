@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from libs.bus import Bus
+from libs.event_outbox import EventOutbox
 from libs.events import (
     ContactOptin,
     ContactOptout,
@@ -53,8 +54,9 @@ async def outbox(pool: asyncpg.Pool, draft: DraftApproved) -> asyncpg.Record:
     return row
 
 
-async def _published(pool: asyncpg.Pool, draft: DraftApproved) -> bool:
-    return bool((await outbox(pool, draft))["event_published"])
+async def _outbox_drained(pool: asyncpg.Pool) -> bool:
+    """Every event the sender committed is published (and its outbox row deleted)."""
+    return await pool.fetchval("SELECT count(*) FROM sender_event_outbox") == 0
 
 
 async def audit_actions(pool: asyncpg.Pool) -> list[str]:
@@ -84,7 +86,7 @@ async def test_approved_draft_is_sent_once(
     assert sent.provider_sid == message["sid"] and sent.kind == "approved_draft"
     row = await outbox(pool, draft)
     assert (row["status"], row["provider_sid"], row["attempts"]) == ("SENT", message["sid"], 1)
-    await eventually(lambda: _published(pool, draft))
+    await eventually(lambda: _outbox_drained(pool))
     assert await audit_actions(pool) == ["outbound.sent"]
 
     # The same approval again (a redelivery past NATS' dedup window): no second SMS.
@@ -170,7 +172,11 @@ async def test_callback_before_result_is_applied_later(
     await start_sender()
     # What a second sender replica does with the outbound.status event it consumed.
     other_replica = Outbox(
-        settings=sender_settings(), pool=pool, bus=bus, transport=ConsoleTransport()
+        settings=sender_settings(),
+        pool=pool,
+        bus=bus,
+        events=EventOutbox(bus, pool, "sender"),
+        transport=ConsoleTransport(),
     )
 
     async def callback_first(resource: dict[str, object]) -> None:
