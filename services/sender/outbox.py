@@ -302,9 +302,12 @@ class Outbox:
 
     async def _record_sent(self, leased: Leased, row: OutboxRow, sid: str, status: str, how: str) -> Decision:
         async with self._final(leased) as u:
+            # A status callback for this sid may be stored meanwhile (it can beat the API
+            # answer): the lock makes whichever commits second see the other's row.
+            await u.conn.execute(Q.lock_sid, sid)
             await leased.write(MARK_SENT, provider_sid=sid, provider_status=status)
             await audit_row(u.conn, row, "outbound.sent", {"provider_sid": sid, "how": how})
-            # A status callback may have beaten us to the database (then the outcome is
+            # One that came first is applied now (a failed one makes the outcome
             # outbound.failed, reason undelivered).
             await apply_delivery(u.conn, await leased.reload())
         log.info("sent", outbox_id=str(row.id), sid=sid, how=how, transport=self.transport.name)
@@ -351,6 +354,7 @@ class Outbox:
         failed: OutboxRow | None = None
         async with self.events.unit() as u:
             conn = u.conn
+            await conn.execute(Q.lock_sid, event.provider_sid)
             inserted = await conn.fetchval(
                 Q.insert_delivery_event,
                 event.provider_sid,

@@ -159,6 +159,12 @@ RETURNING id;
 SELECT status, error_code, occurred_at FROM delivery_events
 WHERE provider_sid = $1 ORDER BY occurred_at, id;
 
+-- name: lock_sid
+-- Serialises recording a send's sid with storing a callback for it ($1 sid), until
+-- commit: whichever commits second sees the other's row (a callback can beat the
+-- API answer), so a status is never left unapplied.
+SELECT pg_advisory_xact_lock(hashtext('sender.sid:' || $1));
+
 -- name: outbox_by_sid
 -- The row a status callback is about (none yet when the callback beat the API answer).
 SELECT * FROM outbound_messages WHERE provider_sid = $1;
