@@ -10,17 +10,14 @@ whose publish failed after the commit is published once by the outbox's sweeper.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import pytest
-from nats.js.api import PubAck
 
 from libs.bus import Bus
-from libs.event_outbox import EventOutbox, _Row
 from libs.events import LeadCreated, OutboundRequested, decode
-from tests.harness import EventCollector, eventually
+from tests.harness import EventCollector, eventually, fail_first_publish
 from tests.scheduler.conftest import Schedulers
 
 pytestmark = pytest.mark.timeout(60)
@@ -65,22 +62,9 @@ async def test_a_step_event_whose_publish_failed_after_the_commit_arrives_once(
     bus: Bus,
     collector: EventCollector,
     pool: asyncpg.Pool,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     service, _ = await schedulers.start()
-    events = service.ctx.outbox
-    assert isinstance(events, EventOutbox)
-    publish = events._publish
-    failed: list[str] = []
-
-    async def fail_first_request(rows: Sequence[_Row]) -> list[PubAck]:
-        # NATS gone (or the process killed) right after the step committed.
-        if not failed and any("outbound.requested." in r.subject for r in rows):
-            failed.append(rows[0].msg_id)
-            raise ConnectionError("NATS went away right after the commit")
-        return await publish(rows)
-
-    monkeypatch.setattr(events, "_publish", fail_first_request)
+    failed = fail_first_publish(service, "outbound.requested.")
     await bus.publish(lead(1))
     # The step committed (it waits on its delay now) although its event is not out yet.
     await eventually(
@@ -95,4 +79,4 @@ async def test_a_step_event_whose_publish_failed_after_the_commit_arrives_once(
     )
     # The step ran once: no redelivery replayed it.
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions WHERE step_id = 'welcome'") == 1
-    assert events.swept >= 1
+    assert service.ctx.outbox is not None and service.ctx.outbox.swept >= 1

@@ -11,32 +11,18 @@ there) is published once by the outbox's sweeper, with no flag on the row.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import pytest
-from nats.js.api import PubAck
 
 from libs.bus import Bus
-from libs.event_outbox import EventOutbox, _Row
-from libs.events import DraftApproved, OutboundSent, decode, thread_of
-from tests.harness import EventCollector, eventually
-from tests.sender.conftest import LEAD, OWNER, StartSender
+from libs.events import OutboundSent, decode
+from tests.harness import EventCollector, eventually, fail_first_publish
+from tests.sender.conftest import StartSender, approved
 from testsupport.fakes.twilio_server import FakeTwilio
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def approved(body: str) -> DraftApproved:
-    return DraftApproved(
-        thread=thread_of(LEAD),
-        draft_id=str(uuid.uuid4()),
-        version=1,
-        to_number=LEAD,
-        body=body,
-        reviewer=OWNER,
-    )
 
 
 async def test_outbound_sent_is_never_on_the_bus_before_the_row_is_sent(
@@ -72,22 +58,9 @@ async def test_outcome_whose_publish_failed_after_the_commit_arrives_once(
     collector: EventCollector,
     fake_twilio: FakeTwilio,
     pool: asyncpg.Pool,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     service = await start_sender()
-    events = service.ctx.outbox
-    assert isinstance(events, EventOutbox)
-    publish = events._publish
-    failed: list[str] = []
-
-    async def fail_first_outcome(rows: Sequence[_Row]) -> list[PubAck]:
-        # NATS gone (or the process killed) right after the unit committed.
-        if not failed and any("outbound.sent." in r.subject for r in rows):
-            failed.append(rows[0].msg_id)
-            raise ConnectionError("NATS went away right after the commit")
-        return await publish(rows)
-
-    monkeypatch.setattr(events, "_publish", fail_first_outcome)
+    failed = fail_first_publish(service, "outbound.sent.")
     draft = approved("Tuesday at 10 works.")
     await bus.publish(draft)
 
@@ -110,4 +83,4 @@ async def test_outcome_whose_publish_failed_after_the_commit_arrives_once(
     assert len(fake_twilio.creates) == 1
     actions = await pool.fetch("SELECT action FROM audit_log WHERE service = 'sender'")
     assert [a["action"] for a in actions] == ["outbound.sent"]
-    assert events.swept >= 1
+    assert service.ctx.outbox is not None and service.ctx.outbox.swept >= 1

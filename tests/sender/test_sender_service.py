@@ -31,21 +31,10 @@ from services.sender.console import CONSOLE_SID_PREFIX, ConsoleTransport
 from services.sender.outbox import Outbox, quiet_hours_timer_id
 from services.sender.settings import SenderSettings
 from tests.harness import EventCollector, eventually
-from tests.sender.conftest import FROM, LEAD, OWNER, PUBLIC, Clock, StartSender
+from tests.sender.conftest import FROM, LEAD, OWNER, PUBLIC, Clock, StartSender, approved
 from testsupport.fakes.twilio_server import FakeTwilio, TwilioError, error
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def approved(body: str = "Hi Ana, Tuesday 10am works.", to: str = LEAD) -> DraftApproved:
-    return DraftApproved(
-        thread=thread_of(to),
-        draft_id=str(uuid.uuid4()),
-        version=1,
-        to_number=to,
-        body=body,
-        reviewer=OWNER,
-    )
 
 
 async def outbox(pool: asyncpg.Pool, draft: DraftApproved) -> asyncpg.Record:
