@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy, PubAck
 
 from libs.bus import Bus
+from libs.event_outbox import _Row
 from libs.events import Event, decode
 from libs.service import Build, Clock, ServiceContext, ServiceSpec, serve
 from libs.settings import CommonSettings
@@ -170,3 +171,23 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interva
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def fail_first_publish(service: RunningService, subject_part: str) -> list[str]:
+    """Make the service's event outbox fail its first publish of an event whose subject
+    contains ``subject_part``, as if NATS went away (or the process died) right after
+    the unit committed; returns the list the failed event's msg id is appended to.
+    Undone when ``service`` stops (the outbox is the service's own)."""
+    outbox = service.ctx.outbox
+    assert outbox is not None, "the service has no event outbox"
+    publish = outbox._publish
+    failed: list[str] = []
+
+    async def fail_first(rows: Sequence[_Row]) -> list[PubAck]:
+        if not failed and any(subject_part in r.subject for r in rows):
+            failed.append(rows[0].msg_id)
+            raise ConnectionError("NATS went away right after the commit")
+        return await publish(rows)
+
+    outbox._publish = fail_first  # type: ignore[method-assign]
+    return failed

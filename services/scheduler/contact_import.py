@@ -13,7 +13,8 @@ The clients (``replyline contacts import``, ``POST /api/contacts/import``) valid
 row first (libs/contact_csv.py) and only then stage; the rows are checked again here.
 Contacts that the import opts out are published as ``contact.optout`` (keyword
 ``IMPORT``), so the sender's consent projection and running enrollments honour them; an
-opt-out is never undone by an import.
+opt-out is never undone by an import. The events commit with the merge in one unit
+(libs/event_outbox.py), so a repeated commit has nothing to publish again.
 """
 
 from __future__ import annotations
@@ -84,11 +85,13 @@ async def stage(engine: Engine, request: rpc.StageContacts) -> rpc.Staged:
 
 
 async def commit(engine: Engine, request: rpc.CommitContacts) -> rpc.ImportResult:
-    async with engine.pool.acquire() as conn, conn.transaction():
+    async with engine.outbox.unit() as u:
+        conn = u.conn
         current = await conn.fetchrow(Q.import_get, request.import_id)
         if current is not None and current["status"] == "committed":
+            # Its opt-outs committed with it, and were published then.
             result: dict[str, Any] = dict(current["result"])
-            optouts = [(t, "+" + t) for t in result.pop("opted_out_threads", [])]
+            result.pop("opted_out_threads", None)  # stored by versions that republished them
             created: list[str] = []
         else:
             staged = await conn.fetchval(Q.import_staged_count, request.import_id)
@@ -109,8 +112,7 @@ async def commit(engine: Engine, request: rpc.CommitContacts) -> rpc.ImportResul
                 "unchanged": contacts - len(inserted) - len(updated),
                 "opted_out": len(optouts),
             }
-            stored = {**result, "opted_out_threads": [t for t, _ in optouts]}
-            await conn.execute(Q.import_finish, request.import_id, "committed", stored)
+            await conn.execute(Q.import_finish, request.import_id, "committed", result)
             await conn.execute(Q.import_drop_rows, request.import_id)
             await conn.execute(Q.import_drop_stale)
             await audit(
@@ -120,17 +122,17 @@ async def commit(engine: Engine, request: rpc.CommitContacts) -> rpc.ImportResul
                 actor="HUMAN",
                 details={"import_id": str(request.import_id), **result},
             )
-    # After the commit: the sender's consent projection and the scheduler's own handler
-    # hear of each new opt-out (ids derived from the import, so a repeated commit is deduplicated).
-    for thread, phone in optouts:
-        await engine.bus.publish(
-            ContactOptout(
-                id=str(uuid.uuid5(request.import_id, f"optout:{thread}")),
-                thread=thread,
-                number=phone,
-                keyword="IMPORT",
-            )
-        )
+            # The sender's consent projection and the scheduler's own handler hear of
+            # each new opt-out (ids derived from the import: stable dedup ids).
+            for thread, phone in optouts:
+                u.emit(
+                    ContactOptout(
+                        id=str(uuid.uuid5(request.import_id, f"optout:{thread}")),
+                        thread=thread,
+                        number=phone,
+                        keyword="IMPORT",
+                    )
+                )
     if request.fire_workflows:
         for thread in created:
             await engine.trigger(

@@ -1,7 +1,9 @@
 """What a step asks for (effect values built by steps.py) and how the runner performs them.
 
-``Publish``, ``SetTimer``, ``WriteTag`` and ``WriteField`` are deduplicated by
-the bus (msg id), the timer name or the enrollment's transaction. ``CallWebhook``
+``Publish`` is not performed here: the runner emits its event into the step's unit
+(libs/event_outbox.py), so it commits with the step's rows and is published after
+the commit (msg id: its dedup id). ``SetTimer``, ``WriteTag`` and ``WriteField`` are
+deduplicated by the timer name or the enrollment's transaction. ``CallWebhook``
 and ``SendEmail`` reach outside: the runner commits their execution row first
 (``claim``), so a redelivery never repeats them; they return the step's output
 or raise :class:`EffectFailed` for a failure that retrying will not fix.
@@ -16,7 +18,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from libs.bus import Bus
 from libs.events import Event, TimerKind
 
 from . import webhook
@@ -84,17 +85,18 @@ class EffectFailed(Exception):
 class Effects:
     """Performs effects; everything it touches is handed in (the service wires it)."""
 
-    bus: Bus
     timers: TimerStore
     emailer: Emailer
     http: aiohttp.ClientSession
     destinations: webhook.Destinations
 
     async def perform(self, conn: asyncpg.Connection, thread: str, effect: Effect) -> dict[str, Any] | None:
-        """Run one effect in the step's transaction; an outside one returns the step's output."""
+        """Run one effect in the step's transaction; an outside one returns the step's output.
+
+        A ``Publish`` is the runner's to emit (into the step's unit), never performed here."""
         if isinstance(effect, Publish):
-            await self.bus.publish(effect.event, msg_id=effect.msg_id)
-        elif isinstance(effect, SetTimer):
+            raise TypeError("Publish effects are emitted by the runner into the step's unit")
+        if isinstance(effect, SetTimer):
             await self.timers.set(
                 effect.timer_id, effect.kind, effect.fire_at, thread=effect.thread, payload=effect.payload
             )

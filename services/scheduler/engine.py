@@ -11,8 +11,9 @@ Where things live (docs/scheduler.md has the map):
 - conversation.py: replies, opt-outs, pauses and resumes;
 - outcomes.py: conversation outcomes (rule, optional LLM judge outside any lock).
 
-Effects are idempotent across redeliveries: published events carry
-``wf:<enrollment>:<seq>`` as their dedup id, timers are named
+Each step is one unit of the slice's event outbox (libs/event_outbox.py): the
+events it publishes commit with its rows. Effects are idempotent across
+redeliveries: published events carry ``wf:<enrollment>:<seq>`` as their dedup id, timers are named
 ``wf.<enrollment>.<seq>``, http calls send it as Idempotency-Key, and emails as
 the Message-ID; every entry point resumes an enrollment left ``active``.
 
@@ -33,6 +34,7 @@ import structlog
 
 from libs.bus import Bus
 from libs.db import audit
+from libs.event_outbox import EventOutbox
 
 from . import conversation, waits, webhook
 from .clock import Clock
@@ -58,6 +60,7 @@ class Engine:
         *,
         pool: asyncpg.Pool,
         bus: Bus,
+        outbox: EventOutbox,
         timers: TimerStore,
         settings: SchedulerSettings,
         clock: Clock,
@@ -67,12 +70,16 @@ class Engine:
         claims: asyncpg.Pool | None = None,
     ) -> None:
         self.pool = pool
+        #: Core NATS only (workflow_admin's change broadcast); events go through ``outbox``.
         self.bus = bus
+        #: The slice's event outbox: rows and the events they mean commit together.
+        self.outbox = outbox
         self.clock = clock
         self.registry = Registry(pool)
-        effects = Effects(bus, timers, emailer, http, webhook.Destinations(settings.http_step_allow))
+        effects = Effects(timers, emailer, http, webhook.Destinations(settings.http_step_allow))
         self.runner = Runner(
             pool=pool,
+            outbox=outbox,
             claims=claims or pool,
             registry=self.registry,
             effects=effects,

@@ -3,9 +3,12 @@
 Each step runs holding the enrollment's row lock and is recorded in
 workflow_executions under the enrollment's next sequence number. The step
 function (steps.py) decides; the runner performs its effects (effects.py),
-records the execution and saves the enrollment. A transient failure (SMTP
-down, database error) rolls the step back and raises, so the consumer
-redelivers the event that drove the enrollment.
+records the execution and saves the enrollment. Each step is one unit of the
+slice's event outbox (libs/event_outbox.py): the events the step publishes
+(``Publish`` effects) commit with its execution row and the enrollment, and are on
+the bus only after that commit. A transient failure (SMTP down, database error)
+rolls the step back, its events included, and raises, so the consumer redelivers
+the event that drove the enrollment.
 
 A step that fails for good is recorded (the execution's ``error`` and a
 ``workflow_step_failed`` audit row) and the enrollment follows the step's
@@ -32,9 +35,10 @@ import nats.errors
 import structlog
 
 from libs.db import audit, named
+from libs.event_outbox import EventOutbox, Unit
 
 from .clock import Clock
-from .effects import OUTSIDE, Effect, EffectFailed, Effects, SendEmail
+from .effects import OUTSIDE, Effect, EffectFailed, Effects, Publish, SendEmail
 from .emailer import Emailer
 from .enrollment import Enrollment, lock
 from .outcomes import OutcomeJudge, Verdict, decide, store_outcome
@@ -78,6 +82,7 @@ class Runner:
         self,
         *,
         pool: asyncpg.Pool,
+        outbox: EventOutbox,
         claims: asyncpg.Pool,
         registry: Registry,
         effects: Effects,
@@ -87,6 +92,8 @@ class Runner:
         judge: OutcomeJudge | None,
     ) -> None:
         self.pool = pool
+        #: The slice's event outbox: each step is one of its units.
+        self.outbox = outbox
         #: Connections for execution rows committed before a side effect, apart from the
         #: step's own transaction (a separate pool, so steps cannot starve it).
         self.claims = claims
@@ -102,12 +109,12 @@ class Runner:
         verdicts: dict[str, Verdict] = {}
         for _ in range(MAX_STEPS_PER_RUN):
             ask = None
-            async with self.pool.acquire() as conn, conn.transaction():
-                enrollment = await lock(conn, enrollment_id)
+            async with self.outbox.unit() as u:
+                enrollment = await lock(u.conn, enrollment_id)
                 if enrollment is None or enrollment.status != "active":
                     return
                 ask = await self._judge_first(enrollment, verdicts)
-                if ask is None and not await self._run_current(conn, enrollment, verdicts):
+                if ask is None and not await self._run_current(u, enrollment, verdicts):
                     return
             if ask is not None:
                 # The lock is released: the model may take its time.
@@ -129,10 +136,9 @@ class Runner:
             return None
         return _Ask(key, enrollment.thread, outcome, _outcome_reason(outcome))
 
-    async def _run_current(
-        self, conn: asyncpg.Connection, enrollment: Enrollment, verdicts: dict[str, Verdict]
-    ) -> bool:
+    async def _run_current(self, u: Unit, enrollment: Enrollment, verdicts: dict[str, Verdict]) -> bool:
         """Run one step under the row lock; True when the enrollment is still active."""
+        conn = u.conn
         definition = await self.registry.definition(enrollment.workflow_key, enrollment.workflow_version)
         step_id = enrollment.current_step
         contact = await conn.fetchrow(Q.get_contact, enrollment.thread)
@@ -159,14 +165,18 @@ class Runner:
             now=self.clock.now(),
             templates=self.emailer.template,
         )
+        publish: list[Publish] = []
         try:
             async with conn.transaction():  # a savepoint: a failed step leaves no half-done writes
-                result = await self._execute(conn, ctx, definition.configs[step_id])
+                result = await self._execute(conn, ctx, definition.configs[step_id], publish)
         except TRANSIENT:
             raise
         except Exception as err:
             log.exception("workflow_step_crashed", enrollment_id=str(enrollment.id), step=step_id)
             result = StepResult(definition.next_of(step.id), error=f"{type(err).__name__}: {err}")
+            publish.clear()  # the savepoint rolled the step's writes back: its events go too
+        for effect in publish:
+            u.emit(effect.event, msg_id=effect.msg_id)
         if result.error is not None:
             await self._failed(conn, enrollment, step, result)
         await self._record(conn, ctx, result)
@@ -182,13 +192,19 @@ class Runner:
             )
         return enrollment.status == "active"
 
-    async def _execute(self, conn: asyncpg.Connection, ctx: StepContext, config: Any) -> StepResult:
-        """Plan the step, then perform its effects in order (outside ones claimed first)."""
+    async def _execute(
+        self, conn: asyncpg.Connection, ctx: StepContext, config: Any, publish: list[Publish]
+    ) -> StepResult:
+        """Plan the step, then perform its effects in order (outside ones claimed first);
+        events to publish are collected in ``publish`` for the caller to emit once the
+        step's savepoint has held."""
         result = plan(ctx, config)
         if result.error is not None:
             return result
         for effect in result.effects:
-            if isinstance(effect, OUTSIDE):
+            if isinstance(effect, Publish):
+                publish.append(effect)
+            elif isinstance(effect, OUTSIDE):
                 if not await self._claim(ctx, result.input):
                     result.error = INTERRUPTED
                     return result

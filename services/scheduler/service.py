@@ -41,9 +41,11 @@ async def build(ctx: ServiceContext[SchedulerSettings], clock: Clock) -> Built:
     # The overdue hook is the Scheduler's, made below (it needs the timers itself).
     timers = TimerStore(ctx.bus, settings, the_clock)
     await timers.open()
+    assert ctx.outbox is not None  # the scheduler has migrations, so the runner made its outbox
     engine = Engine(
         pool=ctx.pool,
         bus=ctx.bus,
+        outbox=ctx.outbox,
         timers=timers,
         settings=settings,
         clock=the_clock,

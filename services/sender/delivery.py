@@ -26,15 +26,16 @@ STATUS_RANK = {
 }
 
 
-async def apply_delivery(conn: asyncpg.Connection, row: OutboxRow) -> None:
+async def apply_delivery(conn: asyncpg.Connection, row: OutboxRow) -> bool:
     """Bring the row's provider status up to the best callback stored for its sid.
 
     A failed / undelivered callback turns a SENT row into FAILED_SEND (no lease
-    needed: the send is over and the update names status 'SENT').
+    needed: the send is over and the update names status 'SENT'); returns whether
+    it did, so the caller emits outbound.failed in the same unit.
     """
     events = await conn.fetch(Q.delivery_events_for, row.provider_sid)
     if not events:
-        return
+        return False
     best = max(events, key=lambda e: STATUS_RANK.get(e["status"], 0))
     if best["status"] != row.provider_status:
         await conn.execute(Q.set_provider_status, row.id, best["status"])
@@ -42,7 +43,11 @@ async def apply_delivery(conn: asyncpg.Connection, row: OutboxRow) -> None:
         code = best["error_code"]
         if code in UNSUBSCRIBED_CODES:
             await provider_unsubscribed(conn, row.to_number, code, best["occurred_at"])
-        await conn.execute(Q.mark_undelivered, row.id, code, f"delivery {best['status']}")
+        done = await conn.execute(Q.mark_undelivered, row.id, code, f"delivery {best['status']}")
+        if done != "UPDATE 1":
+            return False  # someone else's callback failed it first
         await audit_row(
             conn, row, "outbound.undelivered", {"error_code": code, "status": best["status"]}
         )
+        return True
+    return False

@@ -15,6 +15,12 @@ SENDING row can therefore be taken over only once its attempt has ended; the
 new holder reconciles against the provider's message list before anything is
 resent (see docs/sender.md, "The send lease"). Where the rest lives:
 docs/sender.md, "Where things live".
+
+The write that makes a row final (SENT, FAILED_SEND, REFUSED) commits in one unit
+of the slice's event outbox (libs/event_outbox.py) with its audit row and its
+outcome event (and a deferral with its timer.set), so a final row always has its
+event, published right after the commit or by the outbox's sweeper. Only SENDING
+is written on its own, before the call, as the at-most-once protocol requires.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 import asyncpg
@@ -35,10 +42,11 @@ from nats.errors import Error as NatsError
 from libs import metrics
 from libs.bus import Bus
 from libs.consumer import Decision, Retry
+from libs.event_outbox import EventOutbox, Unit
 from libs.events import ContactOptin, ContactOptout, OutboundStatus, TimerSet, thread_of, utcnow
 from services.sender import consent
 from services.sender.delivery import apply_delivery
-from services.sender.outcomes import publish_outcome
+from services.sender.outcomes import count_outcome, emit_outcome
 from services.sender.quiet_hours import Window, contact_zones, next_allowed
 from services.sender.reconcile import LookupFailed, find_interrupted_attempt
 from services.sender.rows import (
@@ -88,12 +96,16 @@ class Outbox:
         settings: SenderSettings,
         pool: asyncpg.Pool,
         bus: Bus,
+        events: EventOutbox,
         transport: Transport,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self.pool = pool
+        #: Read only (the consent catch-up); every event goes out through ``events``.
         self.bus = bus
+        #: The slice's event outbox: units that commit a row's writes with its events.
+        self.events = events
         self.transport = transport
         self.clock = clock
         self.window = Window.parse(settings.quiet_hours_start, settings.quiet_hours_end)
@@ -154,23 +166,24 @@ class Outbox:
     async def _drive_leased(self, leased: Leased, row: OutboxRow) -> Decision:
         conn = leased.conn
         if row.status in FINAL:
-            return await self._publish_outcome(conn, row)
+            return None  # done; its outcome event committed with it
         if row.status in ("SENDING", "UNKNOWN"):
             # We hold the lease, and a SENDING row's lease outlives its call: the last
             # attempt has ended (its fate is unknown) and nobody else is acting on the row.
             row, decision = await self._reconcile(leased, row)
             if row.status in FINAL or decision is not None:
-                return decision if decision is not None else await self._publish_outcome(conn, row)
+                return decision
         if row.lead_facing:
             try:
                 await consent.catch_up_consent(conn, self.bus, row.to_number)
             except (NatsError, OSError, TimeoutError, msgspec.DecodeError) as exc:
                 return Retry(self._backoff(2), f"consent check failed: {exc!r}"[:200])
         if row.lead_facing and await consent.is_opted_out(conn, row.to_number):
-            await leased.write(MARK_REFUSED)
-            await audit_row(conn, row, "outbound.refused_opted_out", {})
+            async with self._final(leased) as u:
+                await leased.write(MARK_REFUSED)
+                await audit_row(u.conn, row, "outbound.refused_opted_out", {})
             log.info("refused_opted_out", outbox_id=str(row.id), to=row.to_number)
-            return await self._publish_outcome(conn, await leased.reload())
+            return None
         due = await self._due(conn, row)
         if due is not None:
             return await self._defer(leased, row, due)
@@ -202,19 +215,20 @@ class Outbox:
         return earliest if earliest - now > EARLY_TOLERANCE else None
 
     async def _defer(self, leased: Leased, row: OutboxRow, due: datetime) -> Decision:
-        await leased.write(MARK_DEFERRED, not_before=due)
-        if row.status != "DEFERRED" or row.not_before != due:
-            await audit_row(leased.conn, row, "outbound.deferred", {"until": due.isoformat()})
-        # Same timer id and fire_at on a repeat, so a re-drive republishes a duplicate NATS drops.
-        await self.bus.publish(
-            TimerSet(
-                thread=thread_of(row.to_number),
-                timer_id=quiet_hours_timer_id(row.id),
-                kind="quiet_hours",
-                fire_at=due,
-                payload={"outbox_id": str(row.id)},
+        async with self.events.unit(leased.conn) as u:
+            await leased.write(MARK_DEFERRED, not_before=due)
+            if row.status != "DEFERRED" or row.not_before != due:
+                await audit_row(u.conn, row, "outbound.deferred", {"until": due.isoformat()})
+            # Same timer id and fire_at on a repeat, so a re-drive emits a duplicate NATS drops.
+            u.emit(
+                TimerSet(
+                    thread=thread_of(row.to_number),
+                    timer_id=quiet_hours_timer_id(row.id),
+                    kind="quiet_hours",
+                    fire_at=due,
+                    payload={"outbox_id": str(row.id)},
+                )
             )
-        )
         metrics.SENDS.labels("deferred", row.kind).inc()
         log.info("deferred", outbox_id=str(row.id), until=due.isoformat())
         return None
@@ -262,9 +276,10 @@ class Outbox:
         self, leased: Leased, row: OutboxRow, failure: SendFailure, attempts: int
     ) -> Decision:
         if not failure.transient:
-            if failure.code in UNSUBSCRIBED_CODES:
-                await consent.provider_unsubscribed(leased.conn, row.to_number, failure.code, utcnow())
-            return await self._fail(leased, row, failure.code, failure.message, "provider_error")
+            unsubscribed = failure.code in UNSUBSCRIBED_CODES
+            return await self._fail(
+                leased, row, failure.code, failure.message, "provider_error", unsubscribed=unsubscribed
+            )
         if attempts >= self.settings.max_send_attempts:
             return await self._fail(leased, row, failure.code, failure.message, "retries_exhausted")
         delay = self._backoff(attempts)
@@ -286,49 +301,80 @@ class Outbox:
         return steps[min(max(attempts, 1) - 1, len(steps) - 1)]
 
     async def _record_sent(self, leased: Leased, row: OutboxRow, sid: str, status: str, how: str) -> Decision:
-        await leased.write(MARK_SENT, provider_sid=sid, provider_status=status)
-        await audit_row(leased.conn, row, "outbound.sent", {"provider_sid": sid, "how": how})
+        async with self._final(leased) as u:
+            # A status callback for this sid may be stored meanwhile (it can beat the API
+            # answer): the lock makes whichever commits second see the other's row.
+            await u.conn.execute(Q.lock_sid, sid)
+            await leased.write(MARK_SENT, provider_sid=sid, provider_status=status)
+            await audit_row(u.conn, row, "outbound.sent", {"provider_sid": sid, "how": how})
+            # One that came first is applied now (a failed one makes the outcome
+            # outbound.failed, reason undelivered).
+            await apply_delivery(u.conn, await leased.reload())
         log.info("sent", outbox_id=str(row.id), sid=sid, how=how, transport=self.transport.name)
-        # A status callback may have beaten us to the database.
-        await apply_delivery(leased.conn, await leased.reload())
-        return await self._publish_outcome(leased.conn, await leased.reload())
+        return None
 
     async def _fail(
-        self, leased: Leased, row: OutboxRow, code: int | None, message: str, reason: str
+        self,
+        leased: Leased,
+        row: OutboxRow,
+        code: int | None,
+        message: str,
+        reason: str,
+        *,
+        unsubscribed: bool = False,
     ) -> Decision:
-        await leased.write(MARK_FAILED, error_code=code, error_message=message, failure_reason=reason)
-        await audit_row(
-            leased.conn, row, "outbound.failed", {"error_code": code, "error": message, "reason": reason}
-        )
+        async with self._final(leased) as u:
+            if unsubscribed and code is not None:
+                await consent.provider_unsubscribed(u.conn, row.to_number, code, utcnow())
+            await leased.write(MARK_FAILED, error_code=code, error_message=message, failure_reason=reason)
+            await audit_row(
+                u.conn, row, "outbound.failed", {"error_code": code, "error": message, "reason": reason}
+            )
         log.warning("send_failed", outbox_id=str(row.id), code=code, reason=reason)
-        return await self._publish_outcome(leased.conn, await leased.reload())
+        return None
 
-    async def _publish_outcome(self, conn: asyncpg.Connection, row: OutboxRow) -> Decision:
-        return await publish_outcome(conn, self.bus, self.owners, row, self._backoff(2))
+    @asynccontextmanager
+    async def _final(self, leased: Leased) -> AsyncIterator[Unit]:
+        """A unit whose writes make the leased row final: the row's outcome event (as the
+        row stands at the end of the unit) commits with them. A fenced write that raises
+        LeaseLost rolls the whole unit back, event included."""
+        async with self.events.unit(leased.conn) as u:
+            yield u
+            final = await leased.reload()
+            emit_outcome(u, self.owners, final)
+        count_outcome(final)
 
     # --- projections -------------------------------------------------------------
 
     async def record_status(self, event: OutboundStatus) -> Decision:
-        """Store a status callback and apply it to the outbox row, if we know the sid."""
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                inserted = await conn.fetchval(
-                    Q.insert_delivery_event,
-                    event.provider_sid,
-                    event.status,
-                    event.error_code,
-                    event.id,
-                    event.occurred_at,
-                )
-                if inserted is not None:  # a repeated callback is not a new status
-                    metrics.DELIVERY_STATUS.labels(event.status).inc()
-                record = await conn.fetchrow(Q.outbox_by_sid, event.provider_sid)
-                if record is None:
-                    # Not recorded yet (the callback raced the API answer): applied when it is.
-                    return None
-                row = OutboxRow.from_record(record)
-                await apply_delivery(conn, row)
-            return await self._publish_outcome(conn, await load_row(conn, row.id))
+        """Store a status callback and apply it to the outbox row, if we know the sid.
+
+        A failed / undelivered status makes a SENT row FAILED_SEND; its outbound.failed
+        (and the owner alert) commit in the same unit."""
+        failed: OutboxRow | None = None
+        async with self.events.unit() as u:
+            conn = u.conn
+            await conn.execute(Q.lock_sid, event.provider_sid)
+            inserted = await conn.fetchval(
+                Q.insert_delivery_event,
+                event.provider_sid,
+                event.status,
+                event.error_code,
+                event.id,
+                event.occurred_at,
+            )
+            if inserted is not None:  # a repeated callback is not a new status
+                metrics.DELIVERY_STATUS.labels(event.status).inc()
+            record = await conn.fetchrow(Q.outbox_by_sid, event.provider_sid)
+            if record is None:
+                # Not recorded yet (the callback raced the API answer): applied when it is.
+                return None
+            if await apply_delivery(conn, OutboxRow.from_record(record)):
+                failed = await load_row(conn, record["id"])
+                emit_outcome(u, self.owners, failed)
+        if failed is not None:
+            count_outcome(failed)
+        return None
 
     async def record_consent(self, event: ContactOptout | ContactOptin) -> Decision:
         async with self.pool.acquire() as conn:

@@ -1,30 +1,26 @@
-"""Outcome events of final rows (outbound.sent / outbound.failed) and the owner's failure alert."""
+"""Outcome events of final rows (outbound.sent / outbound.failed) and the owner's failure alert.
+
+They are emitted into the unit (libs/event_outbox.py) that makes the row final, so
+the row's status and its outcome commit together: never on the bus before the row
+says so, never lost after it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-import asyncpg
-import structlog
-
 from libs import metrics
-from libs.bus import Bus
-from libs.consumer import Decision, Retry
+from libs.event_outbox import Unit
 from libs.events import OutboundFailed, OutboundRequested, OutboundSent, thread_of
 from libs.twilio_errors import describe
-from services.sender.rows import ALERT_KINDS, OutboxRow
-from services.sender.store import Q
-
-log = structlog.get_logger("sender.outbox")  # same logger as before the split
+from services.sender.rows import ALERT_KINDS, FINAL, OutboxRow
 
 
-async def publish_outcome(
-    conn: asyncpg.Connection, bus: Bus, owners: Iterable[str], row: OutboxRow, retry_delay: float
-) -> Decision:
-    """Publish outbound.sent / outbound.failed (and the owner alert) until it is on the bus."""
-    if row.event_published:
-        return None
+def emit_outcome(unit: Unit, owners: Iterable[str], row: OutboxRow) -> None:
+    """Emit the outcome of a final row (``row`` as the unit leaves it) and the owner alert."""
+    if row.status not in FINAL:
+        raise ValueError(f"outbox row {row.id} is {row.status}, not final")
     common: dict[str, Any] = {
         "thread": thread_of(row.to_number),
         "outbox_id": str(row.id),
@@ -34,30 +30,28 @@ async def publish_outcome(
         "workflow_enrollment_id": row.workflow_enrollment_id,
         "kind": row.kind,
     }
-    try:
-        if row.status == "SENT":
-            assert row.provider_sid is not None  # mark_sent always sets it
-            await bus.publish(OutboundSent(provider_sid=row.provider_sid, **common))
-        else:
-            reason = row.failure_reason or "provider_error"
-            await bus.publish(
-                OutboundFailed(
-                    error_code=row.error_code,
-                    error_message=row.error_message or "",
-                    permanent=True,
-                    reason=reason,
-                    provider_sid=row.provider_sid,
-                    **common,
-                )
-            )
-            await _alert_owners(bus, owners, row, reason)
-    except Exception as exc:  # NATS unavailable: the row stays unpublished for a retry
-        log.warning("publish_outcome_failed", outbox_id=str(row.id), error=repr(exc))
-        return Retry(retry_delay, "publishing the outcome failed")
-    await conn.execute(Q.mark_published, row.id, row.status)
+    if row.status == "SENT":
+        assert row.provider_sid is not None  # mark_sent always sets it
+        unit.emit(OutboundSent(provider_sid=row.provider_sid, **common))
+        return
+    reason = row.failure_reason or "provider_error"
+    unit.emit(
+        OutboundFailed(
+            error_code=row.error_code,
+            error_message=row.error_message or "",
+            permanent=True,
+            reason=reason,
+            provider_sid=row.provider_sid,
+            **common,
+        )
+    )
+    _alert_owners(unit, owners, row, reason)
+
+
+def count_outcome(row: OutboxRow) -> None:
+    """The sends metric, once the unit with the outcome has committed."""
     status = {"SENT": "sent", "REFUSED": "refused"}.get(row.status, "failed")
     metrics.SENDS.labels(status, row.kind).inc()
-    return None
 
 
 def alert_text(row: OutboxRow, reason: str) -> str | None:
@@ -77,12 +71,12 @@ def alert_text(row: OutboxRow, reason: str) -> str | None:
     return f'Not delivered to {row.to_number}: {why} Message: "{preview}"'
 
 
-async def _alert_owners(bus: Bus, owners: Iterable[str], row: OutboxRow, reason: str) -> None:
+def _alert_owners(unit: Unit, owners: Iterable[str], row: OutboxRow, reason: str) -> None:
     body = alert_text(row, reason)
     if body is None:
         return
     for owner in sorted(owners):
-        await bus.publish(
+        unit.emit(
             OutboundRequested(
                 thread=thread_of(owner),
                 request_id=f"send-failed:{row.id}:{owner}",

@@ -80,18 +80,18 @@ UPDATE outbound_messages SET status = 'PENDING', updated_at = now()
 WHERE id = :id AND lease_epoch = :epoch;
 
 -- name: mark_failed
--- Fenced. A permanent failure (or retries exhausted); its outcome event is still to publish.
+-- Fenced. A permanent failure (or retries exhausted); outbound.failed commits with it.
 UPDATE outbound_messages
 SET status = 'FAILED_SEND', error_code = :error_code, error_message = :error_message,
-    failure_reason = :failure_reason, event_published = false, updated_at = now()
+    failure_reason = :failure_reason, updated_at = now()
 WHERE id = :id AND lease_epoch = :epoch;
 
 -- name: mark_undelivered
 -- A failed / undelivered status callback ($1 id, $2 code, $3 message; no lease: the
--- row is already SENT).
+-- row is already SENT). outbound.failed commits with it.
 UPDATE outbound_messages
 SET status = 'FAILED_SEND', error_code = $2, error_message = $3, failure_reason = 'undelivered',
-    event_published = false, updated_at = now()
+    updated_at = now()
 WHERE id = $1 AND status = 'SENT';
 
 -- name: mark_refused
@@ -105,24 +105,19 @@ WHERE id = :id AND lease_epoch = :epoch;
 UPDATE outbound_messages SET status = 'DEFERRED', not_before = :not_before, updated_at = now()
 WHERE id = :id AND lease_epoch = :epoch;
 
--- name: mark_published
--- The outcome event of a final row ($1 id, in status $2) is on the bus.
-UPDATE outbound_messages SET event_published = true WHERE id = $1 AND status = $2;
-
 -- name: sids_in_use
 -- Reconciliation: which of the provider's sids another outbox row already owns.
 SELECT provider_sid FROM outbound_messages WHERE provider_sid = ANY($1::text[]);
 
 -- name: sweep_candidates
--- The sweep: rows whose event was lost ($1 grace s, $2 deferred grace s, $3 batch).
+-- The sweep: unfinished rows whose drive was lost ($1 grace s, $2 deferred grace s,
+-- $3 batch). Final rows never need it: their outcome event committed with them.
 -- Rows under a live lease are some worker's business (or wait for it to expire).
 SELECT id FROM outbound_messages
 WHERE (lease_until IS NULL OR lease_until <= now())
   AND ((status = 'PENDING' AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $1))
    OR (status IN ('SENDING', 'UNKNOWN') AND updated_at < now() - make_interval(secs => $1))
-   OR (status = 'DEFERRED' AND not_before < now() - make_interval(secs => $2))
-   OR (status IN ('SENT', 'FAILED_SEND', 'REFUSED') AND NOT event_published
-       AND updated_at < now() - make_interval(secs => $1)))
+   OR (status = 'DEFERRED' AND not_before < now() - make_interval(secs => $2)))
 ORDER BY created_at
 LIMIT $3;
 
@@ -163,6 +158,12 @@ RETURNING id;
 -- Every stored callback of a sid, to pick the best status.
 SELECT status, error_code, occurred_at FROM delivery_events
 WHERE provider_sid = $1 ORDER BY occurred_at, id;
+
+-- name: lock_sid
+-- Serialises recording a send's sid with storing a callback for it ($1 sid), until
+-- commit: whichever commits second sees the other's row (a callback can beat the
+-- API answer), so a status is never left unapplied.
+SELECT pg_advisory_xact_lock(hashtext('sender.sid:' || $1));
 
 -- name: outbox_by_sid
 -- The row a status callback is about (none yet when the callback beat the API answer).

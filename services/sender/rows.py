@@ -58,7 +58,7 @@ class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One row of ``outbound_messages`` (migrations 0001 and 0002), as the outbox reads it."""
+    """One row of ``outbound_messages`` (migrations 0001, 0002 and 0005), as the outbox reads it."""
 
     id: uuid.UUID
     dedup_key: str
@@ -81,7 +81,6 @@ class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
     error_code: int | None
     error_message: str | None
     failure_reason: str | None
-    event_published: bool
     created_at: datetime
     updated_at: datetime
     sending_started_at: datetime | None

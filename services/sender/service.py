@@ -40,8 +40,14 @@ async def build(ctx: ServiceContext[SenderSettings], clock: Clock) -> Built:
     transport = make_transport(ctx.settings)
     ctx.stack.push_async_callback(transport.close)
     ctx.log.info("sender_transport", transport=transport.name)
+    assert ctx.outbox is not None  # the sender has migrations, so the runner made its outbox
     outbox = Outbox(
-        settings=ctx.settings, pool=ctx.pool, bus=ctx.bus, transport=transport, clock=clock
+        settings=ctx.settings,
+        pool=ctx.pool,
+        bus=ctx.bus,
+        events=ctx.outbox,
+        transport=transport,
+        clock=clock,
     )
     ctx.spawn(outbox.sweep_forever(ctx.stop), "sweep")
     return Built(build_handlers(outbox), {"outbox": outbox, "transport": transport})

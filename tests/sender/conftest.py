@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from libs.events import utcnow
+from libs.events import DraftApproved, thread_of, utcnow
 from services.sender.service import SPEC
 from services.sender.settings import SenderSettings
 from tests.harness import RunningService, start_service
@@ -20,6 +21,18 @@ LEAD = "+12125550123"  # New York area code
 PUBLIC = "https://replyline.example.com"
 #: 12:00 in New York: inside the default quiet-hours window.
 NOON_NY = datetime(2030, 6, 4, 16, 0, tzinfo=UTC)
+
+
+def approved(body: str = "Hi Ana, Tuesday 10am works.", to: str = LEAD) -> DraftApproved:
+    """An owner-approved draft to the lead (a new draft id each time)."""
+    return DraftApproved(
+        thread=thread_of(to),
+        draft_id=str(uuid.uuid4()),
+        version=1,
+        to_number=to,
+        body=body,
+        reviewer=OWNER,
+    )
 
 
 class Clock:

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from libs.bus import Bus
+from libs.event_outbox import EventOutbox
 from libs.events import (
     ContactOptin,
     ContactOptout,
@@ -30,21 +31,10 @@ from services.sender.console import CONSOLE_SID_PREFIX, ConsoleTransport
 from services.sender.outbox import Outbox, quiet_hours_timer_id
 from services.sender.settings import SenderSettings
 from tests.harness import EventCollector, eventually
-from tests.sender.conftest import FROM, LEAD, OWNER, PUBLIC, Clock, StartSender
+from tests.sender.conftest import FROM, LEAD, OWNER, PUBLIC, Clock, StartSender, approved
 from testsupport.fakes.twilio_server import FakeTwilio, TwilioError, error
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def approved(body: str = "Hi Ana, Tuesday 10am works.", to: str = LEAD) -> DraftApproved:
-    return DraftApproved(
-        thread=thread_of(to),
-        draft_id=str(uuid.uuid4()),
-        version=1,
-        to_number=to,
-        body=body,
-        reviewer=OWNER,
-    )
 
 
 async def outbox(pool: asyncpg.Pool, draft: DraftApproved) -> asyncpg.Record:
@@ -53,8 +43,9 @@ async def outbox(pool: asyncpg.Pool, draft: DraftApproved) -> asyncpg.Record:
     return row
 
 
-async def _published(pool: asyncpg.Pool, draft: DraftApproved) -> bool:
-    return bool((await outbox(pool, draft))["event_published"])
+async def _outbox_drained(pool: asyncpg.Pool) -> bool:
+    """Every event the sender committed is published (and its outbox row deleted)."""
+    return await pool.fetchval("SELECT count(*) FROM sender_event_outbox") == 0
 
 
 async def audit_actions(pool: asyncpg.Pool) -> list[str]:
@@ -84,7 +75,7 @@ async def test_approved_draft_is_sent_once(
     assert sent.provider_sid == message["sid"] and sent.kind == "approved_draft"
     row = await outbox(pool, draft)
     assert (row["status"], row["provider_sid"], row["attempts"]) == ("SENT", message["sid"], 1)
-    await eventually(lambda: _published(pool, draft))
+    await eventually(lambda: _outbox_drained(pool))
     assert await audit_actions(pool) == ["outbound.sent"]
 
     # The same approval again (a redelivery past NATS' dedup window): no second SMS.
@@ -170,7 +161,11 @@ async def test_callback_before_result_is_applied_later(
     await start_sender()
     # What a second sender replica does with the outbound.status event it consumed.
     other_replica = Outbox(
-        settings=sender_settings(), pool=pool, bus=bus, transport=ConsoleTransport()
+        settings=sender_settings(),
+        pool=pool,
+        bus=bus,
+        events=EventOutbox(bus, pool, "sender"),
+        transport=ConsoleTransport(),
     )
 
     async def callback_first(resource: dict[str, object]) -> None:
