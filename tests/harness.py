@@ -170,3 +170,15 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interva
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def eventually_sync(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """:func:`eventually` for synchronous tests (e.g. other processes' state, no event loop)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

@@ -21,6 +21,7 @@ import psutil
 
 from libs.embedded import free_port
 from services import SERVICES
+from tests.harness import eventually_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,11 +122,9 @@ def _alive(proc: psutil.Process) -> bool:
 
 
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(_alive(p) for p in procs):
-            return []
-        time.sleep(0.1)
+    """The command lines of ``procs`` still alive after ``timeout`` ([] once all are gone)."""
+    with contextlib.suppress(AssertionError):  # the survivors, listed below, say more than a timeout
+        eventually_sync(lambda: not any(_alive(p) for p in procs), timeout=timeout, interval=0.1)
     left = []
     for p in procs:
         if _alive(p):
