@@ -335,26 +335,33 @@ def decide(action: Literal["approve", "reject", "edit"]) -> Handler:
         form = await request.post()
         ref = _field(form, "ref") or key
         back = _decision_return(form)
-        try:
-            await decide_draft(
-                request,
-                _principal(session),
-                action=action,
-                key=key,
-                text=_field(form, "text"),
-                notes=(_field(form, "notes") or "")[:1600],
-                given_thread=_field(form, "thread") or None,
-                source="dashboard",
-            )
-        except DraftNotFound:
-            raise _redirect(back, notice="not_found", ref=ref) from None
-        except PayloadError:
-            raise _redirect(back, notice="empty_edit", ref=ref) from None
-        except Unavailable:
-            raise _redirect(back, notice="unavailable", ref=ref) from None
+        decision = decide_draft(
+            request,
+            _principal(session),
+            action=action,
+            key=key,
+            text=_field(form, "text"),
+            notes=(_field(form, "notes") or "")[:1600],
+            given_thread=_field(form, "thread") or None,
+            source="dashboard",
+        )
+        await _or_notice(decision, back, ref, {DraftNotFound: "not_found", PayloadError: "empty_edit"})
         raise _redirect(back, notice=action, ref=ref)
 
     return handler
+
+
+async def _or_notice(
+    action: Awaitable[object], back: str, ref: str, notices: dict[type[Exception], str]
+) -> None:
+    """Run ``action``; a refusal it raises (``notices``, by exception type, checked in
+    order) or ``Unavailable`` redirects to ``back`` with that notice instead."""
+    refusals: tuple[type[Exception], ...] = (*notices, Unavailable)
+    try:
+        await action
+    except refusals as exc:
+        notice = next((n for cls, n in notices.items() if isinstance(exc, cls)), "unavailable")
+        raise _redirect(back, notice=notice, ref=ref) from None
 
 
 def _decision_return(form: Any) -> str:
@@ -404,16 +411,10 @@ async def send_message(request: web.Request, session: Session) -> web.StreamResp
     form = await request.post()
     number, thread_id = _path_thread(request)
     back = f"/dashboard/threads/{quote(thread_id)}"
-    try:
-        await send_human_reply(
-            request, _principal(session), number=number, text=_field(form, "text") or "", source="dashboard"
-        )
-    except OptedOut:
-        raise _redirect(back, notice="opted_out", ref=number) from None
-    except PayloadError:
-        raise _redirect(back, notice="empty_message", ref=number) from None
-    except Unavailable:
-        raise _redirect(back, notice="unavailable", ref=number) from None
+    reply = send_human_reply(
+        request, _principal(session), number=number, text=_field(form, "text") or "", source="dashboard"
+    )
+    await _or_notice(reply, back, number, {OptedOut: "opted_out", PayloadError: "empty_message"})
     raise _redirect(back, notice="sent", ref=number)
 
 
