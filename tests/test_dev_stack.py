@@ -171,12 +171,13 @@ def test_kill_9_of_the_launcher_leaves_no_process_behind(tmp_path: Path) -> None
         assert "nats-server" in names and names.count("-m services.") == 5, names
         postgres = [p for p in _using(data) if "nats-server" not in " ".join(p.cmdline())]
         assert postgres, "the embedded Postgres is running"
+        # Read while they run: after the kill a dead child's cmdline() raises ZombieProcess.
+        reaper = [c for c in children if "replyline.commands.reaper" in " ".join(c.cmdline())]
     finally:
         proc.kill()  # SIGKILL: no clean-up code of the launcher runs
         proc.wait(timeout=10)
     # The five services and nats-server die with it (PR_SET_PDEATHSIG, then the reaper).
     # The reaper itself is a child too: it lives until it has stopped Postgres.
-    reaper = [c for c in children if "replyline.commands.reaper" in " ".join(c.cmdline())]
     assert len(reaper) == 1, names
     assert _wait_gone([c for c in children if c not in reaper], timeout=5) == []
     # Postgres (daemonized by pg_ctl) is stopped by the reaper, which then exits.
