@@ -33,15 +33,19 @@ class Replayed(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
 
 
-async def _read(bus: Bus, stream: str, subject: str, config: ConsumerConfig) -> AsyncIterator[Any]:
-    """Every message currently in ``stream`` matching ``subject`` (no durable left behind)."""
+async def read_current(
+    bus: Bus, stream: str, subject: str, config: ConsumerConfig, *, batch: int = 100
+) -> AsyncIterator[Any]:
+    """Every message currently in ``stream`` matching ``subject`` (no durable left behind).
+
+    Also what `replyline thread` reads a thread's events with."""
     config.ack_policy = AckPolicy.NONE
     config.inactive_threshold = 30.0
     sub = await bus.js.pull_subscribe(subject, stream=stream, config=config)
     try:
         while True:
             try:
-                msgs = await sub.fetch(batch=100, timeout=1.0)
+                msgs = await sub.fetch(batch=batch, timeout=1.0)
             except (NatsTimeoutError, TimeoutError):
                 return
             for msg in msgs:
@@ -71,7 +75,8 @@ async def replay_dlq(
     """Re-deliver dead letters to the consumer that dropped them; remove them from the DLQ."""
     subject = f"{bus.prefix}dlq.{consumer or '*'}.>"
     done: list[Replayed] = []
-    async for msg in _read(bus, bus.dlq_stream, subject, ConsumerConfig(deliver_policy=DeliverPolicy.ALL)):
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    async for msg in read_current(bus, bus.dlq_stream, subject, config):
         headers = dict(msg.headers or {})
         target = headers.get(busmod.H_DLQ_CONSUMER, "")
         original = headers.get(busmod.H_DLQ_SUBJECT, "")
@@ -126,7 +131,7 @@ async def replay_range(
     else:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     done: list[Replayed] = []
-    async for msg in _read(bus, bus.stream, bus.prefix + subject, config):
+    async for msg in read_current(bus, bus.stream, bus.prefix + subject, config):
         seq = msg.metadata.sequence.stream
         if end_seq is not None and seq > end_seq:
             break

@@ -191,3 +191,15 @@ def fail_first_publish(service: RunningService, subject_part: str) -> list[str]:
 
     outbox._publish = fail_first  # type: ignore[method-assign]
     return failed
+
+
+def eventually_sync(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """:func:`eventually` for synchronous tests (e.g. other processes' state, no event loop)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

@@ -21,6 +21,7 @@ import psutil
 
 from libs.embedded import free_port
 from services import SERVICES
+from tests.harness import eventually_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,11 +122,9 @@ def _alive(proc: psutil.Process) -> bool:
 
 
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(_alive(p) for p in procs):
-            return []
-        time.sleep(0.1)
+    """The command lines of ``procs`` still alive after ``timeout`` ([] once all are gone)."""
+    with contextlib.suppress(AssertionError):  # the survivors, listed below, say more than a timeout
+        eventually_sync(lambda: not any(_alive(p) for p in procs), timeout=timeout, interval=0.1)
     left = []
     for p in procs:
         if _alive(p):
@@ -172,12 +171,13 @@ def test_kill_9_of_the_launcher_leaves_no_process_behind(tmp_path: Path) -> None
         assert "nats-server" in names and names.count("-m services.") == 5, names
         postgres = [p for p in _using(data) if "nats-server" not in " ".join(p.cmdline())]
         assert postgres, "the embedded Postgres is running"
+        # Read while they run: after the kill a dead child's cmdline() raises ZombieProcess.
+        reaper = [c for c in children if "replyline.commands.reaper" in " ".join(c.cmdline())]
     finally:
         proc.kill()  # SIGKILL: no clean-up code of the launcher runs
         proc.wait(timeout=10)
     # The five services and nats-server die with it (PR_SET_PDEATHSIG, then the reaper).
     # The reaper itself is a child too: it lives until it has stopped Postgres.
-    reaper = [c for c in children if "replyline.commands.reaper" in " ".join(c.cmdline())]
     assert len(reaper) == 1, names
     assert _wait_gone([c for c in children if c not in reaper], timeout=5) == []
     # Postgres (daemonized by pg_ctl) is stopped by the reaper, which then exits.

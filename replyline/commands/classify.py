@@ -22,8 +22,9 @@ from typing import IO, Any
 import msgspec
 
 from libs.settings import SettingsError, load
+from replyline.commands._parser import subcommand
 from replyline.services import SERVICES
-from services.router.classification import LocalClassifier
+from services.router.classification import Classification, LocalClassifier
 from services.router.intents import IntentsError
 from services.router.rules import RouteInput, route, route_before_classification
 from services.router.settings import RouterSettings
@@ -39,6 +40,7 @@ class _Line(msgspec.Struct, frozen=True, rename={"from_number": "from"}):
 
 class _Out(msgspec.Struct, frozen=True, omit_defaults=False):
     text: str
+    # The classification's (None when a rule decided before classifying).
     language: str | None
     language_confidence: float | None
     language_method: str | None
@@ -53,15 +55,16 @@ class _Out(msgspec.Struct, frozen=True, omit_defaults=False):
     status: str
 
 
+#: The fields of _Out copied from the Classification (language ... evidence).
+_CLASSIFIED = [name for name in _Out.__struct_fields__ if name in Classification.__struct_fields__]
+
+
+HELP = "classify JSON-line messages with the router's classifiers and rules"
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "classify",
-        help="classify JSON-line messages with the router's classifiers and rules",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subcommand(subparsers, "classify", run, help=HELP, description=__doc__, raw=True)
     parser.add_argument("file", nargs="?", default="-", help="JSON lines file (default: stdin)")
-    parser.set_defaults(handler=run)
     return parser
 
 
@@ -89,20 +92,9 @@ def classify_stream(settings: RouterSettings, source: IO[str], sink: IO[str]) ->
         early = route_before_classification(inp)
         c = classifier.classify(line.text) if early is None and line.text.strip() else None
         result = early or route(inp, c, language_threshold=settings.language_threshold)
+        classified: dict[str, Any] = {name: getattr(c, name) if c else None for name in _CLASSIFIED}
         out = _Out(
-            text=line.text,
-            language=c.language if c else None,
-            language_confidence=c.language_confidence if c else None,
-            language_method=c.language_method if c else None,
-            sentiment=c.sentiment if c else None,
-            sentiment_score=c.sentiment_score if c else None,
-            intent=c.intent if c else None,
-            intent_score=c.intent_score if c else None,
-            intent_rule=c.intent_rule if c else None,
-            evidence=c.evidence if c else None,
-            decision=result.decision,
-            rule=result.rule,
-            status=result.status,
+            text=line.text, decision=result.decision, rule=result.rule, status=result.status, **classified
         )
         sink.write(encoder.encode(out).decode() + "\n")
     return bad

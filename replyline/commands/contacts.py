@@ -20,12 +20,13 @@ from libs import rpc
 from libs.bus import Bus
 from libs.contact_import_client import ImportFailed, import_contacts
 from libs.settings import SettingsError, load
+from replyline.commands._parser import subcommand
 from replyline.services import SERVICES
 from services.ingest.settings import IngestSettings
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("contacts", help="import contacts from a CSV file")
+    parser = subcommand(subparsers, "contacts", run, help="import contacts from a CSV file")
     actions = parser.add_subparsers(dest="contacts_action", required=True)
     imp = actions.add_parser(
         "import",
@@ -41,7 +42,6 @@ def add_parser(subparsers: Any) -> None:
     imp.add_argument("--json", action="store_true", help="print the result as JSON")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     imp.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each scheduler reply")
-    parser.set_defaults(handler=run)
 
 
 def _lines(path: Path) -> Iterator[str]:

@@ -33,6 +33,7 @@ from libs.settings import (
     DEV_TWILIO_AUTH_TOKEN,
 )
 from replyline.commands._config import load_settings
+from replyline.commands._parser import subcommand
 from replyline.commands.migrate import migrate_all
 from replyline.services import SERVICES
 
@@ -50,18 +51,18 @@ class DevSettings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: int = 8080
 
 
+HELP = "run the whole stack locally (embedded NATS + Postgres, all services)"
+DESCRIPTION = (
+    "Run the whole Replyline stack on this machine. Without REPLYLINE_NATS_URL / "
+    "REPLYLINE_DATABASE_URL an embedded nats-server and Postgres keep their data in "
+    "--data-dir. Without Twilio credentials the sender prints messages instead of "
+    "sending; without an LLM endpoint the drafter uses the business profile's templates. "
+    "Try it from another terminal with: replyline sms --from +15551234567 'Hi, price?'"
+)
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "dev",
-        help="run the whole stack locally (embedded NATS + Postgres, all services)",
-        description=(
-            "Run the whole Replyline stack on this machine. Without REPLYLINE_NATS_URL / "
-            "REPLYLINE_DATABASE_URL an embedded nats-server and Postgres keep their data in "
-            "--data-dir. Without Twilio credentials the sender prints messages instead of "
-            "sending; without an LLM endpoint the drafter uses the business profile's templates. "
-            "Try it from another terminal with: replyline sms --from +15551234567 'Hi, price?'"
-        ),
-    )
+    p = subcommand(subparsers, "dev", run, help=HELP, description=DESCRIPTION)
     p.add_argument(
         "--services",
         default=",".join(SERVICES),
@@ -74,7 +75,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--reset", action="store_true", help="delete the embedded servers' data before starting")
     p.add_argument("--no-color", action="store_true", help="plain log prefixes")
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

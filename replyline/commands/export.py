@@ -28,24 +28,25 @@ from libs.conversation import (
 )
 from libs.events import thread_of
 from libs.settings import CommonSettings, SettingsError, load
+from replyline.commands._parser import subcommand
 from replyline.services import SERVICES
+
+HELP = "export conversations (inbound, drafts, decisions, sends, delivery, takeovers, outcome)"
+DESCRIPTION = (
+    "Write conversations as CSV or JSON lines, one row per inbound message, draft "
+    "version, decision, outbound message, delivery status, takeover and outcome, in time order "
+    "per thread. See docs/export.md."
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "export",
-        help="export conversations (inbound, drafts, decisions, sends, delivery, takeovers, outcome)",
-        description="Write conversations as CSV or JSON lines, one row per inbound message, draft "
-        "version, decision, outbound message, delivery status, takeover and outcome, in time order "
-        "per thread. See docs/export.md.",
-    )
+    p = subcommand(subparsers, "export", run, help=HELP, description=DESCRIPTION)
     p.add_argument("--thread", help="only this contact's number, e.g. +15551234567")
     p.add_argument("--since", help="rows at or after this date/time (2030-06-04 = midnight UTC)")
     p.add_argument("--until", help="rows before this date/time (exclusive)")
     p.add_argument("--outcome", choices=OUTCOMES, help="only threads whose latest outcome is this")
     p.add_argument("--format", choices=FORMATS, default="csv", help="csv (default) or jsonl")
     p.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
-    p.set_defaults(handler=run)
 
 
 def filters_from(args: argparse.Namespace) -> Filters:

@@ -8,24 +8,24 @@ import asyncio
 from libs.db import create_pool, migrate, recreate_derived
 from libs.settings import CommonSettings
 from replyline.commands._config import load_settings
+from replyline.commands._parser import subcommand
 from replyline.services import SERVICES, VIEWS_FILE, VIEWS_SLICE, migrations_dir
+
+DESCRIPTION = (
+    "Apply the numbered SQL migrations of each service's slice to "
+    "REPLYLINE_DATABASE_URL, then (when migrating all) recreate the read-only `messages` "
+    "view over the slices, and print the resulting versions."
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "migrate",
-        help="apply database migrations",
-        description="Apply the numbered SQL migrations of each service's slice to "
-        "REPLYLINE_DATABASE_URL, then (when migrating all) recreate the read-only `messages` "
-        "view over the slices, and print the resulting versions.",
-    )
+    p = subcommand(subparsers, "migrate", run, help="apply database migrations", description=DESCRIPTION)
     p.add_argument(
         "services",
         nargs="*",
         metavar="SERVICE",
         help=f"services whose slice to migrate (default: all of {', '.join(SERVICES)})",
     )
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,24 +9,25 @@ from datetime import UTC, datetime, timedelta
 from libs.bus import Bus
 from libs.replay import Replayed, replay_dlq, replay_range
 from libs.settings import CommonSettings, SettingsError, load
+from replyline.commands._parser import subcommand
 from replyline.services import SERVICES
+
+HELP = "re-deliver DLQ entries or a range of PIPELINE events to a service"
+DESCRIPTION = (
+    "Re-deliver events to one service's durable consumer (subject "
+    "replay.<service>.<original subject>). With --dlq, dead letters go back to the "
+    "service that dropped them and leave the DLQ. Replays are idempotent: the same "
+    "event replayed twice within the duplicate window is stored once, and handlers "
+    "dedupe on MessageSid / draft version / outbox id."
+)
+EXAMPLES = (
+    "examples:\n  replyline replay --dlq\n  replyline replay --dlq --service router\n"
+    "  replyline replay --service drafter --subject 'inbound.routed.>' --since 2h"
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "replay",
-        help="re-deliver DLQ entries or a range of PIPELINE events to a service",
-        description=(
-            "Re-deliver events to one service's durable consumer (subject "
-            "replay.<service>.<original subject>). With --dlq, dead letters go back to the "
-            "service that dropped them and leave the DLQ. Replays are idempotent: the same "
-            "event replayed twice within the duplicate window is stored once, and handlers "
-            "dedupe on MessageSid / draft version / outbox id."
-        ),
-        epilog="examples:\n  replyline replay --dlq\n  replyline replay --dlq --service router\n"
-        "  replyline replay --service drafter --subject 'inbound.routed.>' --since 2h",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = subcommand(subparsers, "replay", run, help=HELP, description=DESCRIPTION, epilog=EXAMPLES, raw=True)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--dlq", action="store_true", help="replay dead letters")
     source.add_argument("--subject", help="PIPELINE subject filter, e.g. 'inbound.received.>'")
@@ -36,7 +37,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--end-seq", type=int, help="with --subject: last stream sequence")
     p.add_argument("--keep", action="store_true", help="with --dlq: leave entries in the DLQ")
     p.add_argument("--dry-run", action="store_true", help="list what would be replayed")
-    p.set_defaults(handler=run)
 
 
 def parse_since(text: str) -> datetime:

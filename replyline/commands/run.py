@@ -6,17 +6,14 @@ import argparse
 import os
 import sys
 
+from replyline.commands._parser import subcommand
 from replyline.services import SERVICES
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "run",
-        help="run one service in the foreground",
-        description="Run one service (configured by REPLYLINE_* variables) until SIGINT/SIGTERM.",
-    )
+    description = "Run one service (configured by REPLYLINE_* variables) until SIGINT/SIGTERM."
+    p = subcommand(subparsers, "run", run, help="run one service in the foreground", description=description)
     p.add_argument("service", choices=SERVICES)
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from twilio.request_validator import RequestValidator
 
 from libs.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
 from replyline.commands._config import load_settings
+from replyline.commands._parser import subcommand
 from services.ingest.settings import IngestSettings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -42,12 +43,8 @@ _GSM7 = set(
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "sms",
-        help="post a signed Twilio-style inbound SMS to a running ingest",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    summary = "post a signed Twilio-style inbound SMS to a running ingest"
+    parser = subcommand(subparsers, "sms", run, help=summary, description=__doc__, raw=True)
     parser.add_argument("body", nargs="?", default="", help="the message text")
     parser.add_argument("--from", dest="from_number", required=True, help="sender, E.164 (+15551234567)")
     parser.add_argument(
@@ -69,7 +66,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--message-sid", help="reuse a MessageSid, e.g. to replay what a Twilio retry looks like"
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
-    parser.set_defaults(handler=run)
     return parser
 
 

@@ -9,14 +9,15 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import asyncpg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from libs.bus import Bus
 from libs.conversation import explained
 from libs.events import thread_of
+from libs.replay import read_current
 from libs.settings import CommonSettings
 from replyline.commands._config import load_settings
+from replyline.commands._parser import subcommand
 
 T = TypeVar("T")
 
@@ -38,16 +39,16 @@ SUMMARY_FIELDS = (
 )
 
 
+DESCRIPTION = (
+    "Print every event of a thread from the PIPELINE stream and every audit_log row, merged in time order."
+)
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "thread",
-        help="show one conversation's history (events + audit log)",
-        description="Print every event of a thread from the PIPELINE stream and every audit_log "
-        "row, merged in time order.",
-    )
+    summary = "show one conversation's history (events + audit log)"
+    p = subcommand(subparsers, "thread", run, help=summary, description=DESCRIPTION)
     p.add_argument("number", help="the contact's number, e.g. +15551234567")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,26 +81,16 @@ async def stream_history(settings: CommonSettings, thread: str) -> list[dict[str
     bus = await Bus.connect(settings, "replyline-thread")
     rows: list[dict[str, Any]] = []
     try:
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30.0
-        )
-        sub = await bus.js.pull_subscribe(f"{bus.prefix}*.*.{thread}", stream=bus.stream, config=config)
-        while True:
-            try:
-                msgs = await sub.fetch(batch=200, timeout=1.0)
-            except (NatsTimeoutError, TimeoutError):
-                break
-            for msg in msgs:
-                data = json.loads(msg.data)
-                fields = {k: data[k] for k in SUMMARY_FIELDS if data.get(k) not in (None, "", [])}
-                summary = explained(fields)
-                rows.append({
-                    "at": msg.metadata.timestamp, "source": "stream", "seq": msg.metadata.sequence.stream,
-                    "what": data.get("type", bus.unprefixed(msg.subject)), "summary": summary,
-                })  # fmt: skip
-            if msgs and msgs[-1].metadata.num_pending == 0:
-                break
-        await sub.unsubscribe()
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        subject = f"{bus.prefix}*.*.{thread}"
+        async for msg in read_current(bus, bus.stream, subject, config, batch=200):
+            data = json.loads(msg.data)
+            fields = {k: data[k] for k in SUMMARY_FIELDS if data.get(k) not in (None, "", [])}
+            summary = explained(fields)
+            rows.append({
+                "at": msg.metadata.timestamp, "source": "stream", "seq": msg.metadata.sequence.stream,
+                "what": data.get("type", bus.unprefixed(msg.subject)), "summary": summary,
+            })  # fmt: skip
     finally:
         await bus.close()
     return rows

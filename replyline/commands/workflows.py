@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 import yaml
 
 from replyline.commands import workflows_admin
+from replyline.commands._parser import subcommand
 from services.scheduler.workflow.definition import (
     Definition,
     DefinitionError,
@@ -27,9 +28,8 @@ DEFAULT_DIR = "workflows"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "workflows", help="validate, dry-run, import and export workflow definitions"
-    )
+    summary = "validate, dry-run, import and export workflow definitions"
+    parser = subcommand(subparsers, "workflows", run, help=summary)
     actions = parser.add_subparsers(dest="workflows_action", required=True)
 
     validate = actions.add_parser("validate", help="check definition files (exit 1 on any problem)")
@@ -63,7 +63,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     imp.add_argument("--force", action="store_true", help="overwrite an existing file")
     _api_arguments(imp)
     workflows_admin.add_actions(actions, _api_arguments)
-    parser.set_defaults(handler=run)
     return parser
 
 

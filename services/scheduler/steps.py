@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from libs.events import ContactTagged, ContactUpdated, DraftRequested, OutboundRequested
+from libs.events import ContactTagged, ContactUpdated, DraftRequested, Event, OutboundRequested
 
 from .effects import CallWebhook, Effect, Publish, SendEmail, SetTimer, WriteField, WriteTag
 from .emailer import EmailError, EmailTemplate, single_address
@@ -192,22 +192,21 @@ def tag(ctx: StepContext, config: TagConfig) -> StepResult:
     added = ctx.step.type == "add_tag"
     thread = ctx.enrollment.thread
     event = ContactTagged(thread=thread, number=ctx.contact["phone"], tag_name=config.tag, added=added)
-    return StepResult(
-        ctx.following,
-        output={"tag": config.tag, "added": added},
-        effects=[WriteTag(config.tag, added), Publish(event, msg_id=ctx.key)],
-    )
+    return _contact_change(ctx, WriteTag(config.tag, added), event, {"tag": config.tag, "added": added})
 
 
 def update_field(ctx: StepContext, config: UpdateFieldConfig) -> StepResult:
     value = render_value(config.value, ctx.view)
     thread = ctx.enrollment.thread
     event = ContactUpdated(thread=thread, number=ctx.contact["phone"], field=config.field, value=value)
-    return StepResult(
-        ctx.following,
-        output={"field": config.field, "value": value},
-        effects=[WriteField(config.field, value), Publish(event, msg_id=ctx.key)],
+    return _contact_change(
+        ctx, WriteField(config.field, value), event, {"field": config.field, "value": value}
     )
+
+
+def _contact_change(ctx: StepContext, write: Effect, event: Event, output: dict[str, Any]) -> StepResult:
+    """A step that writes the contact and announces it (``contact.tagged``, ``contact.updated``)."""
+    return StepResult(ctx.following, output=output, effects=[write, Publish(event, msg_id=ctx.key)])
 
 
 def http(ctx: StepContext, config: HttpConfig) -> StepResult:

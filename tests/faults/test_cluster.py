@@ -65,12 +65,12 @@ async def all_current(url: str, stream: str) -> bool:
 
 
 async def kill_leader(sc: Scenario, infra: ClusterInfra, after: float, down_s: float) -> str:
-    await asyncio.sleep(after)
+    await asyncio.sleep(after)  # the fault schedule under test, not a wait for a condition
     leader = (await stream_leaders(infra.nats_url))["PIPELINE"]
     node = infra.cluster.node(leader)
     sc.faults.append((f"kill -9 nats {leader} (PIPELINE leader)", time.monotonic()))
     await asyncio.to_thread(node.stop, kill=True)
-    await asyncio.sleep(down_s)
+    await asyncio.sleep(down_s)  # how long the leader stays down (the fault under test)
     sc.faults.append((f"restart nats {leader}", time.monotonic()))
     await asyncio.to_thread(node.start)
     return leader

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import re
 import time
 from typing import Any
@@ -34,6 +35,7 @@ from libs.events import ContactOptout, DraftApproved, DraftCreated, InboundRecei
 from libs.settings import nats_servers
 from tests.faults.running import Running, running_stack
 from tests.faults.traffic import Follower, Twilio
+from tests.harness import eventually, stays
 from testsupport.observe import read_stream
 from testsupport.stack import OWNER, SERVICES
 from testsupport.stack_webhooks import LEAD_TEXT
@@ -113,11 +115,13 @@ class Scenario:
         tasks = []
         for i in range(leads):
             tasks.append(asyncio.create_task(self.lead(i)))
-            await asyncio.sleep(1 / rate)
+            await asyncio.sleep(1 / rate)  # the traffic's pace, not a wait for a condition
         await asyncio.gather(*tasks)
 
     async def inject_faults(self, first_after: float, gap: float, pg_down_s: float) -> None:
         stack, infra = self.run.stack, self.run.infra
+        # The sleeps below are the fault schedule under test (when each fault strikes,
+        # how long a process or Postgres stays down), not waits for a condition.
         await asyncio.sleep(first_after)
         for name in SERVICES:
             proc = stack[name]
@@ -174,11 +178,17 @@ async def check_outcome(run: Running, sc: Scenario, leads: int) -> None:
     def sent_to(number: str) -> list[dict[str, Any]]:
         return twilio.messages_to(number)
 
+    def no_extra_texts() -> bool:
+        twice = {n: len(sent_to(n)) for n in normal if len(sent_to(n)) > 1}
+        leaked = [n for n in opted if sent_to(n)]
+        assert not twice and not leaked, f"sent more than once: {twice}; to opted-out numbers: {leaked}"
+        return True
+
     # Settle: every approved normal lead gets its text (sweeps re-drive anything lost).
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not all(sent_to(n) for n in normal):  # noqa: ASYNC110
-        await asyncio.sleep(0.5)  # the fake's state, many conditions: a plain poll is clearest
-    await asyncio.sleep(8)  # longer than a sender sweep + grace: late duplicates would show
+    with contextlib.suppress(AssertionError):  # the checks below name the leads still waiting
+        await eventually(lambda: all(sent_to(n) for n in normal), timeout=120, interval=0.5)
+    # Then longer than a sender sweep + grace: late duplicates would show.
+    await stays(no_extra_texts, within=8, interval=0.5)
 
     print("faults:", [f for f, _ in sc.faults])
     print("webhook attempts:", sc.tw.log.attempts, "accepted:", len(sc.tw.log.accepted),

@@ -74,7 +74,7 @@ class Twilio:
             self.log.transient[reason] = self.log.transient.get(reason, 0) + 1
             if loop.time() > deadline:
                 raise TimeoutError(f"webhook {sid} not accepted within {give_up_after}s")
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # Twilio's retry pace, as a webhook sender would
 
 
 class Follower:

@@ -61,7 +61,7 @@ async def test_a_failed_batch_records_nothing_and_fails_every_webhook_in_it(
     migrated: asyncpg.Pool,
 ) -> None:
     async def publish(event: Event) -> int:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a JetStream ack round trip, then the failure
         raise ConnectionError("NATS is not connected")
 
     recorder = PgInboundRecorder(migrated, QUERIES, publish, concurrency=1)

@@ -17,7 +17,7 @@ from services.ingest.app import EMPTY_TWIML
 from services.ingest.auth import create_token
 from services.ingest.service import QUERIES
 from services.ingest.settings import IngestSettings
-from tests.harness import EventCollector
+from tests.harness import EventCollector, eventually
 from tests.ingest.running import (
     Ingest,
     audit_actions,
@@ -25,6 +25,12 @@ from tests.ingest.running import (
     start_ingest,
 )
 from testsupport.webhooks import inbound_form, message_sid, status_form
+
+
+async def accepted(node: Ingest, form: dict[str, str]) -> bool:
+    """One Twilio retry of ``form``: True once ingest answers 200."""
+    status, _ = await node.post_twilio("/twilio/sms", form)
+    return status == 200
 
 
 async def test_inbound_is_stored_published_once_and_audited(
@@ -188,18 +194,10 @@ async def test_nats_down_answers_503_then_the_retry_publishes(
 
             nats.start()  # same port and store: the stream is still there
             # Twilio retries the same request; the bus reconnects within a second or so.
-            for _ in range(40):
-                status, _ = await node.post_twilio("/twilio/sms", form)
-                if status == 200:
-                    break
-                await asyncio.sleep(0.25)
-            assert status == 200
+            await eventually(lambda: accepted(node, form), timeout=10, interval=0.25)
         assert await pool.fetchval("SELECT count(*) FROM inbound_messages") == 1
         subject = bus.subject_for("inbound.received", "15551234567")
-        for _ in range(40):
-            if bus.nc.is_connected:
-                break
-            await asyncio.sleep(0.25)
+        await eventually(lambda: bus.nc.is_connected, timeout=10, interval=0.25)
         # Exactly once, whether or not the first attempt's buffered publish also landed.
         assert await count_on_subject(bus, subject) == 1
         await bus.close()
@@ -247,19 +245,17 @@ async def test_postgres_down_answers_503_and_publishes_nothing(
     finally:
         pg_server.resume()
     # Twilio's retry: the pool replaces its dead connections and the message is recorded.
-    for _ in range(40):
-        status, _ = await ingest.post_twilio("/twilio/sms", form)
-        if status == 200:
-            break
-        await asyncio.sleep(0.25)
-    assert status == 200
+    await eventually(lambda: accepted(ingest, form), timeout=10, interval=0.25)
     assert await count_on_subject(bus, subject) == 1
-    for _ in range(40):
+
+    async def stored() -> list[int]:
+        # The test's own pool also lost its connections: retry until it has new ones.
         try:
-            rows = await pool.fetchval("SELECT count(*) FROM inbound_messages")
-            break
+            return [await pool.fetchval("SELECT count(*) FROM inbound_messages")]
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
-            await asyncio.sleep(0.25)  # the test's own pool also lost its connections
+            return []
+
+    [rows] = await eventually(stored, timeout=10, interval=0.25)
     assert rows == 1
 
 

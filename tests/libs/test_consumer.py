@@ -151,6 +151,9 @@ async def test_advisory_forwarder_dead_letters_a_crash_loop(
     sub = await bus.js.pull_subscribe_bind("router", bus.stream)
     for _ in range(2):
         await sub.fetch(batch=1, timeout=3)  # delivered, never acked
+    # The thing under test: the last delivery's ack_wait (0.3 s) runs out while no replica
+    # runs. The server shows nothing to wait on (the advisory is only sent at the next
+    # pull), so this sleep outlasts it.
     await asyncio.sleep(0.6)
     svc = await run_handlers(
         make_settings, {InboundReceived: handle}, ack_wait_s=0.3, max_deliver=2, backoff_s=[0.1]
@@ -168,7 +171,7 @@ async def test_one_thread_in_order_threads_in_parallel(make_settings: Callable[.
 
     async def handle(event: InboundReceived, d: Delivery) -> None:
         log.append(("start", event.thread, event.message_sid))
-        await asyncio.sleep(0.3 if event.body == "slow" else 0.01)
+        await asyncio.sleep(0.3 if event.body == "slow" else 0.01)  # handler work: A1 is slow
         log.append(("end", event.thread, event.message_sid))
         if len(log) == 8:
             all_done.set()

@@ -9,7 +9,6 @@ reply, RPC and health included, without a single permissions violation.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -97,7 +96,9 @@ async def _publish_as(url: str, user: str, subject: str) -> tuple[bool, list[str
         else:
             stored = True
         await nc.flush()
-        await asyncio.sleep(0.1)  # the -ERR comes asynchronously
+        if not stored:
+            # A refused publish earns a -ERR, which comes asynchronously.
+            await eventually(lambda: errors, timeout=5)
         return stored, errors
     finally:
         await nc.close()

@@ -382,7 +382,7 @@ async def test_unknown_outcome_is_reconciled_not_resent(
     async def stall(_resource: dict[str, object]) -> None:
         if not stalled.is_set():
             stalled.set()
-            await asyncio.sleep(3)
+            await asyncio.sleep(3)  # the provider hangs past twilio_timeout_s: no answer comes
 
     fake_twilio.on_create = stall
     draft = approved()

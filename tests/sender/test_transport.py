@@ -147,7 +147,7 @@ async def test_connection_refused_is_transient_and_timeout_is_unknown(fake: Fake
     )
 
     async def stall(_resource: dict[str, object]) -> None:
-        await asyncio.sleep(2)
+        await asyncio.sleep(2)  # the provider hangs past the transport's timeout
 
     fake.on_create = stall
     try:

@@ -98,6 +98,7 @@ class FakeOpenAI:
     _runner: web.AppRunner | None = None
     _port: int = 0
     _closing: asyncio.Event = field(default_factory=asyncio.Event)
+    _recorded: asyncio.Condition = field(default_factory=asyncio.Condition)  # a request arrived
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # --- lifecycle -------------------------------------------------------
@@ -191,11 +192,11 @@ class FakeOpenAI:
 
     async def wait_for_requests(self, count: int, within: float = 5.0) -> list[RecordedRequest]:
         """Wait until at least ``count`` requests were recorded."""
-        deadline = time.monotonic() + within
-        while len(self.requests) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"expected {count} requests, got {len(self.requests)}")
-            await asyncio.sleep(0.01)
+        try:
+            async with asyncio.timeout(within), self._recorded:
+                await self._recorded.wait_for(lambda: len(self.requests) >= count)
+        except TimeoutError:
+            raise TimeoutError(f"expected {count} requests, got {len(self.requests)}") from None
         return list(self.requests)
 
     # --- handlers --------------------------------------------------------
@@ -216,7 +217,9 @@ class FakeOpenAI:
             body=body,
             received_at=time.time(),
         )
-        self.requests.append(recorded)
+        async with self._recorded:
+            self.requests.append(recorded)
+            self._recorded.notify_all()
 
         step = self._steps.popleft() if self._steps else None
         if isinstance(step, _Delay):

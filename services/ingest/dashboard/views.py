@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Awaitable
 from typing import Any, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-import asyncpg
-import jinja2
 import structlog
 from aiohttp import web
 
 from libs import rpc, twilio_errors
 from libs.conversation import FORMATS, Filters
-from libs.db import Queries
 from services.ingest.api import (
     DraftNotFound,
     OptedOut,
@@ -33,14 +28,28 @@ from services.ingest.api import (
     pause_thread,
     send_human_reply,
 )
-from services.ingest.auth import Principal, secrets_equal
+from services.ingest.auth import secrets_equal
 from services.ingest.dashboard import reads
 from services.ingest.dashboard.sessions import (
     COOKIE_PATH,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Session,
-    SessionStore,
+)
+from services.ingest.dashboard.web import (
+    DASHBOARD_KEY,
+    STYLE,
+    DashboardDeps,
+    Handler,
+    admin_principal,
+    form_field,
+    logged_in,
+    notice_text,
+    redirect,
+    render,
+    safe_next,
+    set_cookie,
+    signed_in_page,
 )
 from services.ingest.export_api import stream_export
 from services.ingest.http_common import DEPS_KEY, LOOKUP_ERRORS, SETTINGS_KEY, Unavailable
@@ -48,132 +57,6 @@ from services.ingest.system_health import SYSTEM_HEALTH_KEY
 from services.ingest.twilio_payload import PayloadError
 
 log = structlog.get_logger("ingest.dashboard")
-
-HERE = Path(__file__).parent
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(HERE / "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
-STYLE = (HERE / "templates" / "style.css").read_bytes()
-
-#: No scripts, no framing, forms only to ourselves: the pages need nothing else.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
-
-#: Notices shown after a redirect, by code (a URL cannot inject arbitrary text).
-NOTICES = {
-    "approve": "Approval of draft #{ref} sent; the drafter confirms it and the sender sends it.",
-    "reject": "Rejection of draft #{ref} sent.",
-    "edit": "Edit of draft #{ref} sent; a new version will appear for approval.",
-    "not_found": "Draft #{ref} is no longer pending (already decided or expired).",
-    "empty_edit": "An edit needs the new text.",
-    "unavailable": "Could not send the decision right now (NATS or the drafter is down); try again.",
-    "pause": "Pause of thread {ref} sent.",
-    "resume": "Resume of thread {ref} sent.",
-    "sent": "Your message to {ref} is on its way from the business number; you have taken over "
-    "the thread (the AI stops drafting until you resume it or it stays quiet).",
-    "opted_out": "NOT sent: {ref} has opted out (STOP); nothing can be sent to them.",
-    "empty_message": "The message needs some text.",
-    "logged_out": "Logged out.",
-    "bad_csrf": "The form expired; please try again.",
-}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class DashboardDeps:
-    pool: asyncpg.Pool
-    queries: Queries  # ingest's own queries (inbound messages of a thread)
-    sessions: SessionStore
-
-
-DASHBOARD_KEY = web.AppKey("dashboard", DashboardDeps)
-
-
-def render(name: str, status: int = 200, **context: Any) -> web.Response:
-    html = TEMPLATES.get_template(name).render(**context)
-    return web.Response(text=html, status=status, content_type="text/html", headers=SECURITY_HEADERS)
-
-
-def _page(request: web.Request, session: Session, name: str, page: str, **context: Any) -> web.Response:
-    """A signed-in page: the navigation (``page``), the session and any ?notice= banner."""
-    return render(f"{name}.html", page=page, session=session, notice=_notice(request), **context)
-
-
-def _secure(request: web.Request) -> bool:
-    return request.app[SETTINGS_KEY].public_base_url.startswith("https://") or request.secure
-
-
-def _set_cookie(
-    request: web.Request, response: web.StreamResponse, name: str, value: str, max_age: int
-) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=max_age,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="Strict",
-        secure=_secure(request),
-    )
-
-
-def _redirect(location: str, **params: str) -> web.HTTPSeeOther:
-    query = f"?{urlencode(params)}" if params else ""
-    return web.HTTPSeeOther(location + query, headers={"Cache-Control": "no-store"})
-
-
-def _safe_next(target: str | None) -> str:
-    # Only our own pages: an open redirect after login would help phishing.
-    if target and target.startswith("/dashboard") and not target.startswith("//"):
-        return target
-    return "/dashboard"
-
-
-async def _session(request: web.Request) -> Session | None:
-    try:
-        return await request.app[DASHBOARD_KEY].sessions.get(request.cookies.get(SESSION_COOKIE))
-    except LOOKUP_ERRORS as exc:
-        raise Unavailable(f"cannot check the session ({type(exc).__name__})") from exc
-
-
-def logged_in(handler: Callable[[web.Request, Session], Awaitable[web.StreamResponse]]) -> Handler:
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        session = await _session(request)
-        if session is None:
-            target = request.path_qs if request.method == "GET" else "/dashboard"
-            raise _redirect("/dashboard/login", next=target)
-        if request.method == "POST":
-            form = await request.post()
-            if not session.csrf_ok(_field(form, "csrf")):
-                log.warning("dashboard_csrf_rejected", path=request.path, principal=session.principal)
-                raise _redirect("/dashboard", notice="bad_csrf")
-        return await handler(request, session)
-
-    return wrapper
-
-
-def _field(form: Any, name: str) -> str | None:
-    value = form.get(name)
-    return value if isinstance(value, str) else None
-
-
-def _principal(session: Session) -> Principal:
-    return Principal(name=session.principal, scope="admin")
-
-
-def _notice(request: web.Request) -> str | None:
-    template = NOTICES.get(request.query.get("notice", ""))
-    return template.format(ref=request.query.get("ref", "")) if template else None
-
 
 # -- login -------------------------------------------------------------------------------
 
@@ -185,20 +68,20 @@ async def login_form(request: web.Request, error: str | None = None, status: int
         status=status,
         csrf=csrf,
         error=error,
-        next=_safe_next(request.query.get("next")),
-        notice=_notice(request),
+        next=safe_next(request.query.get("next")),
+        notice=notice_text(request),
     )
-    _set_cookie(request, response, LOGIN_CSRF_COOKIE, csrf, max_age=3600)
+    set_cookie(request, response, LOGIN_CSRF_COOKIE, csrf, max_age=3600)
     return response
 
 
 async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    submitted = _field(form, "csrf") or ""
+    submitted = form_field(form, "csrf") or ""
     if not expected or not secrets_equal(expected, submitted):
         return await login_form(request, "The form expired; please try again.", status=403)
-    token = (_field(form, "token") or "").strip()
+    token = (form_field(form, "token") or "").strip()
     try:
         principal = await request.app[DEPS_KEY].tokens.verify(token) if token else None
     except LOOKUP_ERRORS as exc:
@@ -209,8 +92,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     sessions = request.app[DASHBOARD_KEY].sessions
     session_id = await sessions.create(principal.name, token)
     log.info("dashboard_login", principal=principal.name)
-    response = _redirect(_safe_next(_field(form, "next")))
-    _set_cookie(request, response, SESSION_COOKIE, session_id, max_age=int(sessions.ttl_s))
+    response = redirect(safe_next(form_field(form, "next")))
+    set_cookie(request, response, SESSION_COOKIE, session_id, max_age=int(sessions.ttl_s))
     response.del_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
     raise response
 
@@ -218,7 +101,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 @logged_in
 async def logout(request: web.Request, session: Session) -> web.StreamResponse:
     await request.app[DASHBOARD_KEY].sessions.revoke(request.cookies[SESSION_COOKIE])
-    response = _redirect("/dashboard/login", notice="logged_out")
+    response = redirect("/dashboard/login", notice="logged_out")
     response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
     raise response
 
@@ -250,7 +133,7 @@ async def overview(request: web.Request, session: Session) -> web.Response:
     drafts, drafts_error = await _pending_drafts(request)
     queue, queue_error = await _manual_queue(request)
     health = await request.app[SYSTEM_HEALTH_KEY].report()
-    return _page(
+    return signed_in_page(
         request,
         session,
         "overview",
@@ -268,7 +151,7 @@ async def overview(request: web.Request, session: Session) -> web.Response:
 async def threads(request: web.Request, session: Session) -> web.Response:
     rows, notes = await reads.recent_threads(request.app[DASHBOARD_KEY].pool)
     owners = {n.lstrip("+") for n in request.app[SETTINGS_KEY].owner_numbers}
-    return _page(
+    return signed_in_page(
         request,
         session,
         "threads",
@@ -292,7 +175,7 @@ async def thread(request: web.Request, session: Session) -> web.Response:
     number, thread_id = _path_thread(request)
     deps = request.app[DASHBOARD_KEY]
     detail = await reads.thread_detail(deps.pool, thread_id, deps.queries.list_inbound_for_thread)
-    return _page(
+    return signed_in_page(
         request,
         session,
         "thread",
@@ -333,28 +216,35 @@ def decide(action: Literal["approve", "reject", "edit"]) -> Handler:
     async def handler(request: web.Request, session: Session) -> web.StreamResponse:
         key = request.match_info["draft"]
         form = await request.post()
-        ref = _field(form, "ref") or key
+        ref = form_field(form, "ref") or key
         back = _decision_return(form)
-        try:
-            await decide_draft(
-                request,
-                _principal(session),
-                action=action,
-                key=key,
-                text=_field(form, "text"),
-                notes=(_field(form, "notes") or "")[:1600],
-                given_thread=_field(form, "thread") or None,
-                source="dashboard",
-            )
-        except DraftNotFound:
-            raise _redirect(back, notice="not_found", ref=ref) from None
-        except PayloadError:
-            raise _redirect(back, notice="empty_edit", ref=ref) from None
-        except Unavailable:
-            raise _redirect(back, notice="unavailable", ref=ref) from None
-        raise _redirect(back, notice=action, ref=ref)
+        decision = decide_draft(
+            request,
+            admin_principal(session),
+            action=action,
+            key=key,
+            text=form_field(form, "text"),
+            notes=(form_field(form, "notes") or "")[:1600],
+            given_thread=form_field(form, "thread") or None,
+            source="dashboard",
+        )
+        await _or_notice(decision, back, ref, {DraftNotFound: "not_found", PayloadError: "empty_edit"})
+        raise redirect(back, notice=action, ref=ref)
 
     return handler
+
+
+async def _or_notice(
+    action: Awaitable[object], back: str, ref: str, notices: dict[type[Exception], str]
+) -> None:
+    """Run ``action``; a refusal it raises (``notices``, by exception type, checked in
+    order) or ``Unavailable`` redirects to ``back`` with that notice instead."""
+    refusals: tuple[type[Exception], ...] = (*notices, Unavailable)
+    try:
+        await action
+    except refusals as exc:
+        notice = next((n for cls, n in notices.items() if isinstance(exc, cls)), "unavailable")
+        raise redirect(back, notice=notice, ref=ref) from None
 
 
 def _decision_return(form: Any) -> str:
@@ -362,9 +252,9 @@ def _decision_return(form: Any) -> str:
 
     Built from the thread's digits only, never from a URL in the form (no open redirect).
     """
-    if _field(form, "back") == "thread":
+    if form_field(form, "back") == "thread":
         try:
-            _, thread_id = number_and_thread(_field(form, "thread") or "")
+            _, thread_id = number_and_thread(form_field(form, "thread") or "")
         except PayloadError:
             return "/dashboard"
         return f"/dashboard/threads/{quote(thread_id)}"
@@ -379,17 +269,17 @@ def pause(paused: bool) -> Handler:
         try:
             event = await pause_thread(
                 request,
-                _principal(session),
+                admin_principal(session),
                 number=raw,
                 paused=paused,
-                reason=(_field(form, "reason") or "")[:500],
+                reason=(form_field(form, "reason") or "")[:500],
                 source="dashboard",
             )
         except PayloadError:
             raise web.HTTPNotFound(text="not a phone number") from None
         except Unavailable:
-            raise _redirect("/dashboard", notice="unavailable", ref=raw) from None
-        raise _redirect(
+            raise redirect("/dashboard", notice="unavailable", ref=raw) from None
+        raise redirect(
             f"/dashboard/threads/{quote(event.thread)}",
             notice="pause" if paused else "resume",
             ref=event.number,
@@ -404,17 +294,15 @@ async def send_message(request: web.Request, session: Session) -> web.StreamResp
     form = await request.post()
     number, thread_id = _path_thread(request)
     back = f"/dashboard/threads/{quote(thread_id)}"
-    try:
-        await send_human_reply(
-            request, _principal(session), number=number, text=_field(form, "text") or "", source="dashboard"
-        )
-    except OptedOut:
-        raise _redirect(back, notice="opted_out", ref=number) from None
-    except PayloadError:
-        raise _redirect(back, notice="empty_message", ref=number) from None
-    except Unavailable:
-        raise _redirect(back, notice="unavailable", ref=number) from None
-    raise _redirect(back, notice="sent", ref=number)
+    reply = send_human_reply(
+        request,
+        admin_principal(session),
+        number=number,
+        text=form_field(form, "text") or "",
+        source="dashboard",
+    )
+    await _or_notice(reply, back, number, {OptedOut: "opted_out", PayloadError: "empty_message"})
+    raise redirect(back, notice="sent", ref=number)
 
 
 def add_dashboard_routes(app: web.Application, deps: DashboardDeps) -> None:
