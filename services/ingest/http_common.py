@@ -11,13 +11,17 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from libs.events import Event
 from libs.rpc import RpcClient
 from services.ingest.auth import Principal, Scope, TokenVerifier, bearer_token
-from services.ingest.recorder import InboundRecorder, PublishFn
+from services.ingest.recorder import InboundRecorder
 from services.ingest.settings import IngestSettings
 from services.ingest.signature import SignatureCheck
 
 log = structlog.get_logger("ingest")
+
+#: Publishes an event (for events that describe no row of ingest) and returns its stream sequence.
+PublishFn = Callable[[Event], Awaitable[int]]
 
 #: (action, thread, actor, details) -> one audit_log row.
 AuditFn = Callable[[str, str | None, str, dict[str, Any]], Awaitable[None]]

@@ -40,8 +40,15 @@ class PortInUse(RuntimeError):
 async def build(ctx: ServiceContext[IngestSettings], clock: Clock) -> Built:
     """Ingest stamps times in its SQL and its request handlers: ``clock`` is unused."""
     settings = ctx.settings
+    outbox = ctx.outbox
+    if outbox is None:
+        raise RuntimeError("ingest needs its event outbox (it has migrations, so the runner makes one)")
+    # A webhook waits for its events' publish: the same bound as a direct publish.
+    outbox.publish_timeout_s = settings.publish_timeout_s
 
     async def publish(event: Event) -> int:
+        # Only for events that describe no row of ingest (status callbacks, owner
+        # decisions, leads): rows and the events they mean go through the outbox.
         if not ctx.bus.nc.is_connected:
             # Fail fast: nats-py would buffer the message and flush it on reconnect,
             # after the webhook already answered 503 and rolled its row back.
@@ -63,9 +70,8 @@ async def build(ctx: ServiceContext[IngestSettings], clock: Clock) -> Built:
 
     deps = IngestDeps(
         recorder=PgInboundRecorder(
-            ctx.pool,
+            outbox,
             QUERIES,
-            publish,
             concurrency=settings.record_concurrency,
             owner_numbers=frozenset(settings.owner_numbers),
         ),
