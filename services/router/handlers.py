@@ -144,7 +144,9 @@ class Router:
                 await conn.execute(Q.advance_seq, thread, d.seq)
             for out in self._events(event, d.seq, thread, result, classification):
                 u.emit(out)
-        metrics.ROUTING_DECISIONS.labels(result.rule, result.status).inc()  # committed: counted once
+            # Counted before the commit, so whoever sees the event finds it counted; a
+            # commit that fails (rare) is retried and counted again.
+            metrics.ROUTING_DECISIONS.labels(result.rule, result.status).inc()
         log.info(
             "routed",
             message_sid=event.message_sid,
