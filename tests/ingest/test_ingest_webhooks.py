@@ -212,6 +212,41 @@ async def test_nats_down_answers_503_then_the_retry_publishes_once(
         nats.stop()
 
 
+async def test_nats_down_leads_and_owner_actions_are_accepted_and_published_later(
+    ingest_settings: Callable[..., IngestSettings], pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A lead or a pause is committed with its audit row (one outbox unit): 202 even
+    while NATS is away, and the sweeper publishes it once NATS is back."""
+    nats = EmbeddedNats(tmp_path / "nats")
+    nats.start()
+    service = None
+    try:
+        settings = ingest_settings(nats_url=nats.url, publish_timeout_s=1.0)
+        service, url = await start_ingest(settings)
+        bus = await Bus.connect(settings, "probe")
+        leads = await create_token(pool, QUERIES, "website-form", "leads")
+        admin = await create_token(pool, QUERIES, "owner", "admin")
+        async with aiohttp.ClientSession() as session:
+            node = Ingest(url, settings.public_base_url, settings, session, service)
+            nats.stop()
+            lead = {"lead_id": "wf-2001", "phone": "+15551234567"}
+            assert (await node.request("POST", "/leads", token=leads, json=lead))[0] == 202
+            pause = {"reason": "calling her"}
+            status, _ = await node.request("POST", "/api/threads/+15551234567/pause", token=admin, json=pause)
+            assert status == 202
+            assert await outbox_rows(pool) == 2
+            assert sorted(await audit_actions(pool)) == ["contact.paused", "lead.created"]
+            nats.start()
+        await eventually(lambda: _outbox_empty(pool), timeout=20)
+        for kind in ("lead.created", "contact.paused"):
+            assert await count_on_subject(bus, bus.subject_for(kind, "15551234567")) == 1
+        await bus.close()
+    finally:
+        if service is not None:
+            await service.stop()
+        nats.stop()
+
+
 async def outbox_rows(pool: asyncpg.Pool) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM ingest_event_outbox"))
 
