@@ -265,12 +265,11 @@ class EventOutbox:
         sweeper. Returns how many rows were published (0: already out)."""
         if not msg_ids:
             return 0
-        async with self.pool.acquire() as conn:
-            found = await conn.fetch(self._sql_pending_of, list(msg_ids))
-            if not found:
-                return 0
-            rows = [_Row(r["msg_id"], r["subject"], bytes(r["data"]), r["traceparent"]) for r in found]
-            await self._publish(rows)
+        found = await self.pool.fetch(self._sql_pending_of, list(msg_ids))
+        if not found:
+            return 0
+        rows = [_Row(r["msg_id"], r["subject"], bytes(r["data"]), r["traceparent"]) for r in found]
+        await self._publish(rows)
         await self._forget([r["id"] for r in found])
         return len(found)
 
