@@ -118,6 +118,10 @@ class EventOutbox:
             "WHERE created_at < clock_timestamp() - make_interval(secs => $1) ORDER BY id LIMIT $2"
         )
         self._sql_lock = "SELECT pg_try_advisory_xact_lock(hashtext($1))"
+        self._sql_pending_of = (
+            f"SELECT id, msg_id, subject, data, traceparent FROM {self.table} "
+            "WHERE msg_id = ANY($1::text[]) ORDER BY id"
+        )
         self._done: list[int] = []
         self._done_added = asyncio.Event()
         self._running = False
@@ -193,6 +197,10 @@ class EventOutbox:
     async def _publish(self, rows: Sequence[_Row]) -> list[PubAck]:
         """Publish in order: the first alone (it may set up the reply subscription),
         the rest pipelined (nats-py writes them in call order on one connection)."""
+        if not self.bus.nc.is_connected:
+            # Fail fast: nats-py would buffer the message until the publish timeout (and
+            # flush it on reconnect); the rows stay and the sweeper publishes them later.
+            raise ConnectionError("NATS is not connected")
         first = await self._publish_one(rows[0])
         rest = await asyncio.gather(*(self._publish_one(r) for r in rows[1:]))
         self.published += len(rows)
@@ -276,6 +284,23 @@ class EventOutbox:
             log.info("outbox_swept", table=self.table, events=len(found))
             if len(found) < self.sweep_batch:
                 return total
+
+    async def publish_pending(self, msg_ids: Sequence[str]) -> int:
+        """Publish now the still-unpublished rows with these ``msg_id``s, oldest first.
+
+        For a caller that must not answer before events an earlier attempt committed are
+        on the bus (ingest: Twilio's retry of a webhook whose first attempt committed but
+        could not publish). Raises if publishing fails; the rows then stay for the
+        sweeper. Returns how many rows were published (0: already out)."""
+        if not msg_ids:
+            return 0
+        found = await self.pool.fetch(self._sql_pending_of, list(msg_ids))
+        if not found:
+            return 0
+        rows = [_Row(r["msg_id"], r["subject"], bytes(r["data"]), r["traceparent"]) for r in found]
+        await self._publish(rows)
+        await self._forget([r["id"] for r in found])
+        return len(found)
 
     async def pending(self) -> int:
         """Rows not yet published and deleted (for health and tests)."""

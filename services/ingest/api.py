@@ -97,19 +97,16 @@ async def list_queue(request: web.Request) -> web.Response:
     return web.json_response({"items": data.items})
 
 
-async def _publish(request: web.Request, event: Event, principal: Principal, action: str) -> None:
-    deps = request.app[DEPS_KEY]
-    try:
-        await deps.publish(event)
-    except Exception as exc:
-        log.exception("api_publish_failed", action=action)
-        raise Unavailable(f"could not publish the decision ({type(exc).__name__})") from exc
+async def _record(request: web.Request, event: Event, principal: Principal, action: str) -> None:
+    """The audit row and the event in one outbox unit: 202 once both are committed
+    (published right after, or by the sweeper if NATS is away); a 503 means nothing
+    happened, so a retry cannot make a second decision."""
     details = {"event_id": event.id, "token": principal.name, **_audit_details(event)}
     try:
-        await deps.audit(action, event.thread, "HUMAN", details)
-    except Exception:
-        # The event is out; a 5xx now would invite a second, different decision.
-        log.exception("api_audit_failed", action=action)
+        await request.app[DEPS_KEY].audited([event], action, event.thread, "HUMAN", details)
+    except Exception as exc:
+        log.exception("api_record_failed", action=action)
+        raise Unavailable(f"could not record the decision ({type(exc).__name__})") from exc
 
 
 def _audit_details(event: Event) -> dict[str, Any]:
@@ -189,7 +186,7 @@ async def decide_draft(
         text=text if action == "edit" else None,
         notes=notes,
     )
-    await _publish(request, event, principal, "draft.decided")
+    await _record(request, event, principal, "draft.decided")
     log.info("owner_decision", action=action, source=source, draft_id=event.draft_id, thread=thread)
     return event
 
@@ -235,7 +232,7 @@ async def pause_thread(
     event = ContactPaused(
         thread=thread, number=e164, paused=paused, actor=f"{source}:{principal.name}", reason=reason
     )
-    await _publish(request, event, principal, "contact.paused" if paused else "contact.resumed")
+    await _record(request, event, principal, "contact.paused" if paused else "contact.resumed")
     log.info("owner_pause", paused=paused, source=source, thread=thread)
     return event
 
@@ -303,7 +300,7 @@ async def send_human_reply(
         number=e164,
         text=body,
     )
-    await _publish(request, event, principal, "human_reply.requested")
+    await _record(request, event, principal, "human_reply.requested")
     log.info("human_reply_requested", source=source, thread=thread)
     return event
 

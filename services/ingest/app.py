@@ -82,8 +82,10 @@ async def twilio_sms(request: web.Request) -> web.Response:
     try:
         recorded = await deps.recorder.record(sms, raw_form(form))
     except Exception as exc:
-        # Not the sender's fault: 503 makes Twilio (with retries configured) try again, and
-        # nothing was committed, so the retry records the message from scratch.
+        # Not the sender's fault: 503 makes Twilio (with retries configured) try again.
+        # Either nothing was committed (the retry records the message from scratch) or
+        # the row committed but its events are not on the bus yet (NotPublished: the
+        # retry is a duplicate and publishes them before it answers 200).
         log.exception("inbound_record_failed", message_sid=sms.message_sid)
         raise Unavailable(f"could not record the message ({type(exc).__name__})") from exc
     metrics.WEBHOOKS_RECEIVED.labels("sms", "duplicate" if recorded.duplicate else "recorded").inc()
@@ -92,7 +94,6 @@ async def twilio_sms(request: web.Request) -> web.Response:
         message_sid=sms.message_sid,
         thread=recorded.thread,
         num_media=sms.num_media,
-        stream_seq=recorded.stream_seq,
     )
     return web.Response(text=EMPTY_TWIML, content_type="text/xml", charset="utf-8")
 
@@ -110,6 +111,7 @@ async def twilio_status(request: web.Request) -> web.Response:
         to_number=status.to_number,
     )
     try:
+        # A direct publish: a status callback writes no row in ingest (the sender records it).
         await request.app[DEPS_KEY].publish(event)
     except Exception as exc:
         log.exception("status_publish_failed", message_sid=status.message_sid)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,16 +11,25 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from libs.events import Event
 from libs.rpc import RpcClient
 from services.ingest.auth import Principal, Scope, TokenVerifier, bearer_token
-from services.ingest.recorder import InboundRecorder, PublishFn
+from services.ingest.recorder import InboundRecorder
 from services.ingest.settings import IngestSettings
 from services.ingest.signature import SignatureCheck
 
 log = structlog.get_logger("ingest")
 
+#: Publishes an event (for events that describe no row of ingest) and returns its stream sequence.
+PublishFn = Callable[[Event], Awaitable[int]]
+
 #: (action, thread, actor, details) -> one audit_log row.
 AuditFn = Callable[[str, str | None, str, dict[str, Any]], Awaitable[None]]
+
+#: (events, action, thread, actor, details) -> one audit_log row and the events it
+#: records in one outbox unit: committed together, published after the commit (by the
+#: sweeper if NATS is away). Raises only if nothing was committed.
+AuditedFn = Callable[[Sequence[Event], str, str | None, str, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +41,7 @@ class IngestDeps:
     #: peer for its timeout.
     drafter: RpcClient
     audit: AuditFn
+    audited: AuditedFn
     scheduler: RpcClient | None = None
     #: Whether a number has opted out, as the stream says now (libs/consent_state.py);
     #: None: not known here, the drafter and the sender still refuse.

@@ -32,18 +32,14 @@ async def post_lead(request: web.Request) -> web.Response:
         default_region=request.app[SETTINGS_KEY].default_region,
         idempotency_key=request.headers.get("Idempotency-Key"),
     )
-    deps = request.app[DEPS_KEY]
-    try:
-        await deps.publish(lead)
-    except Exception as exc:
-        log.exception("lead_publish_failed", lead_id=lead.lead_id)
-        raise Unavailable(f"could not publish the lead ({type(exc).__name__})") from exc
     details = {"lead_id": lead.lead_id, "source": lead.source, "token": principal.name}
     try:
-        await deps.audit("lead.created", lead.thread, "SYSTEM", details)
-    except Exception:
-        # The lead is in the stream; failing now would make a retry create a second one.
-        log.exception("lead_audit_failed", lead_id=lead.lead_id)
+        # Audit row and lead.created in one outbox unit: 202 once committed (published
+        # right after, or by the sweeper); a 503 means nothing was recorded.
+        await request.app[DEPS_KEY].audited([lead], "lead.created", lead.thread, "SYSTEM", details)
+    except Exception as exc:
+        log.exception("lead_record_failed", lead_id=lead.lead_id)
+        raise Unavailable(f"could not record the lead ({type(exc).__name__})") from exc
     metrics.WEBHOOKS_RECEIVED.labels("lead", "recorded").inc()
     log.info("lead_created", lead_id=lead.lead_id, thread=lead.thread, source=lead.source)
     return web.json_response(

@@ -7,9 +7,6 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11, $12)
 ON CONFLICT (message_sid) DO NOTHING
 RETURNING id;
 
--- name: set_inbound_seq
-UPDATE inbound_messages SET stream_seq = $2 WHERE id = $1;
-
 -- name: get_inbound
 SELECT id, message_sid, thread, from_number, to_number, body, num_media, media, raw,
        event_id, stream_seq, received_at
@@ -76,11 +73,6 @@ FROM unnest(
        event_id, received_at)
 ON CONFLICT (message_sid) DO NOTHING
 RETURNING id, message_sid;
-
--- name: set_inbound_seqs
-UPDATE inbound_messages AS m SET stream_seq = x.seq
-FROM unnest($1::bigint[], $2::bigint[]) AS x(id, seq)
-WHERE m.id = x.id;
 
 -- name: insert_audit_batch
 INSERT INTO audit_log (service, actor, action, thread, details, trace_id)

@@ -1,48 +1,49 @@
 """Recording an inbound SMS exactly once: row, event and audit, or nothing.
 
-Order: insert the row in a transaction, publish inbound.received (Nats-Msg-Id from
-the MessageSid), then commit. If the publish fails the transaction rolls back and
-the webhook answers 5xx, so Twilio's retry starts from scratch. If the commit fails
-after a successful publish, the retry publishes again and JetStream's duplicate
-window drops the copy. A concurrent retry blocks on the unique index until the
-first attempt commits (then it is a duplicate) or rolls back (then it records).
-So a committed row always means the event is in the stream.
+One outbox unit (libs/event_outbox.py) per batch: the rows, their audit rows and
+the inbound.received events (as outbox rows) commit together; the events are
+published right after the commit, and only then is the webhook answered 200. If
+the publish fails after the commit the webhook answers 5xx (``NotPublished``) and
+Twilio retries; the retry finds the row (a duplicate) and publishes whatever of
+that message's events is still in the outbox before answering 200 (the sweeper
+would publish them within seconds anyway). A concurrent retry blocks on the unique
+index until the first attempt commits (then it is a duplicate) or rolls back (then
+it records). So a 200 always means the message is stored and its events are in
+the stream; an event is never in the stream before its row is committed.
 
 Opt-outs: an inbound that is an opt-out (libs/consent_keywords.py, the router's
-own rule) also gets its ``contact.optout`` published in the same step, before the
-commit and so before the 200. Any STOP Replyline has acknowledged is therefore in
-the stream ahead of whatever is approved afterwards, however far the router lags
-(DESIGN.md, "Consent ordering"). The router publishes the same event (same id) when
-it routes the STOP; JetStream keeps one.
+own rule) also emits its ``contact.optout`` in the same unit, published after the
+inbound.received and before the 200. Any STOP Replyline has acknowledged is
+therefore in the stream ahead of whatever is approved afterwards, however far the
+router lags (DESIGN.md, "Consent ordering"). The router publishes the same event
+(same id) when it routes the STOP; JetStream keeps one.
 
 Group commit: webhooks that arrive while transactions are in flight share the
-next one (one multi-row INSERT, the publishes awaited together, one UPDATE, one
-audit INSERT, one COMMIT), so under load Postgres does a handful of statements
-per batch instead of five round trips per message. A batch fails or commits as
-a whole; rows are inserted in MessageSid order so two batches never deadlock.
+next one (one multi-row INSERT, one audit INSERT, one outbox INSERT, one COMMIT,
+then the publishes awaited together), so under load Postgres does a handful of
+statements per batch instead of several round trips per message. A batch fails or
+commits as a whole; rows are inserted in MessageSid order so two batches never
+deadlock. ``inbound_messages.stream_seq`` is no longer filled: the sequence is only
+known after the commit and nothing reads it (the router takes the sequence from
+its own delivery).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-import asyncpg
-
 from libs.consent_keywords import match_keyword, optout_event
 from libs.db import Queries
+from libs.event_outbox import EventOutbox, Unit
 from libs.events import ContactOptout, Event, InboundReceived, thread_of, utcnow
 from libs.tracing import current_traceparent, trace_id_of
 from services.ingest.twilio_payload import InboundSms, RawForm
 
 SERVICE = "ingest"
-
-#: Publishes an event and returns its stream sequence.
-PublishFn = Callable[[Event], Awaitable[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,6 @@ class Recorded:
     duplicate: bool
     thread: str
     event_id: str | None = None
-    stream_seq: int | None = None
 
 
 class InboundRecorder(Protocol):
@@ -88,18 +88,16 @@ class PgInboundRecorder:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        outbox: EventOutbox,
         queries: Queries,
-        publish: PublishFn,
         *,
         concurrency: int = 2,
         max_batch: int = 256,
         owner_numbers: frozenset[str] = frozenset(),
     ) -> None:
         self._owner_numbers = owner_numbers
-        self._pool = pool
+        self._outbox = outbox
         self._q = queries
-        self._publish = publish
         self._concurrency = concurrency
         self._max_batch = max_batch
         self._queue: list[_Pending] = []
@@ -148,49 +146,55 @@ class PgInboundRecorder:
         for item in batch:
             first.setdefault(item.sms.message_sid, item)
         fresh = list(first.values())
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(self._q.insert_inbound_batch, *_columns(fresh))
-            new_ids = {r["message_sid"]: r["id"] for r in rows}
-            inserted = [p for p in fresh if p.sms.message_sid in new_ids]
-            seqs = await asyncio.gather(*(self._publish_as(p) for p in inserted))
-            if inserted:
-                await conn.execute(
-                    self._q.set_inbound_seqs,
-                    [new_ids[p.sms.message_sid] for p in inserted],
-                    list(seqs),
-                )
-            seq_of = {p.sms.message_sid: seq for p, seq in zip(inserted, seqs, strict=True)}
-            results: dict[int, Recorded] = {}
+        results: dict[int, Recorded] = {}
+        duplicates: list[_Pending] = []
+        async with self._outbox.unit(must_publish=True) as u:
+            rows = await u.conn.fetch(self._q.insert_inbound_batch, *_columns(fresh))
+            new_sids = {r["message_sid"] for r in rows}
             audits: list[tuple[str, str, str, str | None]] = []
             for item in batch:
                 sid = item.sms.message_sid
-                if first[sid] is item and sid in seq_of:
-                    seq = seq_of[sid]
-                    results[id(item)] = Recorded(False, item.event.thread, item.event.id, seq)
-                    details = _received_details(item, seq)
-                    audits.append(("inbound.received", item.event.thread, details, item.traceparent))
+                if first[sid] is item and sid in new_sids:
+                    self._emit(u, item)
+                    results[id(item)] = Recorded(False, item.event.thread, item.event.id)
+                    audits.append(
+                        ("inbound.received", item.event.thread, _received_details(item), item.traceparent)
+                    )
                 else:
-                    # Committed by an earlier attempt (which means it was published).
+                    if sid not in new_sids:
+                        # Committed by an earlier attempt, which may not have published yet.
+                        duplicates.append(item)
                     results[id(item)] = Recorded(True, item.event.thread)
                     details = json.dumps({"message_sid": sid})
                     audits.append(("inbound.duplicate", item.event.thread, details, item.traceparent))
-            await conn.execute(
+            await u.conn.execute(
                 self._q.insert_audit_batch,
                 [a[0] for a in audits],
                 [a[1] for a in audits],
                 [a[2] for a in audits],
                 [trace_id_of(a[3]) for a in audits],
             )
+        if duplicates:
+            # A 200 for a retry means its events are out too: publish what the earlier
+            # attempt left in the outbox (same Nats-Msg-Ids, so never twice in the stream).
+            await self._outbox.publish_pending([m for p in duplicates for m in self._msg_ids(p)])
         return results
 
-    async def _publish_as(self, item: _Pending) -> int:
-        # Each publish carries its own webhook's trace (this runs in its own task context).
-        current_traceparent.set(item.traceparent)
-        seq = await self._publish(item.event)
+    def _events(self, item: _Pending) -> list[Event]:
         optout = opt_out_of(item.event, self._owner_numbers)
-        if optout is not None:
-            await self._publish(optout)
-        return seq
+        return [item.event] if optout is None else [item.event, optout]
+
+    def _msg_ids(self, item: _Pending) -> list[str]:
+        return [e.dedup_id() for e in self._events(item)]
+
+    def _emit(self, u: Unit, item: _Pending) -> None:
+        # Each event carries its own webhook's trace, not the flushing request's.
+        token = current_traceparent.set(item.traceparent)
+        try:
+            for event in self._events(item):
+                u.emit(event)
+        finally:
+            current_traceparent.reset(token)
 
 
 def opt_out_of(event: InboundReceived, owner_numbers: frozenset[str]) -> ContactOptout | None:
@@ -224,7 +228,7 @@ def _columns(items: list[_Pending]) -> list[list[object]]:
     ]
 
 
-def _received_details(item: _Pending, seq: int) -> str:
+def _received_details(item: _Pending) -> str:
     sms = item.sms
     return json.dumps(
         {
@@ -233,6 +237,5 @@ def _received_details(item: _Pending, seq: int) -> str:
             "to": sms.to_number,
             "num_media": sms.num_media,
             "event_id": item.event.id,
-            "stream_seq": seq,
         }
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,15 @@ class PortInUse(RuntimeError):
 async def build(ctx: ServiceContext[IngestSettings], clock: Clock) -> Built:
     """Ingest stamps times in its SQL and its request handlers: ``clock`` is unused."""
     settings = ctx.settings
+    outbox = ctx.outbox
+    if outbox is None:
+        raise RuntimeError("ingest needs its event outbox (it has migrations, so the runner makes one)")
+    # A webhook waits for its events' publish: the same bound as a direct publish.
+    outbox.publish_timeout_s = settings.publish_timeout_s
 
     async def publish(event: Event) -> int:
+        # Only for events that describe no row of ingest (status callbacks): rows and
+        # the events they mean go through the outbox (the recorder, ``audited``).
         if not ctx.bus.nc.is_connected:
             # Fail fast: nats-py would buffer the message and flush it on reconnect,
             # after the webhook already answered 503 and rolled its row back.
@@ -61,11 +69,18 @@ async def build(ctx: ServiceContext[IngestSettings], clock: Clock) -> Built:
             details=details,
         )
 
+    async def audited(
+        events: Sequence[Event], action: str, thread: str | None, actor: str, details: dict[str, Any]
+    ) -> None:
+        async with outbox.unit() as u:
+            await audit(u.conn, service=SERVICE, action=action, thread=thread, actor=actor, details=details)
+            for event in events:
+                u.emit(event)
+
     deps = IngestDeps(
         recorder=PgInboundRecorder(
-            ctx.pool,
+            outbox,
             QUERIES,
-            publish,
             concurrency=settings.record_concurrency,
             owner_numbers=frozenset(settings.owner_numbers),
         ),
@@ -73,6 +88,7 @@ async def build(ctx: ServiceContext[IngestSettings], clock: Clock) -> Built:
         tokens=DbTokenVerifier(ctx.pool, QUERIES, settings.api_token),
         drafter=RpcClient(ctx.bus.nc, ctx.bus.prefix, settings.drafter_rpc_timeout_s),
         audit=audit_row,
+        audited=audited,
         opted_out=functools.partial(consent_state.opted_out, ctx.bus),
         scheduler=RpcClient(ctx.bus.nc, ctx.bus.prefix, settings.scheduler_rpc_timeout_s),
         contacts=RpcClient(ctx.bus.nc, ctx.bus.prefix, settings.contact_import_timeout_s),

@@ -7,7 +7,9 @@ ends, Twilio posts its ``DialCallStatus`` to the action URL. A call that was not
 answered (no-answer, busy, failed, canceled), or any call when no forward number is
 set, becomes ``call.missed.<thread>``; the scheduler's ``call_missed`` workflows text
 the caller back (docs/missed-calls.md). Both webhooks are signed and checked like the
-SMS ones; the event's Nats-Msg-Id is the CallSid, so Twilio's retries publish it once.
+SMS ones. The call's audit row and its call.missed commit together (one outbox unit)
+and the event is published after the commit; its Nats-Msg-Id is the CallSid, so
+Twilio's retries publish it once.
 """
 
 from __future__ import annotations
@@ -54,28 +56,26 @@ def _goodbye(message: str) -> VoiceResponse:
 async def _missed(
     request: web.Request, *, call_sid: str, caller: str, to_number: str, reason: MissedReason
 ) -> None:
-    """Publish call.missed (if the caller can be texted) and audit the call in its thread."""
+    """Audit the call in its thread and emit call.missed (if the caller can be texted)."""
     deps = request.app[DEPS_KEY]
     thread = thread_of(caller) if caller else "unknown"
     can_text = textable(caller)
-    if can_text:
-        event = CallMissed(
-            thread=thread, call_sid=call_sid, from_number=caller, to_number=to_number, reason=reason
-        )
-        try:
-            await deps.publish(event)
-        except Exception as exc:
-            log.exception("call_missed_publish_failed", call_sid=call_sid)
-            raise Unavailable(f"could not publish the missed call ({type(exc).__name__})") from exc
+    events = (
+        [CallMissed(thread=thread, call_sid=call_sid, from_number=caller, to_number=to_number, reason=reason)]
+        if can_text
+        else []
+    )
     try:
-        await deps.audit(
+        await deps.audited(
+            events,
             "call_missed",
             thread if can_text else None,
             "SYSTEM",
             {"call_sid": call_sid, "reason": reason, "text_back": can_text},
         )
     except Exception as exc:
-        raise Unavailable(f"could not audit the missed call ({type(exc).__name__})") from exc
+        log.exception("call_missed_record_failed", call_sid=call_sid)
+        raise Unavailable(f"could not record the missed call ({type(exc).__name__})") from exc
     log.info("call_missed", call_sid=call_sid, thread=thread, reason=reason, text_back=can_text)
 
 

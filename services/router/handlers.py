@@ -1,4 +1,11 @@
-"""The router's event handlers: inbound.received -> rules -> stored decision + events."""
+"""The router's event handlers: inbound.received -> rules -> stored decision + events.
+
+Every handler writes its rows and emits the events they mean in one outbox unit
+(libs/event_outbox.py): the routing decision and its events commit together and are
+published after the commit, so an event is never on the bus before its row, and a
+crash between the commit and the publish leaves the events to the outbox's sweeper.
+A redelivered message whose decision exists therefore needs nothing published.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +21,10 @@ import structlog
 from nats.errors import Error as NatsError
 
 from libs import metrics
-from libs.bus import Bus
 from libs.consent_keywords import consent_event_id, optout_event
 from libs.consumer import Delivery, Retry
 from libs.db import audit, load_queries
+from libs.event_outbox import EventOutbox
 from libs.events import (
     ContactOptin,
     ContactPaused,
@@ -29,7 +36,7 @@ from libs.events import (
     TimerFired,
     thread_of,
 )
-from libs.owner_protocol import decision_of, parse_owner_command
+from libs.owner_protocol import decision_of
 from services.router.classification import Classification, LocalClassifier
 from services.router.keywords import match_keyword
 from services.router.llm import LlmClassifier
@@ -44,8 +51,9 @@ _TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, 
 
 
 def derived_id(kind: str, message_sid: str) -> str:
-    """Event ids derived from the MessageSid, so a redelivered message republishes
-    the same events and JetStream's duplicate window stores them once."""
+    """Event ids derived from the MessageSid: a message routed twice (two replicas
+    racing, a crash after the commit) emits the same events, which JetStream's
+    duplicate window stores once."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"replyline:router:{kind}:{message_sid}"))
 
 
@@ -53,21 +61,20 @@ class Router:
     def __init__(
         self,
         settings: RouterSettings,
-        bus: Bus,
-        pool: asyncpg.Pool,
+        outbox: EventOutbox,
         local: LocalClassifier,
         llm: LlmClassifier | None = None,
     ) -> None:
         self.settings = settings
-        self.bus = bus
-        self.pool = pool
+        self.outbox = outbox
+        self.pool = outbox.pool
         self.local = local
         self.llm = llm
         self.owners = frozenset(settings.owner_numbers)
         # Classification is CPU work: it runs here, not on the event loop, so one
         # costly message cannot stall other threads' events (a STOP behind it).
         self.executor = ThreadPoolExecutor(settings.classify_workers, thread_name_prefix="classify")
-        self.takeover = Takeover(settings, bus, pool)
+        self.takeover = Takeover(settings, outbox)
 
     def _needs_classification(self, event: InboundReceived) -> bool:
         return (
@@ -111,7 +118,8 @@ class Router:
         if await self._duplicate(event, d):
             return None
         classification = await self._classify(event)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.outbox.unit() as u:
+            conn = u.conn
             await conn.execute(Q.ensure_thread, thread, event.from_number)
             state = await conn.fetchrow(Q.lock_thread, thread)
             # Re-checked under the thread lock: another replica may have just decided it.
@@ -134,10 +142,11 @@ class Router:
             await self._apply_controls(conn, thread, result)
             if not inp.stale:
                 await conn.execute(Q.advance_seq, thread, d.seq)
-        # Published after the commit, so whoever sees an event finds the row. A crash
-        # in between is covered by the redelivery, which republishes (see _duplicate).
-        metrics.ROUTING_DECISIONS.labels(result.rule, result.status).inc()  # committed: counted once
-        await self._publish(self._events(event, d.seq, thread, result, classification))
+            for out in self._events(event, d.seq, thread, result, classification):
+                u.emit(out)
+            # Counted before the commit, so whoever sees the event finds it counted; a
+            # commit that fails (rare) is retried and counted again.
+            metrics.ROUTING_DECISIONS.labels(result.rule, result.status).inc()
         log.info(
             "routed",
             message_sid=event.message_sid,
@@ -148,11 +157,12 @@ class Router:
         return None
 
     async def _duplicate(self, event: InboundReceived, d: Delivery) -> bool:
-        """Rule 1. A redelivery of a message already decided republishes its events
-        (same ids, so JetStream drops copies it has); a new copy of a MessageSid stops."""
+        """Rule 1: a message already decided (a redelivery, or a new copy of a
+        MessageSid) stops here. Its events were emitted with the decision, so the
+        outbox has published them or will: nothing to republish."""
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(Q.get_decision, event.message_sid)
-        if row is None:
+            exists = await conn.fetchval(Q.decision_exists, event.message_sid)
+        if not exists:
             return False
         log.info(
             "duplicate_message",
@@ -160,14 +170,7 @@ class Router:
             rule="duplicate",
             redelivery=d.num_delivered > 1,
         )
-        if d.num_delivered > 1:
-            result, classification = _from_row(row)
-            await self._publish(self._events(event, row["stream_seq"], row["thread"], result, classification))
         return True
-
-    async def _publish(self, events: list[Event]) -> None:
-        for out in events:
-            await self.bus.publish(out)
 
     async def _store(
         self,
@@ -293,15 +296,15 @@ class Router:
 
     async def on_paused(self, event: ContactPaused, d: Delivery) -> Retry | None:
         thread = thread_of(event.number) if event.number else event.thread
-        ended = None
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self.outbox.unit() as u:
+                conn = u.conn
                 await conn.execute(
                     Q.set_paused, thread, event.number, event.paused, event.actor, event.reason
                 )
                 if not event.paused:
                     # RESUME (SMS, dashboard, API) hands a HUMAN_TAKEOVER thread back at once.
-                    ended = await self.takeover.end(conn, thread, event, reason="resume")
+                    await self.takeover.end(u, thread, event, reason="resume")
                 await audit(
                     conn,
                     service=NAME,
@@ -310,35 +313,7 @@ class Router:
                     thread=thread,
                     details={"actor": event.actor, "reason": event.reason},
                 )
-            if ended is not None:
-                await self.bus.publish(ended)
         except _TRANSIENT as exc:
             return self._retry(d, exc)
         log.info("thread_pause_set", thread=thread, paused=event.paused)
         return None
-
-
-def _from_row(row: Any) -> tuple[RouteResult, Classification | None]:
-    """Rebuild a stored decision (for republishing after a crash between commit and publish)."""
-    command = parse_owner_command(row["body"]) if row["decision"] == "owner_command" else None
-    result = RouteResult(
-        decision=row["decision"],
-        rule=row["rule"],
-        status=row["status"],
-        keyword=row["keyword"],
-        command=command,
-    )
-    classification = None
-    if row["language"] is not None:
-        classification = Classification(
-            language=row["language"],
-            language_confidence=row["language_confidence"],
-            language_judged=True,
-            language_method="stored",
-            sentiment=row["sentiment"],
-            sentiment_score=row["sentiment_score"],
-            intent=row["intent"],
-            intent_score=row["intent_score"],
-            source=row["classifier"] or "local",
-        )
-    return result, classification

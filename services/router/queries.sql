@@ -12,6 +12,7 @@ SELECT thread, number, paused, paused_by, paused_reason, opted_out, consent_keyw
 FROM thread_controls WHERE thread = $1;
 
 -- name: decision_exists
+-- Rule 1 (duplicate): is this MessageSid decided already?
 SELECT 1 FROM routing_decisions WHERE message_sid = $1;
 
 -- name: insert_decision
@@ -38,9 +39,6 @@ VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (thread) DO UPDATE
 SET paused = EXCLUDED.paused, paused_by = EXCLUDED.paused_by,
     paused_reason = EXCLUDED.paused_reason, updated_at = now();
-
--- name: get_decision
-SELECT * FROM routing_decisions WHERE message_sid = $1;
 
 -- name: start_takeover
 -- A person replied: the thread is (or stays) in HUMAN_TAKEOVER until $4. The caller

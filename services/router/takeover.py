@@ -18,12 +18,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import asyncpg
 import structlog
 
 from libs import metrics
-from libs.bus import Bus
 from libs.db import audit, load_queries
+from libs.event_outbox import EventOutbox, Unit
 from libs.events import ContactPaused, ContactTakeover, HumanReply, TimerFired, TimerSet, thread_of
 from services.router.settings import RouterSettings
 
@@ -42,16 +41,16 @@ def _id(*parts: object) -> str:
 
 
 class Takeover:
-    def __init__(self, settings: RouterSettings, bus: Bus, pool: asyncpg.Pool) -> None:
+    def __init__(self, settings: RouterSettings, outbox: EventOutbox) -> None:
         self.settings = settings
-        self.bus = bus
-        self.pool = pool
+        self.outbox = outbox
 
     async def human_replied(self, event: HumanReply) -> None:
         thread = thread_of(event.to_number)
         at = event.occurred_at
         until = at + timedelta(seconds=self.settings.takeover_quiet_s)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.outbox.unit() as u:
+            conn = u.conn
             await conn.execute(Q.ensure_thread, thread, event.to_number)
             prior = await conn.fetchrow(Q.lock_thread, thread)
             started = prior is None or prior["takeover_since"] is None
@@ -64,28 +63,28 @@ class Takeover:
                 thread=thread,
                 details={"author": event.author, "channel": event.channel, "until": until.isoformat()},
             )
-        # After the commit (as every router event): a redelivery republishes the same ids.
-        await self.bus.publish(
-            ContactTakeover(
-                id=_id("start", event.request_id),
-                thread=thread,
-                number=event.to_number,
-                active=True,
-                since=row["takeover_since"],
-                until=row["takeover_until"],
-                actor=event.author,
-                reason=event.channel,
+            # Published after the commit, with the thread's state (libs/event_outbox.py).
+            u.emit(
+                ContactTakeover(
+                    id=_id("start", event.request_id),
+                    thread=thread,
+                    number=event.to_number,
+                    active=True,
+                    since=row["takeover_since"],
+                    until=row["takeover_until"],
+                    actor=event.author,
+                    reason=event.channel,
+                )
             )
-        )
-        await self.bus.publish(
-            TimerSet(
-                thread=thread,
-                timer_id=quiet_timer_id(thread),
-                kind=TIMER_KIND,
-                fire_at=row["takeover_until"],
-                payload={"thread": thread, "number": event.to_number},
+            u.emit(
+                TimerSet(
+                    thread=thread,
+                    timer_id=quiet_timer_id(thread),
+                    kind=TIMER_KIND,
+                    fire_at=row["takeover_until"],
+                    payload={"thread": thread, "number": event.to_number},
+                )
             )
-        )
         if started:
             metrics.TAKEOVERS.labels("started", event.channel).inc()
         log.info("human_takeover", thread=thread, started=started, until=until.isoformat())
@@ -94,27 +93,25 @@ class Takeover:
         if event.kind != TIMER_KIND:
             return
         thread = str(event.payload.get("thread") or event.thread)
-        async with self.pool.acquire() as conn, conn.transaction():
-            ended = await self.end(conn, thread, None, reason="quiet_period", fire_at=event.fire_at)
-        if ended is not None:
-            await self.bus.publish(ended)
+        async with self.outbox.unit() as u:
+            await self.end(u, thread, None, reason="quiet_period", fire_at=event.fire_at)
 
     async def end(
         self,
-        conn: Any,
+        u: Unit,
         thread: str,
         cause: ContactPaused | None,
         *,
         reason: str,
         fire_at: Any = None,
-    ) -> ContactTakeover | None:
-        """End the takeover inside the caller's transaction; the event to publish after it."""
-        row = await conn.fetchrow(Q.end_takeover, thread, fire_at)
+    ) -> bool:
+        """End the takeover inside the caller's unit (emitting its contact.takeover)."""
+        row = await u.conn.fetchrow(Q.end_takeover, thread, fire_at)
         if row is None:
-            return None  # not in takeover, or a later human reply moved the end
+            return False  # not in takeover, or a later human reply moved the end
         actor = cause.actor if cause is not None else ""
         await audit(
-            conn,
+            u.conn,
             service=NAME,
             actor="HUMAN" if actor else "SYSTEM",
             action="human_takeover_ended",
@@ -123,12 +120,15 @@ class Takeover:
         )
         metrics.TAKEOVERS.labels("ended", reason).inc()
         log.info("human_takeover_ended", thread=thread, reason=reason)
-        return ContactTakeover(
-            id=_id("end", thread, cause.id if cause is not None else fire_at),
-            thread=thread,
-            number=row["number"],
-            active=False,
-            since=row["takeover_since"],
-            actor=actor,
-            reason=reason,
+        u.emit(
+            ContactTakeover(
+                id=_id("end", thread, cause.id if cause is not None else fire_at),
+                thread=thread,
+                number=row["number"],
+                active=False,
+                since=row["takeover_since"],
+                actor=actor,
+                reason=reason,
+            )
         )
+        return True

@@ -66,7 +66,12 @@ async def client(recorder: FakeRecorder) -> AsyncIterator[TestClient[Any, Any]]:
         twilio_auth_token=AUTH_TOKEN, public_base_url=PUBLIC, max_body_bytes=8 * 1024
     )
     deps = IngestDeps(
-        recorder=recorder, publish=publish, tokens=NoTokens(), drafter=NoDrafter(), audit=audit
+        recorder=recorder,
+        publish=publish,
+        tokens=NoTokens(),
+        drafter=NoDrafter(),
+        audit=audit,
+        audited=audit,
     )
     async with TestClient(TestServer(create_app(settings, deps))) as c:
         yield c

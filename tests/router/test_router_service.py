@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from libs.consumer import Delivery
+from libs.event_outbox import EventOutbox
 from libs.events import (
     ContactOptin,
     ContactOptout,
@@ -204,8 +205,64 @@ class _FakeMsg:
         return None
 
 
-def _delivery(seq: int, subject: str) -> Delivery:
-    return Delivery(msg=_FakeMsg(), subject=subject, stream_seq=seq, num_delivered=1, headers={})  # type: ignore[arg-type]
+def _delivery(seq: int, subject: str, num_delivered: int = 1) -> Delivery:
+    return Delivery(msg=_FakeMsg(), subject=subject, stream_seq=seq, num_delivered=num_delivered, headers={})  # type: ignore[arg-type]
+
+
+async def test_events_are_never_seen_before_their_decision_and_survive_a_failed_publish(
+    router_settings: Any, bus: Any, pool: Any, collector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The routing decision and its events commit together (the outbox): a subscriber
+    always finds the row; NATS failing right after the commit loses nothing (the
+    outbox's sweeper publishes), and a redelivery publishes no second copy."""
+    from libs.db import migrate
+    from services.router.service import MIGRATIONS, NAME
+
+    settings = router_settings()
+    await migrate(pool, NAME, MIGRATIONS)
+    outbox = EventOutbox(bus, pool, NAME)
+    router = Router(settings, outbox, LocalClassifier(settings))
+    lead = "+15556660002"
+    subject = bus.subject_for("inbound.received", thread_of(lead))
+    checked: dict[str, bool] = {}
+
+    async def check_row(msg: Any) -> None:
+        sid = msg.headers.get("Nats-Msg-Id", "").split(":", 1)[-1]
+        row = await pool.fetchval("SELECT 1 FROM routing_decisions WHERE message_sid = $1", sid)
+        checked[sid] = row is not None
+
+    sub = await bus.nc.subscribe(bus.subject_for("inbound.routed", thread_of(lead)), cb=check_row)
+    try:
+        publish = outbox._publish
+
+        async def nats_away(rows: Any) -> Any:
+            raise ConnectionError("NATS is not connected")
+
+        monkeypatch.setattr(outbox, "_publish", nats_away)
+        lost = received("can I book for Tuesday?", lead=lead)
+        assert await router.on_received(lost, _delivery(1, subject)) is None
+        assert await pool.fetchval(
+            "SELECT count(*) FROM routing_decisions WHERE message_sid = $1", lost.message_sid
+        )
+        await collector.assert_none(InboundRouted, within=0.3)
+        monkeypatch.setattr(outbox, "_publish", publish)
+
+        # Redelivered (the ack was lost too): already decided, nothing published by it.
+        assert await router.on_received(lost, _delivery(1, subject, num_delivered=2)) is None
+        await collector.assert_none(InboundRouted, within=0.3)
+        assert await outbox.sweep(older_than_s=0) >= 1
+        await collector.wait_for(InboundRouted, lambda e: e.message_sid == lost.message_sid)
+
+        others = [received(f"is {h}pm free?", lead=lead) for h in range(1, 6)]
+        for n, event in enumerate(others, start=2):
+            assert await router.on_received(event, _delivery(n, subject)) is None
+        await collector.wait_for(InboundRouted, count=6, timeout=10)
+        await eventually(lambda: len(checked) == 6)
+    finally:
+        await sub.unsubscribe()
+    assert all(checked.values()), checked
+    routed = await bus.js.stream_info(bus.stream, subjects_filter=bus.subject_for("inbound.routed", ">"))
+    assert sum((routed.state.subjects or {}).values()) == 6  # each once
 
 
 async def test_older_message_after_newer_one_is_logged_not_acted_on(
@@ -218,7 +275,7 @@ async def test_older_message_after_newer_one_is_logged_not_acted_on(
 
     settings = router_settings()
     await migrate(pool, NAME, MIGRATIONS)
-    router = Router(settings, bus, pool, LocalClassifier(settings))
+    router = Router(settings, EventOutbox(bus, pool, NAME), LocalClassifier(settings))
     lead = "+15556660001"
     newer = received("can I book for 5pm instead?", lead=lead)
     older = received("can I book for 4pm?", lead=lead)
