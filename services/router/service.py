@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from libs.consumer import Handler
+from libs.consumer import Batched, Handler
 from libs.events import ContactPaused, Event, HumanReply, InboundReceived, TimerFired
 from libs.service import Built, Clock, ServiceContext, ServiceSpec
 from services.router.classification import LocalClassifier
@@ -36,8 +36,12 @@ async def build(ctx: ServiceContext[RouterSettings], clock: Clock) -> Built:
         llm=[f"{p.name}:{p.model}" for p in llm.llm.providers] if llm else "off",
         owners=len(settings.owner_numbers),
     )
+    # Routing writes its rows and events in one unit as its last step, so a fetch's
+    # inbound messages may share one transaction (libs/consumer.py, Batched) — unless
+    # an LLM classifies: its calls would then run inside the batch's open transaction.
+    on_received: Handler = router.on_received if llm else Batched(router.on_received)
     handlers: dict[type[Event], Handler] = {
-        InboundReceived: router.on_received,
+        InboundReceived: on_received,
         ContactPaused: router.on_paused,
         HumanReply: router.on_human,
         TimerFired: router.on_timer,

@@ -356,3 +356,29 @@ async def test_stop_right_behind_a_costly_message_is_routed_within_seconds(
     assert routed.decision == "opt_out"
     assert time.monotonic() - started < 3.0
     assert (await pipeline.routed(heavy.message_sid, wait_s=5.0)).intent is not None
+
+
+async def test_a_backlog_is_routed_in_batches_with_the_same_decisions(
+    start_router: StartRouter, pipeline: Pipeline
+) -> None:
+    """Messages waiting when the router starts come in one fetch: they share a few
+    transactions (libs/consumer.py, Batched), and each is decided as it would be alone,
+    a STOP among them included."""
+    leads = [f"+1555222{n:04d}" for n in range(40)]
+    events = [
+        received("STOP" if n == 17 else "Can I book a cleaning on Friday?", lead=lead)
+        for n, lead in enumerate(leads)
+    ]
+    for event in events:
+        await pipeline.send(event)
+    service = await start_router()
+    for event in events:
+        await pipeline.routed(event.message_sid)
+    rows = await pipeline.pool.fetch("SELECT message_sid, rule, xmin::text AS tx FROM routing_decisions")
+    assert len(rows) == 40
+    rules = {r["message_sid"]: r["rule"] for r in rows}
+    assert rules[events[17].message_sid] == "opt_out"
+    assert {rules[e.message_sid] for n, e in enumerate(events) if n != 17} == {"draft"}
+    assert len({r["tx"] for r in rows}) < 20, "a backlog should not take one transaction per message"
+    assert service.ctx.consumer.batches >= 1
+    await pipeline.collector.wait_for(ContactOptout, lambda e: e.thread == thread_of(leads[17]))
