@@ -260,7 +260,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         say(f"events per inbound message: {result['events_per_message']}")
         result["crashed"] = stack.crashed()
-        ok = True
+        # An incomplete run keeps its logs (cleanup): its figures mean nothing.
+        ok = bool(result["burst"]["complete"] and result["steady"]["complete"] and not result["crashed"])
     finally:
         if tap is not None:
             with contextlib.suppress(Exception):

@@ -125,6 +125,10 @@ class Consumer:
         )
         self.batches = 0
         self.batch_fallbacks = 0
+        # A batch holds a pool connection from start to commit, and its handlers may
+        # take a second one for a moment (a read before their unit): with as many
+        # batches in flight as connections, they would all wait for one more.
+        self._batch_slots = asyncio.Semaphore(max(1, self.settings.db_pool_max // 3))
         self._inflight: set[asyncio.Task[None]] = set()
         self._thread_tails: dict[str, asyncio.Future[None]] = {}
         self._on_settled = on_settled
@@ -244,7 +248,8 @@ class Consumer:
         try:
             for tail in previous:
                 await asyncio.shield(tail)
-            await self._handle_batch(msgs)
+            async with self._batch_slots:
+                await self._handle_batch(msgs)
         finally:
             done.set_result(None)
             for thread in threads:

@@ -45,6 +45,8 @@ async def run_batched(
         async def handle(event: InboundReceived, d: Delivery) -> Drop | None:
             if event.message_sid == poison:
                 return Drop("poison")
+            async with outbox.pool.acquire() as conn:  # a read before the unit, as the router does
+                await conn.fetchval("SELECT count(*) FROM seen WHERE sid = $1", event.message_sid)
             async with outbox.unit() as u:
                 await u.conn.execute(
                     "INSERT INTO seen VALUES ($1, $2, $3, txid_current())", event.message_sid, event.thread, d.seq
@@ -131,3 +133,16 @@ async def test_events_of_one_thread_keep_their_order_across_batches(
     assert len(by_thread) == 3
     for seqs in by_thread.values():
         assert seqs == sorted(seqs)
+
+
+async def test_many_small_batches_in_flight_never_wait_for_each_others_connections(
+    make_settings: Callable[..., Any], migrations: Path, bus: Bus, collector: EventCollector
+) -> None:
+    """Each batch holds a connection until its commit and its handler borrows a second
+    one: more batches in flight than the pool has connections must not stall."""
+    await publish_all(bus, 60, threads=60)
+    svc = await run_batched(make_settings, migrations, batch_max=2, db_pool_max=4)
+    try:
+        await collector.wait_for(ContactPaused, count=60, timeout=20)
+    finally:
+        await svc.stop()
