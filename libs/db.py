@@ -55,9 +55,28 @@ def _json_dumps(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """Run on each released connection instead of asyncpg's reset query.
+
+    asyncpg's default sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on every release: one more round trip per unit of work, which the
+    releasing task waits for before it goes on (the sender before its API call).
+    The code base keeps no session state across a checkout: settings are ``SET
+    LOCAL``, cursors and temp tables live in transactions, nothing LISTENs, and
+    the one session lock (migrations, below) is released or its connection
+    closed. asyncpg still rolls back an open transaction and drops listener
+    callbacks before calling this. New session state needs its own clean-up.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_no_session_state,
+        command_timeout=30,
     )
     assert pool is not None
     return pool
@@ -93,7 +112,13 @@ async def _migration_lock(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connectio
                 await conn.execute(_VERSION_TABLE)
             yield conn
         finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext('replyline_migrations'))")
+            try:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext('replyline_migrations'))")
+            except BaseException:
+                # The lock belongs to the session and the pool no longer resets sessions
+                # (_no_session_state): a connection that may still hold it is closed instead.
+                conn.terminate()
+                raise
 
 
 async def migrate(pool: asyncpg.Pool, slice_name: str, folder: Path | None) -> int:

@@ -4,7 +4,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from libs.db import MigrationError, audit, load_queries, migrate, named, slice_version
+from libs.db import MigrationError, audit, create_pool, load_queries, migrate, named, slice_version
 from libs.tracing import current_traceparent, new_traceparent, trace_id_of
 
 
@@ -125,3 +125,28 @@ def test_named_query_binds_a_struct_and_refuses_mistakes() -> None:
 async def test_named_query_runs_on_postgres(pool: asyncpg.Pool) -> None:
     q = named("SELECT :greeting || ' ' || :name::text || ' ' || :greeting")
     assert await pool.fetchval(q.sql, *q.bind({"name": "Ada", "greeting": "hi"})) == "hi Ada hi"
+
+
+async def test_releasing_a_connection_sends_nothing_and_leaves_no_transaction(database_url: str) -> None:
+    # libs.db.create_pool: no reset query on release (one round trip less per unit of work);
+    # an open transaction is still rolled back (asyncpg does that before the reset hook).
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            pid = await conn.fetchval("SELECT pg_backend_pid() /* last statement */")
+        # Released (the release awaited any reset): another session sees what it last ran.
+        seen = await asyncpg.connect(database_url)
+        try:
+            last = await seen.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid)
+        finally:
+            await seen.close()
+        assert last == "SELECT pg_backend_pid() /* last statement */"
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            await conn.execute("SET LOCAL statement_timeout = 1234")
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SHOW statement_timeout") == "0"
+    finally:
+        await pool.close()
