@@ -66,6 +66,20 @@ async def no_synchronous_commit(admin_url: str) -> None:
         await conn.close()
 
 
+async def wal_counters(admin_url: str) -> dict[str, float]:
+    """Commits and WAL flushes so far, server-wide: per approval, what waited for the disk."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT (SELECT sum(xact_commit) FROM pg_stat_database) AS commits, "
+            "wal_sync AS wal_flushes, wal_sync_time AS wal_flush_ms FROM pg_stat_wal"
+        )
+        assert row is not None
+        return {k: float(v or 0) for k, v in row.items()}
+    finally:
+        await conn.close()
+
+
 def owner_yes(ref: str) -> SignedRequest:
     sid = new_sid()
     form = inbound_form(sid, OWNER, f"YES {ref}")
@@ -128,6 +142,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             pg_data=infra.pg.data_dir,
         )
         window.begin()
+        wal_before = await wal_counters(infra.pg.url)
         start = time.monotonic() + 0.05
         for i, r in enumerate(leads):
             due = start + i / args.rate
@@ -145,6 +160,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         pool.close()
         cpu = window.end(len(sent_at), "approval")
+        wal_after = await wal_counters(infra.pg.url)
+        # Everything in the window (prompts are done; the sender's post-call writes and
+        # every service's heartbeats are in it too), per approval.
+        per_approval = {k: round((wal_after[k] - wal_before[k]) / max(len(sent_at), 1), 2) for k in wal_after}
         lat = [creates[n] - sent_at[n] for n in sent_at if n in creates]
         t0 = min(sent_at.values())
         ref_of = {e.to_number: e.ref for e in tap.events(DraftCreated)}
@@ -188,7 +207,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "crashed": stack.crashed(),
             # Other work on the shared machine during the window: outliers track it.
             "cpu_s_other_work": cpu["cpu_s_other_work"],
-            "cpu": cpu,
+            "cpu": cpu, "postgres_per_approval": per_approval,
         })  # fmt: skip
         ok = True
     finally:
@@ -237,6 +256,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     for hop, h in result["hops"].items():
         print(f"  {hop:<40} p50 {h['p50_ms']:.1f} ms  p99 {h['p99_ms']:.1f} ms  max {h['max_ms']:.1f} ms")
+    pg = result["postgres_per_approval"]
+    print(
+        f"Postgres per approval: {pg['commits']:.1f} commits, {pg['wal_flushes']:.1f} WAL flushes "
+        f"({pg['wal_flush_ms']:.2f} ms flushing; 0 with track_wal_io_timing off)"
+    )
     print(
         f"other work on the machine during the approvals: {result['cpu_s_other_work']:.1f} CPU s "
         f"of {result['cpu']['cpu_s_machine_capacity']:.1f}"

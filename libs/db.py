@@ -82,6 +82,23 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
+@asynccontextmanager
+async def unflushed_commit(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction whose COMMIT does not wait for its WAL to reach the disk.
+
+    ``SET LOCAL synchronous_commit = off``: the commit is visible to everyone at once,
+    but a Postgres crash within about three ``wal_writer_delay`` (600 ms by default)
+    can lose it. Only for writes that a later *synchronous* commit on the same path
+    makes durable anyway (the WAL is one sequence: flushing a commit flushes every
+    record written before it) before anything outside the database (an API call, a
+    NATS ack or publish, an HTTP answer) depends on them. Not for audit rows of
+    things that already happened elsewhere: they are the only record.
+    """
+    async with conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        yield conn
+
+
 def migration_files(folder: Path) -> list[tuple[int, str, Path]]:
     found: list[tuple[int, str, Path]] = []
     for path in sorted(folder.glob("*.sql")):

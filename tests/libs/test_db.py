@@ -4,7 +4,16 @@ import asyncpg
 import msgspec
 import pytest
 
-from libs.db import MigrationError, audit, create_pool, load_queries, migrate, named, slice_version
+from libs.db import (
+    MigrationError,
+    audit,
+    create_pool,
+    load_queries,
+    migrate,
+    named,
+    slice_version,
+    unflushed_commit,
+)
 from libs.tracing import current_traceparent, new_traceparent, trace_id_of
 
 
@@ -150,3 +159,14 @@ async def test_releasing_a_connection_sends_nothing_and_leaves_no_transaction(da
             assert await conn.fetchval("SHOW statement_timeout") == "0"
     finally:
         await pool.close()
+
+
+async def test_unflushed_commit_is_for_its_transaction_only(pool: asyncpg.Pool) -> None:
+    await pool.execute("CREATE TABLE notes (n INT)")
+    async with pool.acquire() as conn:
+        async with unflushed_commit(conn):
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+            await conn.execute("INSERT INTO notes VALUES (1)")
+        # Committed (visible at once, to everyone), and the session is back to the default.
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+    assert await pool.fetchval("SELECT count(*) FROM notes") == 1
