@@ -168,7 +168,10 @@ def test_kill_9_of_the_launcher_leaves_no_process_behind(tmp_path: Path) -> None
     proc, _, data = _start_dev(tmp_path)
     try:
         children = psutil.Process(proc.pid).children(recursive=True)
-        names = " ".join(" ".join(c.cmdline()) for c in children)
+        # Read now: once the launcher is killed its children die and, as zombies, have
+        # no command line left to read.
+        cmdlines = {c.pid: " ".join(c.cmdline()) for c in children}
+        names = " ".join(cmdlines.values())
         assert "nats-server" in names and names.count("-m services.") == 5, names
         postgres = [p for p in _using(data) if "nats-server" not in " ".join(p.cmdline())]
         assert postgres, "the embedded Postgres is running"
@@ -177,7 +180,7 @@ def test_kill_9_of_the_launcher_leaves_no_process_behind(tmp_path: Path) -> None
         proc.wait(timeout=10)
     # The five services and nats-server die with it (PR_SET_PDEATHSIG, then the reaper).
     # The reaper itself is a child too: it lives until it has stopped Postgres.
-    reaper = [c for c in children if "replyline.commands.reaper" in " ".join(c.cmdline())]
+    reaper = [c for c in children if "replyline.commands.reaper" in cmdlines[c.pid]]
     assert len(reaper) == 1, names
     assert _wait_gone([c for c in children if c not in reaper], timeout=5) == []
     # Postgres (daemonized by pg_ctl) is stopped by the reaper, which then exits.
