@@ -66,6 +66,20 @@ async def no_synchronous_commit(admin_url: str) -> None:
         await conn.close()
 
 
+async def wal_counters(admin_url: str) -> dict[str, float]:
+    """Commits and WAL flushes so far, server-wide: per approval, what waited for the disk."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT (SELECT sum(xact_commit) FROM pg_stat_database) AS commits, "
+            "wal_sync AS wal_flushes, wal_sync_time AS wal_flush_ms FROM pg_stat_wal"
+        )
+        assert row is not None
+        return {k: float(v or 0) for k, v in row.items()}
+    finally:
+        await conn.close()
+
+
 def owner_yes(ref: str) -> SignedRequest:
     sid = new_sid()
     form = inbound_form(sid, OWNER, f"YES {ref}")
@@ -97,19 +111,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ready = await stack.start()
         say("services ready: " + ", ".join(f"{k} {v:.1f}s" for k, v in ready.items()))
         tap = await EventTap.connect(infra.nats.url, ["draft.>"])
-        leads = signed_inbound(args.approvals, start=7000)
+        everyone = signed_inbound(args.warmup + args.approvals, start=7000)
+        warmup, leads = everyone[: args.warmup], everyone[args.warmup :]
         pool = Http1Pool("127.0.0.1", port)
         host = f"127.0.0.1:{port}"
-        say(f"{len(leads)} leads text in; waiting for their drafts")
-        for r in leads:
+        say(f"{len(everyone)} leads text in; waiting for their drafts")
+        for r in everyone:
             status = await pool.send(r.raw_http(host))
             if status != 200:
                 raise RuntimeError(f"lead webhook answered {status}")
-        if not await tap.wait_count(DraftCreated, len(leads), 120):
+        if not await tap.wait_count(DraftCreated, len(everyone), 120):
             raise RuntimeError(f"only {len(tap.of_type(DraftCreated))} drafts; see {stack.log_dir}")
         refs = {e.to_number: e.ref for e in tap.events(DraftCreated)}
         # The owner's prompts are sent too; wait for them so they do not share the measured window.
-        await twilio.wait_for_creates(len(leads), timeout=120)
+        await twilio.wait_for_creates(len(everyone), timeout=120)
+        if warmup:
+            # Not measured: the first approvals after start-up take the owner-command path
+            # for the first time in each service (cold caches, first prepared statements).
+            say(f"warm-up: {len(warmup)} approvals, not measured")
+            for r in warmup:
+                if await pool.send(owner_yes(refs[r.from_number]).raw_http(host)) != 200:
+                    raise RuntimeError("warm-up approval webhook failed")
+            await twilio.wait_for_creates(2 * len(everyone) - len(leads), timeout=60)
         say(f"owner approves each draft: YES <ref> at {args.rate:.0f}/s (open loop)")
         sent_at: dict[str, float] = {}
         tasks: set[asyncio.Task[int]] = set()
@@ -119,6 +142,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             pg_data=infra.pg.data_dir,
         )
         window.begin()
+        wal_before = await wal_counters(infra.pg.url)
         start = time.monotonic() + 0.05
         for i, r in enumerate(leads):
             due = start + i / args.rate
@@ -136,6 +160,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         pool.close()
         cpu = window.end(len(sent_at), "approval")
+        wal_after = await wal_counters(infra.pg.url)
+        # Everything in the window (prompts are done; the sender's post-call writes and
+        # every service's heartbeats are in it too), per approval.
+        per_approval = {k: round((wal_after[k] - wal_before[k]) / max(len(sent_at), 1), 2) for k in wal_after}
         lat = [creates[n] - sent_at[n] for n in sent_at if n in creates]
         t0 = min(sent_at.values())
         ref_of = {e.to_number: e.ref for e in tap.events(DraftCreated)}
@@ -157,13 +185,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
 
         # The slowest approvals, when they were sent and which hop was slow.
+        hop_ms = [hops(n) for n in sent_at if n in creates]
+        hop_summary = {
+            hop: summary_ms([v / 1000 for h in hop_ms if (v := h[hop]) is not None])
+            for hop in (hop_ms[0] if hop_ms else {})
+        }
         slowest = sorted(
             ((creates[n] - sent_at[n], sent_at[n] - t0, n) for n in sent_at if n in creates), reverse=True
         )[:8]
         approved = len(tap.of_type(DraftApproved))
         result.update({
             "approvals": len(leads), "sent_to_leads": len(lat), "draft_approved_events": approved,
-            "rate": args.rate, "postgres_synchronous_commit": not args.no_sync_commit, "latency": summary_ms(lat),
+            "rate": args.rate, "warmup": args.warmup, "postgres_synchronous_commit": not args.no_sync_commit,
+            "latency": summary_ms(lat), "hops": hop_summary,
             "fake_twilio_violations": twilio.violations[:5],
             "slowest": [{"latency_ms": round(lat_s * 1000, 1), "sent_at_s": round(at, 2),
                          "lead": n, "hops_ms": hops(n)} for lat_s, at, n in slowest],
@@ -173,7 +207,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "crashed": stack.crashed(),
             # Other work on the shared machine during the window: outliers track it.
             "cpu_s_other_work": cpu["cpu_s_other_work"],
-            "cpu": cpu,
+            "cpu": cpu, "postgres_per_approval": per_approval,
         })  # fmt: skip
         ok = True
     finally:
@@ -197,6 +231,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=10.0, help="owner YES webhooks per second")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="approvals sent (and sent on) before the measured ones, not measured: "
+        "without them the first approvals after start-up, each service's first "
+        "owner command, can make the p99 of a run",
+    )
+    p.add_argument(
         "--no-sync-commit",
         action="store_true",
         help="diagnostic: Postgres synchronous_commit=off (commits do not wait for "
@@ -211,6 +253,13 @@ def main(argv: list[str] | None = None) -> None:
         f"p50 {lat['p50_ms']:.1f} ms  p99 {lat['p99_ms']:.1f} ms  max {lat['max_ms']:.1f} ms "
         f"(target p99 < {TARGET_P99_MS:.0f} ms: "
         f"{verdict(lat['p99_ms'], TARGET_P99_MS, higher_is_better=False)})"
+    )
+    for hop, h in result["hops"].items():
+        print(f"  {hop:<40} p50 {h['p50_ms']:.1f} ms  p99 {h['p99_ms']:.1f} ms  max {h['max_ms']:.1f} ms")
+    pg = result["postgres_per_approval"]
+    print(
+        f"Postgres per approval: {pg['commits']:.1f} commits, {pg['wal_flushes']:.1f} WAL flushes "
+        f"({pg['wal_flush_ms']:.2f} ms flushing; 0 with track_wal_io_timing off)"
     )
     print(
         f"other work on the machine during the approvals: {result['cpu_s_other_work']:.1f} CPU s "

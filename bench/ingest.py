@@ -119,6 +119,7 @@ async def bench_ingest(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             REPLYLINE_LOG_LEVEL="ERROR",
             # Several processes on the one port: port sharing must be asked for.
             REPLYLINE_HTTP_REUSE_PORT="true" if args.ingest_procs > 1 else "false",
+            REPLYLINE_EVENT_LOOP=args.event_loop,
         ),
     )
     procs = [ServiceProcess("ingest", env, work / "logs") for _ in range(args.ingest_procs)]
@@ -321,6 +322,12 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="ingest processes on the one port (sets REPLYLINE_HTTP_REUSE_PORT; "
         "see docs/benchmarks.md)",
+    )
+    p.add_argument(
+        "--event-loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="ingest's REPLYLINE_EVENT_LOOP (the default is production's)",
     )
     p.add_argument("--skip-baseline", action="store_true", help="measure ingest only")
     p.add_argument("--skip-baseline-open-loop", action="store_true")

@@ -191,6 +191,9 @@ _SENTENCE_END = re.compile(r"[.!?;\n]+")
 
 def fold(text: str) -> str:
     """Lower case, accents removed ('Arrêt' -> 'arret', 'más' -> 'mas'), apostrophes dropped."""
+    if text.isascii():
+        # Nothing to decompose or drop (the common case, on every inbound message).
+        return _APOSTROPHES.sub("", text.lower())
     decomposed = unicodedata.normalize("NFKD", text.lower())
     kept = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _APOSTROPHES.sub("", kept)

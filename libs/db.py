@@ -55,14 +55,17 @@ def _json_dumps(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Released connections skip asyncpg's default ``RESET ALL; UNLISTEN *; ...``.
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """Run on each released connection instead of asyncpg's reset query.
 
-    That reset is one more round trip on every release (~9% of a service's CPU in
-    the pipeline profile). It is safe to skip because no code here leaves session
-    state behind: settings are ``SET LOCAL``, advisory locks are transaction-scoped
-    or released in a ``finally``, cursors live inside transactions, nobody LISTENs.
-    An open transaction is still rolled back by asyncpg before this runs.
+    asyncpg's default sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on every release: one more round trip per unit of work, which the
+    releasing task waits for before it goes on (the sender before its API call).
+    The code base keeps no session state across a checkout: settings are ``SET
+    LOCAL``, cursors and temp tables live in transactions, nothing LISTENs, and
+    the one session lock (migrations, below) is released or its connection
+    closed. asyncpg still rolls back an open transaction and drops listener
+    callbacks before calling this. New session state needs its own clean-up.
     """
 
 
@@ -72,11 +75,28 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_no_session_state,
         command_timeout=30,
-        reset=_keep_session,
     )
     assert pool is not None
     return pool
+
+
+@asynccontextmanager
+async def unflushed_commit(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction whose COMMIT does not wait for its WAL to reach the disk.
+
+    ``SET LOCAL synchronous_commit = off``: the commit is visible to everyone at once,
+    but a Postgres crash within about three ``wal_writer_delay`` (600 ms by default)
+    can lose it. Only for writes that a later *synchronous* commit on the same path
+    makes durable anyway (the WAL is one sequence: flushing a commit flushes every
+    record written before it) before anything outside the database (an API call, a
+    NATS ack or publish, an HTTP answer) depends on them. Not for audit rows of
+    things that already happened elsewhere: they are the only record.
+    """
+    async with conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        yield conn
 
 
 def migration_files(folder: Path) -> list[tuple[int, str, Path]]:
@@ -109,7 +129,13 @@ async def _migration_lock(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connectio
                 await conn.execute(_VERSION_TABLE)
             yield conn
         finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext('replyline_migrations'))")
+            try:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext('replyline_migrations'))")
+            except BaseException:
+                # The lock belongs to the session and the pool no longer resets sessions
+                # (_no_session_state): a connection that may still hold it is closed instead.
+                conn.terminate()
+                raise
 
 
 async def migrate(pool: asyncpg.Pool, slice_name: str, folder: Path | None) -> int:

@@ -38,6 +38,7 @@ from libs.bus import Bus
 from libs.consumer import Consumer, Handler
 from libs.db import create_pool, expected_version, migrate, slice_version
 from libs.dlq import forward_advisories
+from libs.event_loop import loop_factory, running_loop_name
 from libs.event_outbox import EventOutbox
 from libs.events import Event, utcnow
 from libs.health import beat_forever, consumer_lag, register_micro
@@ -303,7 +304,12 @@ async def serve(
         micro_service = await register_micro(bus, name, ctx.report, ctx.endpoints)
         stack.push_async_callback(micro_service.stop)
         ctx.spawn(beat_forever(bus, name, ctx.report, stop), "heartbeat")
-        log.info("service_ready", schema_version=version, handlers=len(handlers))
+        log.info(
+            "service_ready",
+            schema_version=version,
+            handlers=len(handlers),
+            event_loop=running_loop_name(),
+        )
         if on_ready is not None:
             on_ready(ctx)
         if ready is not None:
@@ -336,5 +342,8 @@ def run_service(spec: ServiceSpec[S], *, fleet: Iterable[str]) -> None:
             loop.add_signal_handler(sig, stop.set)
         await serve(settings, name=name, build=spec.bind(), migrations=spec.migrations, stop=stop)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner,
+    ):
+        runner.run(main())

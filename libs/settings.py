@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import msgspec
 import yaml
@@ -89,6 +89,8 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     health_port: int = -1
     db_pool_min: int = 1
     db_pool_max: int = 10
+    #: The event loop of a service process (libs/event_loop.py): uvloop, or asyncio's own.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     def __post_init__(self) -> None:
         if self.nats_password and self.nats_password_file:

@@ -167,12 +167,14 @@ def test_kill_9_of_the_launcher_leaves_no_process_behind(tmp_path: Path) -> None
     proc, _, data = _start_dev(tmp_path)
     try:
         children = psutil.Process(proc.pid).children(recursive=True)
-        names = " ".join(" ".join(c.cmdline()) for c in children)
+        # Read now: once the launcher is killed its children die and, as zombies, have
+        # no command line left to read.
+        cmdlines = {c.pid: " ".join(c.cmdline()) for c in children}
+        names = " ".join(cmdlines.values())
         assert "nats-server" in names and names.count("-m services.") == 5, names
         postgres = [p for p in _using(data) if "nats-server" not in " ".join(p.cmdline())]
         assert postgres, "the embedded Postgres is running"
-        # Read while they run: after the kill a dead child's cmdline() raises ZombieProcess.
-        reaper = [c for c in children if "replyline.commands.reaper" in " ".join(c.cmdline())]
+        reaper = [c for c in children if "replyline.commands.reaper" in cmdlines[c.pid]]
     finally:
         proc.kill()  # SIGKILL: no clean-up code of the launcher runs
         proc.wait(timeout=10)

@@ -27,7 +27,7 @@ def check_signature(request: web.Request, form: MultiDictProxy[str]) -> None:
         signature=request.headers.get(SIGNATURE_HEADER),
         settings_header=request.headers.get(SIGNATURE_SETTINGS_HEADER),
         raw_path=request.raw_path,
-        seen_url=str(request.url),
+        seen_url=lambda: str(request.url),
         form=form,
     )
     if result.ok:

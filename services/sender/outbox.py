@@ -63,7 +63,6 @@ from services.sender.rows import (
 )
 from services.sender.settings import SenderSettings
 from services.sender.store import (
-    INSERT_OUTBOX,
     MARK_DEFERRED,
     MARK_FAILED,
     MARK_REFUSED,
@@ -73,6 +72,7 @@ from services.sender.store import (
     Leased,
     Q,
     audit_row,
+    insert_row,
     load_row,
 )
 from services.sender.transport import (
@@ -129,7 +129,7 @@ class Outbox:
             "media_urls": list(msg.media_urls),
             "lead_facing": self.lead_facing(msg.kind, to_number),
         }
-        inserted = await self.pool.fetchval(INSERT_OUTBOX.sql, *INSERT_OUTBOX.bind(values))
+        inserted = await insert_row(self.pool, values)
         if inserted is not None:
             return inserted
         existing = await self.pool.fetchval(Q.outbox_id_by_key, msg.dedup_key)

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from libs.db import NamedQuery, audit, load_queries, named
+from libs.db import NamedQuery, audit, load_queries, named, unflushed_commit
 from libs.events import thread_of
 from services.sender.rows import SERVICE, Lease, LeaseLost, OutboxRow
 
@@ -25,6 +25,20 @@ MARK_PENDING = named(Q.mark_pending)
 MARK_FAILED = named(Q.mark_failed)
 MARK_REFUSED = named(Q.mark_refused)
 MARK_DEFERRED = named(Q.mark_deferred)
+
+
+async def insert_row(pool: asyncpg.Pool, values: dict[str, Any]) -> uuid.UUID | None:
+    """Intake's insert (None: the dedup key exists), committed without waiting for the disk.
+
+    Its WAL is flushed by the next write of the same path, the drive's lease, which
+    is synchronous: the message costs one disk flush before its lease, not two. A
+    Postgres crash before that flush loses the row with the event still unacked, so
+    JetStream redelivers it and the row is inserted again (docs/sender.md, "Disk
+    flushes before the call").
+    """
+    async with pool.acquire() as conn, unflushed_commit(conn):
+        inserted: uuid.UUID | None = await conn.fetchval(INSERT_OUTBOX.sql, *INSERT_OUTBOX.bind(values))
+        return inserted
 
 
 async def load_row(conn: asyncpg.Connection, outbox_id: uuid.UUID) -> OutboxRow:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+import random
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
@@ -136,3 +137,23 @@ def test_lead_id_makes_retries_one_lead() -> None:
 def test_bad_leads_are_payload_errors(data: dict[str, object]) -> None:
     with pytest.raises(PayloadError):
         parse_lead(data, default_region="US")
+
+
+def test_form_parsing_answers_what_parse_qsl_answers() -> None:
+    # parse_form's own loop replaced parse_qsl on the webhook path: same pairs, same refusals.
+    rng = random.Random(15)
+    pieces = ["a", "B", "=", "&", "+", "%", "%2B", "%20", "%C3%A9", "%C3", "%zz", "%00", "é", "😀", "\x00", ""]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        try:
+            expected: object = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            expected = PayloadError
+        try:
+            form = parse_form(text.encode("utf-8"))
+            got: object = list(form.items())
+        except PayloadError:
+            got = PayloadError
+        if expected is not PayloadError and any("\x00" in k + v for k, v in expected):  # type: ignore[attr-defined]
+            expected = PayloadError  # parse_form's own rule: Postgres text holds no NUL
+        assert got == expected, text

@@ -4,7 +4,16 @@ import asyncpg
 import msgspec
 import pytest
 
-from libs.db import MigrationError, audit, load_queries, migrate, named, slice_version
+from libs.db import (
+    MigrationError,
+    audit,
+    create_pool,
+    load_queries,
+    migrate,
+    named,
+    slice_version,
+    unflushed_commit,
+)
 from libs.tracing import current_traceparent, new_traceparent, trace_id_of
 
 
@@ -129,7 +138,7 @@ async def test_named_query_runs_on_postgres(pool: asyncpg.Pool) -> None:
 
 
 def test_no_code_leaves_session_state_on_a_pooled_connection() -> None:
-    """The pool skips asyncpg's RESET ALL on release (libs/db.py, _keep_session): that is
+    """The pool skips asyncpg's RESET ALL on release (libs/db.py, _no_session_state): that is
     only safe while nothing sets session state. Session SETs, LISTEN and session advisory
     locks (outside the migration lock, which releases in a finally) are refused here."""
     import re
@@ -147,3 +156,39 @@ def test_no_code_leaves_session_state_on_a_pooled_connection() -> None:
                     continue
                 found.append(f"{path.relative_to(root)}: {match.group(0)!r}")
     assert found == []
+
+
+async def test_releasing_a_connection_sends_nothing_and_leaves_no_transaction(database_url: str) -> None:
+    # libs.db.create_pool: no reset query on release (one round trip less per unit of work);
+    # an open transaction is still rolled back (asyncpg does that before the reset hook).
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            pid = await conn.fetchval("SELECT pg_backend_pid() /* last statement */")
+        # Released (the release awaited any reset): another session sees what it last ran.
+        seen = await asyncpg.connect(database_url)
+        try:
+            last = await seen.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid)
+        finally:
+            await seen.close()
+        assert last == "SELECT pg_backend_pid() /* last statement */"
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            await conn.execute("SET LOCAL statement_timeout = 1234")
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SHOW statement_timeout") == "0"
+    finally:
+        await pool.close()
+
+
+async def test_unflushed_commit_is_for_its_transaction_only(pool: asyncpg.Pool) -> None:
+    await pool.execute("CREATE TABLE notes (n INT)")
+    async with pool.acquire() as conn:
+        async with unflushed_commit(conn):
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+            await conn.execute("INSERT INTO notes VALUES (1)")
+        # Committed (visible at once, to everyone), and the session is back to the default.
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+    assert await pool.fetchval("SELECT count(*) FROM notes") == 1
