@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -97,6 +97,7 @@ class EventOutbox:
         sweep_every_s: float = 1.0,
         sweep_after_s: float = 2.0,
         sweep_batch: int = 500,
+        delete_every_s: float = 0.05,
     ) -> None:
         if not _SLICE.match(slice_name):
             raise ValueError(f"bad slice name {slice_name!r}")
@@ -108,6 +109,7 @@ class EventOutbox:
         self.sweep_every_s = sweep_every_s
         self.sweep_after_s = sweep_after_s
         self.sweep_batch = sweep_batch
+        self.delete_every_s = delete_every_s
         self._sql_insert = (
             f"INSERT INTO {self.table} (msg_id, subject, data, traceparent) "
             "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) RETURNING id"
@@ -233,21 +235,30 @@ class EventOutbox:
     # --- the sweeper -------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Delete published rows in batches and publish leftovers until ``stop``."""
+        """Delete published rows in batches and publish leftovers until ``stop``.
+
+        Deletes wait ``delete_every_s`` to gather the ids of many units into one
+        statement; the sweep for leftovers runs every ``sweep_every_s`` only (it takes
+        a lock and scans: not something to do after every unit)."""
         self._running = True
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self.sweep_every_s
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._done_added.wait(), timeout=self.sweep_every_s)
-                await self._step()
+                    await asyncio.wait_for(self._done_added.wait(), max(0.0, next_sweep - loop.time()))
+                    await asyncio.sleep(self.delete_every_s)
+                await self._guarded(self._flush_done())
+                if loop.time() >= next_sweep:
+                    await self._guarded(self.sweep())
+                    next_sweep = loop.time() + self.sweep_every_s
         finally:
             self._running = False
             await self._flush_done()
 
-    async def _step(self) -> None:
+    async def _guarded(self, work: Awaitable[object]) -> None:
         try:
-            await self._flush_done()
-            await self.sweep()
+            await work
         except Exception as exc:
             # Postgres restarting or NATS away (each with its own exception tree): the
             # rows stay, the next round retries. The service must not stop for it.
