@@ -6,8 +6,8 @@ A handler returns ``None`` (ack), ``Retry(delay)`` (nak with delay) or
 instead. Messages of one thread are handled one after another in this process;
 different threads run concurrently up to ``max_in_flight``.
 
-Batches: consecutive messages of one fetch whose handlers are registered as
-:class:`Batched` run one after another in ONE transaction (the outbox's batch unit,
+Batches: consecutive messages of one fetch (of different threads) whose handlers
+are registered as :class:`Batched` run one after another in ONE transaction (the outbox's batch unit,
 libs/event_outbox.py): one commit and one round of publishes for up to
 ``batch_max`` events, acked after the commit. If any of them fails (an exception or
 any decision but ack) the batch is rolled back and its messages are handled again
@@ -204,18 +204,26 @@ class Consumer:
             await asyncio.gather(*pending, return_exceptions=True)
 
     def _dispatch(self, msgs: list[Msg]) -> None:
-        """Start the fetched messages in order: runs of batchable ones as batches."""
+        """Start the fetched messages in order: runs of batchable ones as batches.
+
+        A run holds at most one message per thread: a thread's second message starts
+        a new run, so no handler in a batch reads (on another connection) around an
+        uncommitted write of the same thread's previous message."""
         limit = self.settings.batch_max if self.outbox is not None else 1
         run: list[Msg] = []
+        threads: set[str] = set()
         for msg in msgs:
-            if limit > 1 and self._batchable(msg):
-                run.append(msg)
-                if len(run) < limit:
-                    continue
-            self._start_run(run)
-            run = []
             if not (limit > 1 and self._batchable(msg)):
+                self._start_run(run)
+                run, threads = [], set()
                 self._start(msg)
+                continue
+            thread = msg.subject.rsplit(".", 1)[-1]
+            if thread in threads or len(run) >= limit:
+                self._start_run(run)
+                run, threads = [], set()
+            run.append(msg)
+            threads.add(thread)
         self._start_run(run)
 
     def _batchable(self, msg: Msg) -> bool:

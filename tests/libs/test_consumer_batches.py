@@ -124,9 +124,14 @@ async def test_events_of_one_thread_keep_their_order_across_batches(
     svc = await run_batched(make_settings, migrations, batch_max=7, fetch_batch=16)
     try:
         await collector.wait_for(ContactPaused, count=90, timeout=30)
-        rows = await pool.fetch("SELECT thread, seq FROM seen ORDER BY txid, seq")
+        rows = await pool.fetch("SELECT thread, seq, txid FROM seen ORDER BY txid, seq")
     finally:
         await svc.stop()
+    per_tx: dict[int, list[str]] = {}
+    for r in rows:
+        per_tx.setdefault(r["txid"], []).append(r["thread"])
+    assert any(len(t) > 1 for t in per_tx.values()), "some events should have shared a transaction"
+    assert all(len(t) == len(set(t)) for t in per_tx.values()), "a batch holds one message per thread"
     by_thread: dict[str, list[int]] = {}
     for r in rows:
         by_thread.setdefault(r["thread"], []).append(r["seq"])
