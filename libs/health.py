@@ -179,6 +179,10 @@ async def system_health(
             "schema_version": max((b.get("schema_version", 0) for b in mine), default=None),
             "expected_schema_version": max((b.get("expected_schema_version", 0) for b in mine), default=None),
             "consumer_lag": lag,
+            # Committed events not yet on the bus (libs/event_outbox.py), per the heartbeats.
+            "outbox_pending": max(
+                (b["outbox_pending"] for b in mine if b.get("outbox_pending") is not None), default=None
+            ),
             "checks": {k: v for b in mine for k, v in (b.get("checks") or {}).items()},
             "probes": {k: v for b in mine for k, v in (b.get("probes") or {}).items()},
         }
@@ -197,6 +201,8 @@ async def system_health(
         failing = sorted(k for k, ok in entry["checks"].items() if not ok)
         if failing:
             blockers.append(f"{name}: not ready ({', '.join(failing)})")
+        if entry["outbox_pending"]:
+            warnings.append(f"{name}: {entry['outbox_pending']} committed event(s) wait in its outbox")
         if lag and lag["pending"] > LAG_BLOCKER:
             blockers.append(f"{name}: consumer lag {lag['pending']}")
         elif lag and lag["pending"] > 0:

@@ -84,6 +84,12 @@ TIMERS = Counter(
 TIMERS_PENDING = Gauge("replyline_timers_pending", "Timers armed and not yet fired, by kind.", ["kind"])
 
 # the runner (libs/service.py), for every consumer service
+OUTBOX_PENDING = Gauge(
+    "replyline_outbox_pending",
+    "Rows in the service's event outbox: committed events not yet published and deleted "
+    "(near 0 while NATS is up; growing means events wait for the sweeper).",
+    ["service"],
+)
 CONSUMER_PENDING = Gauge(
     "replyline_consumer_pending",
     "Events in PIPELINE not yet delivered to the service's durable consumer (lag).",

@@ -150,6 +150,18 @@ class ServiceContext(Generic[S]):
             metrics.CONSUMER_REDELIVERED.labels(self.name).set(lag["redelivered"])
         return lag
 
+    async def _outbox_pending(self) -> int | None:
+        """Committed events still waiting in the outbox (also the gauge)."""
+        if self.outbox is None:
+            return None
+        try:
+            async with asyncio.timeout(2):
+                pending = await self.outbox.pending()
+        except Exception:  # Postgres down: the readiness checks already say so
+            return None
+        metrics.OUTBOX_PENDING.labels(self.name).set(pending)
+        return pending
+
     async def report(self) -> dict[str, Any]:
         """What heartbeats and the micro `ready` endpoint say about this instance."""
         checks = await self.readiness()
@@ -166,6 +178,7 @@ class ServiceContext(Generic[S]):
             "checks": checks,
             "probes": probes,
             "consumer_lag": await self._consumer_lag(),
+            "outbox_pending": await self._outbox_pending(),
             "schema_version": await self._schema_version(),
             "expected_schema_version": expected_version(self.migrations) if self.migrations else 0,
             "uptime_s": round(time.time() - self.started_at, 1),

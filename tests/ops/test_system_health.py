@@ -50,6 +50,8 @@ async def test_all_five_services_ready_then_a_stopped_one_blocks(
         assert entry["last_heartbeat_age_s"] < 20
         # Consumers report lag; ingest consumes nothing.
         assert (entry["consumer_lag"] is None) == (name == "ingest"), (name, entry)
+        # Every slice has an event outbox; nothing waits in it while NATS is up.
+        assert entry["outbox_pending"] == 0, (name, entry)
     assert body["dlq_depth"] == 0
     # The drafter, which calls the LLM, reports its reachability through its heartbeat.
     llm_probe = body["probes"]["llm"]
