@@ -28,19 +28,7 @@ async def approve(dec: Decision, draft: Draft) -> None:
     ev = dec.event
     await dec.conn.execute(Q.set_status, to_uuid(draft.draft_id), draft.version, APPROVED, ev.reviewer)
     await dec.record(draft, "accepted", ev.notes)
-    dec.u.emit(
-        DraftApproved(
-            thread=draft.thread,
-            draft_id=draft.draft_id,
-            version=draft.version,
-            to_number=draft.to_number,
-            body=draft.body,
-            reviewer=ev.reviewer,
-            in_reply_to=draft.in_reply_to,
-            request_id=draft.request_id,
-            workflow_enrollment_id=draft.workflow_enrollment_id,
-        )
-    )
+    dec.u.emit(draft.event(DraftApproved, reviewer=ev.reviewer))
     dec.u.emit(cancel_expiry(draft, "cancel"))
 
 
@@ -64,15 +52,7 @@ async def reject(dec: Decision, draft: Draft) -> None:
         draft_id=draft.draft_id,
         body=draft.inbound_body,
     )
-    dec.u.emit(
-        DraftRejected(
-            thread=draft.thread,
-            draft_id=draft.draft_id,
-            version=draft.version,
-            reviewer=ev.reviewer,
-            reason=ev.notes,
-        )
-    )
+    dec.u.emit(draft.event(DraftRejected, reviewer=ev.reviewer, reason=ev.notes))
     # A rejected draft means a person takes the conversation over: stop automation.
     dec.u.emit(
         ContactPaused(

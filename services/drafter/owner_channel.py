@@ -85,20 +85,7 @@ class OwnerChannel:
         A version too long to show whole by SMS gets a short notice instead of a
         prompt: it waits on the dashboard, and SMS approvals of it are refused.
         """
-        u.emit(
-            DraftCreated(
-                thread=draft.thread,
-                draft_id=draft.draft_id,
-                version=draft.version,
-                ref=draft.ref,
-                to_number=draft.to_number,
-                body=draft.body,
-                in_reply_to=draft.in_reply_to,
-                intent=draft.intent,
-                language=draft.language,
-                source=draft.source,  # type: ignore[arg-type]
-            )
-        )
+        u.emit(draft.event(DraftCreated))
         text = self.prompt_text(draft)
         kind = "owner_prompt" if draft.sms_prompted else "owner_alert"
         for owner in self.settings.owner_numbers:

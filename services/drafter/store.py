@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
 
 from libs.db import load_queries, named
+from libs.events import Event
 from libs.llm import Attempt
 
 Q = load_queries(Path(__file__).parent / "queries.sql")
@@ -28,6 +30,8 @@ PENDING = "DRAFT_PENDING_APPROVAL"
 APPROVED = "APPROVED_TO_SEND"
 REJECTED = "REJECTED"
 SUPERSEDED = "SUPERSEDED"
+
+E = TypeVar("E", bound=Event)
 
 
 class Draft(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,6 +82,13 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
     def from_workflow(self) -> bool:
         return self.workflow_enrollment_id is not None
 
+    def event(self, cls: type[E], **extra: Any) -> E:
+        """An event about this version: every field the event class shares with Draft by
+        name (thread, draft_id, version, to_number, body, ...) is copied, ``extra`` gives
+        the rest (the reviewer, a reason) and overrides a copied field."""
+        copied = {name: getattr(self, name) for name in _shared_fields(cls) if name not in extra}
+        return cls(**copied, **extra)
+
     def summary(self) -> dict[str, Any]:
         """The JSON shape the request/reply API answers with (docs/drafter.md)."""
         return {
@@ -100,6 +111,11 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
             "lead_messages": list(self.lead_messages),
             "replaces_refs": list(self.replaces_refs),
         }
+
+
+@functools.cache
+def _shared_fields(cls: type[Event]) -> tuple[str, ...]:
+    return tuple(name for name in cls.__struct_fields__ if name in Draft.__struct_fields__)
 
 
 class Burst(msgspec.Struct, frozen=True, kw_only=True):
