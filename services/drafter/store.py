@@ -279,6 +279,23 @@ async def enqueue_manual(
     await conn.execute(ENQUEUE_MANUAL.sql, *ENQUEUE_MANUAL.bind(values))
 
 
+async def enqueue_answered(
+    conn: asyncpg.Connection, draft: Draft, *, key: str, reason: str, detail: str
+) -> None:
+    """The lead's message a version answered goes to a person (no draft of it will be sent)."""
+    await enqueue_manual(
+        conn,
+        key=key,
+        thread=draft.thread,
+        number=draft.to_number,
+        reason=reason,
+        detail=detail,
+        message_sid=draft.in_reply_to,
+        draft_id=draft.draft_id,
+        body=draft.inbound_body,
+    )
+
+
 async def insert_approval(
     conn: asyncpg.Connection,
     *,
