@@ -12,7 +12,7 @@ import asyncpg
 import msgspec
 
 from libs.db import load_queries, named
-from libs.events import Event
+from libs.events import DraftDecided, Event
 from libs.llm import Attempt
 
 Q = load_queries(Path(__file__).parent / "queries.sql")
@@ -297,27 +297,19 @@ async def enqueue_answered(
 
 
 async def insert_approval(
-    conn: asyncpg.Connection,
-    *,
-    decision_event_id: str,
-    draft_id: str | None,
-    version: int | None,
-    ref: str | None,
-    reviewer: str,
-    source: str,
-    action: str,
-    outcome: str,
-    notes: str,
+    conn: asyncpg.Connection, ev: DraftDecided, draft: Draft | None, *, outcome: str, notes: str
 ) -> None:
-    """One row per draft.decided event, whatever its outcome (a repeat inserts nothing)."""
+    """One row per draft.decided event, whatever its outcome (a repeat inserts nothing);
+    ``draft`` is the version it applied to, None when it named none (console actions,
+    unknown refs)."""
     values = {
-        "decision_event_id": decision_event_id,
-        "draft_id": uuid.UUID(draft_id) if draft_id else None,
-        "version": version,
-        "ref": ref,
-        "reviewer": reviewer,
-        "source": source,
-        "action": action,
+        "decision_event_id": ev.id,
+        "draft_id": uuid.UUID(draft.draft_id) if draft else None,
+        "version": draft.version if draft else None,
+        "ref": draft.ref if draft else ev.ref,
+        "reviewer": ev.reviewer,
+        "source": ev.source,
+        "action": ev.action,
         "outcome": outcome,
         "notes": notes,
     }
