@@ -259,9 +259,10 @@ class NamedQuery:
     """SQL with ``:name`` placeholders, rewritten once (at load) into asyncpg's ``$n``.
 
     ``sql`` is what asyncpg runs; ``bind(values)`` turns a mapping or an object
-    with those attributes (a msgspec Struct) into the positional arguments. A name
-    used twice is one ``$n``. Long parameter lists bind by name so that no caller
-    has to count to ``$13``.
+    with those attributes (a msgspec Struct) into the positional arguments;
+    ``bind(obj, name=value)`` reads the object but for the names given (values
+    computed from it, or held elsewhere). A name used twice is one ``$n``. Long
+    parameter lists bind by name so that no caller has to count to ``$13``.
     """
 
     __slots__ = ("names", "sql")
@@ -282,13 +283,17 @@ class NamedQuery:
         self.sql = _NAMED_TOKEN.sub(number, text)
         self.names = tuple(names)
 
-    def bind(self, values: Mapping[str, Any] | object) -> tuple[Any, ...]:
+    def bind(self, values: Mapping[str, Any] | object, /, **given: Any) -> tuple[Any, ...]:
         if isinstance(values, Mapping):
+            values = {**values, **given}
             extra = set(values) - set(self.names)
             if extra:
                 raise KeyError(f"no placeholder for {sorted(extra)}")
             return tuple(values[name] for name in self.names)
-        return tuple(getattr(values, name) for name in self.names)
+        extra = set(given) - set(self.names)
+        if extra:
+            raise KeyError(f"no placeholder for {sorted(extra)}")
+        return tuple(given[name] if name in given else getattr(values, name) for name in self.names)
 
 
 def named(text: str) -> NamedQuery:

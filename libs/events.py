@@ -214,6 +214,8 @@ OutboundKind = Literal[
 #: ``after_hours``: the profile's fixed acknowledgement to a lead who texts while the
 #: business is closed (drafter; lead-facing: consent gate and quiet hours apply).
 HumanChannel = Literal["sms", "api", "dashboard"]
+#: The kinds that go to an owner number (no consent gate, no quiet hours).
+OwnerKind = Literal["owner_prompt", "owner_alert"]
 
 
 class OutboundRequested(Event, frozen=True, kw_only=True, tag="outbound.requested"):
@@ -231,6 +233,20 @@ class OutboundRequested(Event, frozen=True, kw_only=True, tag="outbound.requeste
     not_before: datetime | None = None
     workflow_enrollment_id: str | None = None
     dedup_fields: ClassVar[tuple[str, ...]] = ("request_id",)
+
+    @classmethod
+    def to_owner(
+        cls, owner: str, body: str, request_key: str, kind: OwnerKind = "owner_alert"
+    ) -> OutboundRequested:
+        """A message to one owner number, on the owner's own thread; one request per owner
+        (``<request_key>:<owner>``), so telling every owner is one event each."""
+        return cls(
+            thread=thread_of(owner),
+            request_id=f"{request_key}:{owner}",
+            to_number=owner,
+            body=body,
+            kind=kind,
+        )
 
 
 class HumanReply(Event, frozen=True, kw_only=True, tag="outbound.human"):

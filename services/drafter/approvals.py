@@ -19,7 +19,7 @@ from services.drafter import owner_texts, workflow_drafts
 from services.drafter.decision import Decision
 from services.drafter.deps import Deps
 from services.drafter.ids import derived_id, to_uuid
-from services.drafter.store import APPROVED, REJECTED, SUPERSEDED, Draft, Q, enqueue_manual, insert_draft
+from services.drafter.store import APPROVED, REJECTED, SUPERSEDED, Draft, Q, enqueue_answered, insert_draft
 from services.drafter.takeover import CONSOLE_ACTIONS, Console
 from services.drafter.work import cancel_expiry
 
@@ -28,19 +28,7 @@ async def approve(dec: Decision, draft: Draft) -> None:
     ev = dec.event
     await dec.conn.execute(Q.set_status, to_uuid(draft.draft_id), draft.version, APPROVED, ev.reviewer)
     await dec.record(draft, "accepted", ev.notes)
-    dec.u.emit(
-        DraftApproved(
-            thread=draft.thread,
-            draft_id=draft.draft_id,
-            version=draft.version,
-            to_number=draft.to_number,
-            body=draft.body,
-            reviewer=ev.reviewer,
-            in_reply_to=draft.in_reply_to,
-            request_id=draft.request_id,
-            workflow_enrollment_id=draft.workflow_enrollment_id,
-        )
-    )
+    dec.u.emit(draft.event(DraftApproved, reviewer=ev.reviewer))
     dec.u.emit(cancel_expiry(draft, "cancel"))
 
 
@@ -53,26 +41,14 @@ async def reject(dec: Decision, draft: Draft) -> None:
     if draft.from_workflow:
         workflow_drafts.reject(dec, draft)
         return
-    await enqueue_manual(
+    await enqueue_answered(
         dec.conn,
+        draft,
         key=f"rejected:{draft.draft_id}",
-        thread=draft.thread,
-        number=draft.to_number,
         reason="rejected",
         detail=f"draft #{draft.ref} rejected by {ev.reviewer}" + (f": {ev.notes}" if ev.notes else ""),
-        message_sid=draft.in_reply_to,
-        draft_id=draft.draft_id,
-        body=draft.inbound_body,
     )
-    dec.u.emit(
-        DraftRejected(
-            thread=draft.thread,
-            draft_id=draft.draft_id,
-            version=draft.version,
-            reviewer=ev.reviewer,
-            reason=ev.notes,
-        )
-    )
+    dec.u.emit(draft.event(DraftRejected, reviewer=ev.reviewer, reason=ev.notes))
     # A rejected draft means a person takes the conversation over: stop automation.
     dec.u.emit(
         ContactPaused(

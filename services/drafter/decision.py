@@ -214,18 +214,7 @@ class Decision:
     async def record(self, draft: Draft | None, outcome: str, notes: str) -> None:
         """The decision's approvals row and audit entry (one per decision event)."""
         ev = self.event
-        await insert_approval(
-            self.conn,
-            decision_event_id=ev.id,
-            draft_id=draft.draft_id if draft else None,
-            version=draft.version if draft else None,
-            ref=draft.ref if draft else ev.ref,
-            reviewer=ev.reviewer,
-            source=ev.source,
-            action=ev.action,
-            outcome=outcome,
-            notes=notes,
-        )
+        await insert_approval(self.conn, ev, draft, outcome=outcome, notes=notes)
         await work.record(
             self.u,
             f"decision_{outcome}",

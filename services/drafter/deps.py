@@ -1,4 +1,4 @@
-"""What every part of the drafter shares; built once by handlers.Drafter."""
+"""What every part of the drafter shares; built once by service.build."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from libs.events import TimerFired
 from services.drafter import owner_texts
 from services.drafter.deps import Deps
 from services.drafter.ids import to_uuid
-from services.drafter.store import Draft, Q, draft_of, enqueue_manual
+from services.drafter.store import Draft, Q, draft_of, enqueue_answered
 from services.drafter.work import Unit, record
 
 log = structlog.get_logger("drafter")
@@ -58,16 +58,12 @@ class Expiry:
         """Queue the lead's message for a person and tell the owners (``draft_id`` as the timer named it)."""
         settings = self.deps.settings
         key = f"{draft_id}:{draft.version}"
-        await enqueue_manual(
+        await enqueue_answered(
             u.conn,
+            draft,
             key=f"draft_expired:{key}",
-            thread=draft.thread,
-            number=draft.to_number,
             reason="draft_expired",
             detail=f"draft #{draft.ref} undecided after {settings.draft_expiry_s:g}s",
-            message_sid=draft.in_reply_to,
-            draft_id=draft_id,
-            body=draft.inbound_body,
         )
         await record(
             u,

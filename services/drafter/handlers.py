@@ -18,15 +18,10 @@ same events and JetStream stores them once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-import asyncpg
-
-from libs.bus import Bus
 from libs.consumer import Delivery, Drop, Handler, Retry
-from libs.event_outbox import EventOutbox
 from libs.events import (
     ContactOptout,
     ContactPaused,
@@ -37,18 +32,13 @@ from libs.events import (
     OutboundFailed,
     OutboundSent,
     TimerFired,
-    utcnow,
 )
-from libs.llm import LLM
 from services.drafter.approvals import Approvals
 from services.drafter.bursts import Bursts
 from services.drafter.deps import Deps
 from services.drafter.drafting import Drafting
 from services.drafter.expiry import Expiry
-from services.drafter.owner_channel import OwnerChannel
-from services.drafter.profile import Profile
 from services.drafter.replying import Replier
-from services.drafter.settings import DrafterSettings
 from services.drafter.takeover import Console
 from services.drafter.withdrawal import OptOuts
 from services.drafter.workflow_drafts import WorkflowDrafts
@@ -58,35 +48,18 @@ from services.drafter.workflow_drafts import WorkflowDrafts
 class Drafter:
     """Builds every part once over the shared Deps."""
 
-    settings: DrafterSettings
-    bus: Bus
-    pool: asyncpg.Pool
-    outbox: EventOutbox
-    llm: LLM
-    profile: Profile
-    #: Tests pass a manual clock (business hours decide the after-hours acknowledgement).
-    clock: Callable[[], datetime] = field(default=utcnow)
+    deps: Deps
 
     def __post_init__(self) -> None:
-        owners = OwnerChannel(self.settings)
-        self.deps = Deps(
-            settings=self.settings,
-            bus=self.bus,
-            pool=self.pool,
-            outbox=self.outbox,
-            llm=self.llm,
-            profile=self.profile,
-            clock=self.clock,
-            owners=owners,
-        )
-        self.console = Console(self.settings, self.bus, self.outbox, owners)
-        self.replier = Replier(self.deps)
-        self.bursts = Bursts(self.deps, self.replier)
-        self.drafting = Drafting(self.deps, self.replier, self.bursts, self.console)
-        self.approvals = Approvals(self.deps, self.console)
-        self.workflow_drafts = WorkflowDrafts(self.deps)
-        self.expiry = Expiry(self.deps)
-        self.optouts = OptOuts(self.bus, self.outbox)
+        deps = self.deps
+        self.console = Console(deps.settings, deps.bus, deps.outbox, deps.owners)
+        self.replier = Replier(deps)
+        self.bursts = Bursts(deps, self.replier)
+        self.drafting = Drafting(deps, self.replier, self.bursts, self.console)
+        self.approvals = Approvals(deps, self.console)
+        self.workflow_drafts = WorkflowDrafts(deps)
+        self.expiry = Expiry(deps)
+        self.optouts = OptOuts(deps.bus, deps.outbox)
 
     async def on_timer(self, event: TimerFired, d: Delivery) -> Drop | Retry | None:
         """``timer.fired``: the kinds the drafter set; the scheduler's other timers are not ours."""

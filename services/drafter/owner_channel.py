@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from libs.event_outbox import Unit
-from libs.events import DraftCreated, OutboundRequested, TimerSet, thread_of
+from libs.events import DraftCreated, OutboundRequested, OwnerKind, TimerSet
 from libs.owner_protocol import fits_sms
 from services.drafter import owner_texts
 from services.drafter.ids import expiry_timer_id
@@ -25,16 +25,10 @@ from services.drafter.store import Draft
 class OwnerChannel:
     settings: DrafterSettings
 
-    def tell(self, u: Unit, owner: str, body: str, request_key: str, *, kind: str = "owner_alert") -> None:
-        u.emit(
-            OutboundRequested(
-                thread=thread_of(owner),
-                request_id=f"{request_key}:{owner}",
-                to_number=owner,
-                body=body,
-                kind=kind,  # type: ignore[arg-type]
-            )
-        )
+    def tell(
+        self, u: Unit, owner: str, body: str, request_key: str, *, kind: OwnerKind = "owner_alert"
+    ) -> None:
+        u.emit(OutboundRequested.to_owner(owner, body, request_key, kind))
 
     def tell_all(self, u: Unit, body: str, request_key: str) -> None:
         for owner in self.settings.owner_numbers:
@@ -85,22 +79,9 @@ class OwnerChannel:
         A version too long to show whole by SMS gets a short notice instead of a
         prompt: it waits on the dashboard, and SMS approvals of it are refused.
         """
-        u.emit(
-            DraftCreated(
-                thread=draft.thread,
-                draft_id=draft.draft_id,
-                version=draft.version,
-                ref=draft.ref,
-                to_number=draft.to_number,
-                body=draft.body,
-                in_reply_to=draft.in_reply_to,
-                intent=draft.intent,
-                language=draft.language,
-                source=draft.source,  # type: ignore[arg-type]
-            )
-        )
+        u.emit(draft.event(DraftCreated))
         text = self.prompt_text(draft)
-        kind = "owner_prompt" if draft.sms_prompted else "owner_alert"
+        kind: OwnerKind = "owner_prompt" if draft.sms_prompted else "owner_alert"
         for owner in self.settings.owner_numbers:
             self.tell(u, owner, text, f"prompt:{draft.draft_id}:{draft.version}", kind=kind)
         assert draft.expires_at is not None

@@ -10,8 +10,10 @@ from typing import Any
 
 from libs.llm import LLM
 from libs.service import Built, Clock, ServiceContext, ServiceSpec
+from services.drafter.deps import Deps
 from services.drafter.endpoints import endpoints
 from services.drafter.handlers import Drafter, build_handlers
+from services.drafter.owner_channel import OwnerChannel
 from services.drafter.profile import Profile, load_profile
 from services.drafter.settings import DrafterSettings
 
@@ -62,7 +64,7 @@ async def build(ctx: ServiceContext[DrafterSettings], clock: Clock) -> Built:
     ctx.probes["llm"] = llm_probe(llm)
     # The runner makes the slice's outbox (its sweeper runs with the service).
     assert ctx.outbox is not None, "the drafter has migrations, so the runner gives it an outbox"
-    drafter = Drafter(
+    deps = Deps(
         settings=settings,
         bus=ctx.bus,
         pool=ctx.pool,
@@ -70,7 +72,9 @@ async def build(ctx: ServiceContext[DrafterSettings], clock: Clock) -> Built:
         llm=llm,
         profile=profile,
         clock=clock,
+        owners=OwnerChannel(settings),
     )
+    drafter = Drafter(deps)
     ctx.endpoints.extend(endpoints(ctx.pool))
     ctx.log.info(
         "drafter_configured",

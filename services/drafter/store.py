@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
 
 from libs.db import load_queries, named
+from libs.events import DraftDecided, Event
 from libs.llm import Attempt
 
 Q = load_queries(Path(__file__).parent / "queries.sql")
@@ -28,6 +30,8 @@ PENDING = "DRAFT_PENDING_APPROVAL"
 APPROVED = "APPROVED_TO_SEND"
 REJECTED = "REJECTED"
 SUPERSEDED = "SUPERSEDED"
+
+E = TypeVar("E", bound=Event)
 
 
 class Draft(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,6 +82,13 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
     def from_workflow(self) -> bool:
         return self.workflow_enrollment_id is not None
 
+    def event(self, cls: type[E], **extra: Any) -> E:
+        """An event about this version: every field the event class shares with Draft by
+        name (thread, draft_id, version, to_number, body, ...) is copied, ``extra`` gives
+        the rest (the reviewer, a reason) and overrides a copied field."""
+        copied = {name: getattr(self, name) for name in _shared_fields(cls) if name not in extra}
+        return cls(**copied, **extra)
+
     def summary(self) -> dict[str, Any]:
         """The JSON shape the request/reply API answers with (docs/drafter.md)."""
         return {
@@ -100,6 +111,11 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
             "lead_messages": list(self.lead_messages),
             "replaces_refs": list(self.replaces_refs),
         }
+
+
+@functools.cache
+def _shared_fields(cls: type[Event]) -> tuple[str, ...]:
+    return tuple(name for name in cls.__struct_fields__ if name in Draft.__struct_fields__)
 
 
 class Burst(msgspec.Struct, frozen=True, kw_only=True):
@@ -263,28 +279,37 @@ async def enqueue_manual(
     await conn.execute(ENQUEUE_MANUAL.sql, *ENQUEUE_MANUAL.bind(values))
 
 
-async def insert_approval(
-    conn: asyncpg.Connection,
-    *,
-    decision_event_id: str,
-    draft_id: str | None,
-    version: int | None,
-    ref: str | None,
-    reviewer: str,
-    source: str,
-    action: str,
-    outcome: str,
-    notes: str,
+async def enqueue_answered(
+    conn: asyncpg.Connection, draft: Draft, *, key: str, reason: str, detail: str
 ) -> None:
-    """One row per draft.decided event, whatever its outcome (a repeat inserts nothing)."""
+    """The lead's message a version answered goes to a person (no draft of it will be sent)."""
+    await enqueue_manual(
+        conn,
+        key=key,
+        thread=draft.thread,
+        number=draft.to_number,
+        reason=reason,
+        detail=detail,
+        message_sid=draft.in_reply_to,
+        draft_id=draft.draft_id,
+        body=draft.inbound_body,
+    )
+
+
+async def insert_approval(
+    conn: asyncpg.Connection, ev: DraftDecided, draft: Draft | None, *, outcome: str, notes: str
+) -> None:
+    """One row per draft.decided event, whatever its outcome (a repeat inserts nothing);
+    ``draft`` is the version it applied to, None when it named none (console actions,
+    unknown refs)."""
     values = {
-        "decision_event_id": decision_event_id,
-        "draft_id": uuid.UUID(draft_id) if draft_id else None,
-        "version": version,
-        "ref": ref,
-        "reviewer": reviewer,
-        "source": source,
-        "action": action,
+        "decision_event_id": ev.id,
+        "draft_id": uuid.UUID(draft.draft_id) if draft else None,
+        "version": draft.version if draft else None,
+        "ref": draft.ref if draft else ev.ref,
+        "reviewer": ev.reviewer,
+        "source": ev.source,
+        "action": ev.action,
         "outcome": outcome,
         "notes": notes,
     }

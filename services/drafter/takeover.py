@@ -225,18 +225,7 @@ class Console:
         return reply
 
     async def _record(self, u: Unit, ev: DraftDecided, thread: str, outcome: str, notes: str) -> str:
-        await insert_approval(
-            u.conn,
-            decision_event_id=ev.id,
-            draft_id=None,
-            version=None,
-            ref=ev.ref,
-            reviewer=ev.reviewer,
-            source=ev.source,
-            action=ev.action,
-            outcome=outcome,
-            notes=notes,
-        )
+        await insert_approval(u.conn, ev, None, outcome=outcome, notes=notes)
         details = {
             "decision_id": ev.id,
             "reviewer": ev.reviewer,

@@ -31,7 +31,7 @@ from libs.event_outbox import EventOutbox
 from libs.events import ContactOptout, TimerCancel, thread_of
 from services.drafter import owner_texts
 from services.drafter.ids import burst_timer_id
-from services.drafter.store import Draft, Q, burst_of, draft_of, enqueue_manual, thread_ref
+from services.drafter.store import Draft, Q, burst_of, draft_of, enqueue_answered, thread_ref
 from services.drafter.work import Unit, cancel_expiry, record
 
 log = structlog.get_logger("drafter.withdrawal")
@@ -91,16 +91,12 @@ async def give_up(
     if reason == REVIEW:
         for d in (queue or []) + waiting:
             # No draft answers these messages now: a person does.
-            await enqueue_manual(
+            await enqueue_answered(
                 conn,
+                d,
                 key=f"withdrawn:{d.draft_id}:{d.version}",
-                thread=thread,
-                number=d.to_number,
                 reason="needs_review",
                 detail=f"draft #{d.ref} withdrawn: the lead wrote again",
-                message_sid=d.in_reply_to,
-                draft_id=d.draft_id,
-                body=d.inbound_body,
             )
     if waiting:
         log.info("replacement_given_up", thread=thread, reason=reason, refs=[d.ref for d in waiting])

@@ -93,15 +93,6 @@ def reject(decision: Decision, draft: Draft) -> None:
     Unlike a rejected reply, the thread is neither paused nor queued: the lead asked
     nothing, and pausing would make the router log their next message without a draft.
     """
-    decision.u.emit(
-        DraftRejected(
-            thread=draft.thread,
-            draft_id=draft.draft_id,
-            version=draft.version,
-            reviewer=decision.event.reviewer,
-            reason=decision.event.notes,
-            request_id=draft.request_id,
-            workflow_enrollment_id=draft.workflow_enrollment_id,
-        )
-    )
+    ev = decision.event
+    decision.u.emit(draft.event(DraftRejected, reviewer=ev.reviewer, reason=ev.notes))
     decision.u.emit(cancel_expiry(draft, "cancel"))

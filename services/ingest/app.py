@@ -29,7 +29,7 @@ from services.ingest.lead_handler import post_lead
 from services.ingest.metrics import metrics_middleware
 from services.ingest.settings import IngestSettings
 from services.ingest.signature import SignatureCheck
-from services.ingest.twilio_checks import check_account, check_signature, read_twilio_form
+from services.ingest.twilio_checks import check_account, read_signed_form
 from services.ingest.twilio_payload import PayloadError, parse_inbound, parse_status, raw_form
 from services.ingest.voice import add_voice_routes
 from services.ingest.workflow_admin_api import add_workflow_admin_routes
@@ -74,8 +74,7 @@ async def error_middleware(
 
 
 async def twilio_sms(request: web.Request) -> web.Response:
-    form = await read_twilio_form(request)
-    check_signature(request, form)
+    form = await read_signed_form(request)
     sms = parse_inbound(form)
     check_account(request, sms.account_sid, sms.message_sid)
     deps = request.app[DEPS_KEY]
@@ -99,8 +98,7 @@ async def twilio_sms(request: web.Request) -> web.Response:
 
 
 async def twilio_status(request: web.Request) -> web.Response:
-    form = await read_twilio_form(request)
-    check_signature(request, form)
+    form = await read_signed_form(request)
     status = parse_status(form)
     check_account(request, status.account_sid, status.message_sid)
     event = OutboundStatus(

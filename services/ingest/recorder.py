@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+import msgspec
+
 from libs.consent_keywords import match_keyword, optout_event
 from libs.db import Queries
 from libs.event_outbox import EventOutbox, Unit
@@ -58,19 +60,9 @@ class InboundRecorder(Protocol):
 
 
 def inbound_event(sms: InboundSms, received_at: datetime) -> InboundReceived:
+    # Every field of the webhook payload is one of the event's, under the same name.
     return InboundReceived(
-        thread=thread_of(sms.from_number),
-        message_sid=sms.message_sid,
-        from_number=sms.from_number,
-        to_number=sms.to_number,
-        body=sms.body,
-        num_media=sms.num_media,
-        media=sms.media,
-        num_segments=sms.num_segments,
-        account_sid=sms.account_sid,
-        messaging_service_sid=sms.messaging_service_sid,
-        opt_out_type=sms.opt_out_type,
-        received_at=received_at,
+        **msgspec.structs.asdict(sms), thread=thread_of(sms.from_number), received_at=received_at
     )
 
 

@@ -22,6 +22,13 @@ async def read_twilio_form(request: web.Request) -> MultiDictProxy[str]:
     return parse_form(await request.read())
 
 
+async def read_signed_form(request: web.Request) -> MultiDictProxy[str]:
+    """The webhook's form, handed out only once its Twilio signature checks (403 otherwise)."""
+    form = await read_twilio_form(request)
+    check_signature(request, form)
+    return form
+
+
 def check_signature(request: web.Request, form: MultiDictProxy[str]) -> None:
     result = request.app[SIGNATURE_KEY].check(
         signature=request.headers.get(SIGNATURE_HEADER),

@@ -23,7 +23,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from libs import metrics
 from libs.events import CallMissed, MissedReason, thread_of
 from services.ingest.http_common import DEPS_KEY, SETTINGS_KEY, Unavailable
-from services.ingest.twilio_checks import check_account, check_signature, read_twilio_form
+from services.ingest.twilio_checks import check_account, read_signed_form
 from services.ingest.twilio_payload import parse_dial_status, parse_voice
 
 log = structlog.get_logger("ingest")
@@ -80,8 +80,7 @@ async def _missed(
 
 
 async def twilio_voice(request: web.Request) -> web.Response:
-    form = await read_twilio_form(request)
-    check_signature(request, form)
+    form = await read_signed_form(request)
     call = parse_voice(form)
     check_account(request, call.account_sid, call.call_sid)
     settings = request.app[SETTINGS_KEY]
@@ -123,8 +122,7 @@ async def twilio_voice(request: web.Request) -> web.Response:
 
 
 async def twilio_dial_status(request: web.Request) -> web.Response:
-    form = await read_twilio_form(request)
-    check_signature(request, form)
+    form = await read_signed_form(request)
     status = parse_dial_status(form)
     check_account(request, status.account_sid, status.call_sid)
     if status.dial_call_status not in MISSED:

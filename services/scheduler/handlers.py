@@ -198,20 +198,8 @@ class Scheduler:
         fields = dict(event.fields)
         if event.source:
             fields["source"] = event.source
-        await self.pool.execute(
-            _UPSERT_LEAD.sql,
-            *_UPSERT_LEAD.bind(
-                dict(
-                    thread=event.thread,
-                    phone=event.phone,
-                    first_name=event.first_name,
-                    last_name=event.last_name,
-                    email=event.email,
-                    fields=fields,
-                    tags=list(event.tags),
-                )
-            ),
-        )
+        values = _UPSERT_LEAD.bind(event, fields=fields, tags=list(event.tags))
+        await self.pool.execute(_UPSERT_LEAD.sql, *values)
         await self.engine.trigger(
             "contact_created",
             event.thread,

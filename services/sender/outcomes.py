@@ -76,12 +76,4 @@ def _alert_owners(unit: Unit, owners: Iterable[str], row: OutboxRow, reason: str
     if body is None:
         return
     for owner in sorted(owners):
-        unit.emit(
-            OutboundRequested(
-                thread=thread_of(owner),
-                request_id=f"send-failed:{row.id}:{owner}",
-                to_number=owner,
-                body=body,
-                kind="owner_alert",
-            )
-        )
+        unit.emit(OutboundRequested.to_owner(owner, body, f"send-failed:{row.id}"))

@@ -132,6 +132,18 @@ def test_named_query_binds_a_struct_and_refuses_mistakes() -> None:
         named("SELECT :a, $2")
 
 
+def test_named_query_binds_given_names_over_the_object() -> None:
+    class Row(msgspec.Struct):
+        id: int
+        a: int
+
+    q = named("SELECT :a, :c, :id")
+    assert q.bind(Row(id=7, a=1), c="x", a=2) == (2, "x", 7)
+    assert q.bind({"id": 7, "a": 1}, c="x") == (1, "x", 7)
+    with pytest.raises(KeyError, match="cc"):
+        q.bind(Row(id=7, a=1), c="x", cc="y")  # a typo in a given name is refused too
+
+
 async def test_named_query_runs_on_postgres(pool: asyncpg.Pool) -> None:
     q = named("SELECT :greeting || ' ' || :name::text || ' ' || :greeting")
     assert await pool.fetchval(q.sql, *q.bind({"name": "Ada", "greeting": "hi"})) == "hi Ada hi"
