@@ -1,17 +1,3 @@
--- name: insert_inbound
-INSERT INTO inbound_messages (
-    message_sid, account_sid, messaging_service_sid, from_number, to_number, thread,
-    body, num_media, media, raw, event_id, received_at
-)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11, $12)
-ON CONFLICT (message_sid) DO NOTHING
-RETURNING id;
-
--- name: get_inbound
-SELECT id, message_sid, thread, from_number, to_number, body, num_media, media, raw,
-       event_id, stream_seq, received_at
-FROM inbound_messages WHERE message_sid = $1;
-
 -- name: list_inbound_for_thread
 SELECT message_sid, from_number, to_number, body, num_media, media, received_at
 FROM inbound_messages WHERE thread = $1
