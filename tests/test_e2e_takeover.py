@@ -195,6 +195,9 @@ async def test_resume_by_sms_hands_the_thread_back_at_once(
     await collector.wait_for(ContactTakeover, lambda e: e.active)
     await stack.sms(OWNER, f"SEND {ref} One more thing: bring the invoice")
     await stack.texts_to(LEAD, 2)
+    # The owner's "Sent to ..." follows the lead's text (it waits for outbound.sent):
+    # wait for it too, or RESUME's answer may overtake it (the order asserted below).
+    await stack.texts_to(OWNER, 3)
     await stack.sms(OWNER, f"resume {ref}")
     (ended,) = await collector.wait_for(ContactTakeover, lambda e: not e.active)
     assert ended.reason == "resume"
