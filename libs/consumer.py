@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 
 import msgspec
 import structlog
@@ -29,73 +27,17 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from libs import bus as busmod
 from libs.bus import Bus
+from libs.dlq import publish_dlq_copy
 from libs.event_outbox import EventOutbox
 from libs.events import Event, decode
+from libs.handling import Batched, Decision, Delivery, Drop, Handler, Retry, original_seq
 from libs.tracing import current_traceparent, new_traceparent, trace_id_of
 
 log = structlog.get_logger("consumer")
 
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """Transient failure: redeliver after ``delay`` seconds."""
-
-    delay: float
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Drop:
-    """Permanent failure: never redeliver; the event goes to the DLQ."""
-
-    reason: str
-
-
-Decision = Retry | Drop | None
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """What a handler may know about the message besides the event."""
-
-    msg: Msg
-    subject: str
-    stream_seq: int
-    num_delivered: int
-    headers: Mapping[str, str]
-    #: For a replayed event (``replay.<service>.<subject>``): its sequence in PIPELINE
-    #: when it was first published. None for everything else.
-    original_seq: int | None = None
-
-    @property
-    def seq(self) -> int:
-        """The sequence ordering and consent decisions compare: the original one for a
-        replay, so replaying an old START from the DLQ cannot look newer than a STOP."""
-        return self.original_seq if self.original_seq is not None else self.stream_seq
-
-    async def in_progress(self) -> None:
-        """Tell JetStream we are still working (long LLM calls)."""
-        await self.msg.in_progress()
-
-
-Handler = Callable[[Any, Delivery], Awaitable[Decision]]
-
-
-@dataclass(frozen=True, slots=True)
-class Batched:
-    """A handler whose events may share one transaction with others of the same fetch.
-
-    Its writes and events go through ``outbox.unit()`` on ``u.conn`` as its LAST step:
-    nothing after the unit may assume the commit happened (it happens when the batch
-    ends). ``HANDLERS = {InboundReceived: Batched(router.on_received)}``.
-    """
-
-    handler: Handler
-
-    async def __call__(self, event: Any, delivery: Delivery) -> Decision:
-        return await self.handler(event, delivery)
+# Handlers import their types from here too (one place to learn the consumer from).
+__all__ = ["Batched", "Consumer", "Decision", "Delivery", "Drop", "Handler", "Retry", "original_seq"]
 
 
 class _BatchFailed(Exception):
@@ -418,50 +360,3 @@ class Consumer:
             reason=reason,
             deliveries=delivery.num_delivered,
         )
-
-
-def original_seq(subject: str, headers: Mapping[str, str], stream_seq: int) -> int | None:
-    """The original sequence a replayed event carries (``Replyline-Replay-Seq``).
-
-    Trusted only on ``replay.*`` subjects, which only the operator's credentials may
-    publish (docs/operations.md), and only when it is older than the copy itself.
-    """
-    if not subject.startswith("replay."):
-        return None
-    raw = headers.get(busmod.H_REPLAY_SEQ, "")
-    if not raw.isdigit():
-        return None
-    seq = int(raw)
-    return seq if 0 < seq < stream_seq else None
-
-
-async def publish_dlq_copy(
-    bus: Bus,
-    *,
-    consumer: str,
-    subject: str,
-    seq: int,
-    data: bytes,
-    headers: dict[str, str],
-    reason: str,
-    deliveries: int,
-) -> None:
-    """Copy an event into the DLQ stream with its original headers plus ours.
-
-    The Nats-Msg-Id makes the copy from the handler (which knows the reason) and
-    the one from the advisory forwarder (which covers crashes) the same message.
-    """
-    original_msg_id = headers.pop("Nats-Msg-Id", "")
-    headers.update(
-        {
-            busmod.H_DLQ_REASON: reason[:1000],
-            busmod.H_DLQ_SUBJECT: subject,
-            busmod.H_DLQ_SEQ: str(seq),
-            busmod.H_DLQ_CONSUMER: consumer,
-            busmod.H_DLQ_DELIVERIES: str(deliveries),
-            "Replyline-Original-Msg-Id": original_msg_id,
-            "Nats-Msg-Id": f"dlq:{consumer}:{seq}",
-        }
-    )
-    dlq_subject = f"{bus.prefix}dlq.{consumer}.{bus.unprefixed(subject)}"
-    await bus.js.publish(dlq_subject, data, headers=headers)

@@ -18,8 +18,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from libs import bus as busmod
 from libs.bus import Bus
-from libs.consumer import publish_dlq_copy
 
 log = structlog.get_logger("dlq")
 
@@ -79,3 +79,35 @@ async def _forward(bus: Bus, consumer: str, advisory_subject: str, data: bytes) 
         deliveries=int(advisory.get("deliveries", 0)),
     )
     log.warning("dead_lettered", seq=seq, kind=kind, subject=original.subject)
+
+
+async def publish_dlq_copy(
+    bus: Bus,
+    *,
+    consumer: str,
+    subject: str,
+    seq: int,
+    data: bytes,
+    headers: dict[str, str],
+    reason: str,
+    deliveries: int,
+) -> None:
+    """Copy an event into the DLQ stream with its original headers plus ours.
+
+    The Nats-Msg-Id makes the copy from the handler (which knows the reason) and
+    the one from the advisory forwarder (which covers crashes) the same message.
+    """
+    original_msg_id = headers.pop("Nats-Msg-Id", "")
+    headers.update(
+        {
+            busmod.H_DLQ_REASON: reason[:1000],
+            busmod.H_DLQ_SUBJECT: subject,
+            busmod.H_DLQ_SEQ: str(seq),
+            busmod.H_DLQ_CONSUMER: consumer,
+            busmod.H_DLQ_DELIVERIES: str(deliveries),
+            "Replyline-Original-Msg-Id": original_msg_id,
+            "Nats-Msg-Id": f"dlq:{consumer}:{seq}",
+        }
+    )
+    dlq_subject = f"{bus.prefix}dlq.{consumer}.{bus.unprefixed(subject)}"
+    await bus.js.publish(dlq_subject, data, headers=headers)
