@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-import msgspec
 import structlog
 from aiohttp import web
 
@@ -329,88 +328,7 @@ async def post_message(request: web.Request) -> web.Response:
     )
 
 
-_YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
-
-
-async def ask_scheduler(
-    request: web.Request, endpoint: rpc.Endpoint[rpc.Req, rpc.Resp], payload: rpc.Req
-) -> rpc.Resp:
-    client = request.app[DEPS_KEY].scheduler
-    if client is None:
-        raise Unavailable("no scheduler API is configured")
-    return await ask(client, endpoint, payload)
-
-
-def refused_response(name: str, refused: rpc.Refused) -> web.Response:
-    """A workflow endpoint's declared refusal as the API's 404 / 400 answer."""
-    if refused.reason == rpc.NOT_FOUND:
-        return json_error(404, f"no workflow named {name!r}")
-    return json_error(400, "invalid", issues=refused.details.get("issues", []))
-
-
-def as_json(answer: msgspec.Struct) -> web.Response:
-    return web.json_response(msgspec.to_builtins(answer))
-
-
-def _workflow_format(raw: str) -> Literal["yaml", "json"]:
-    if raw not in ("yaml", "json"):
-        raise PayloadError("format must be yaml or json")
-    return "json" if raw == "json" else "yaml"
-
-
-async def import_workflow(request: web.Request) -> web.Response:
-    principal = await authenticate(request, "admin")
-    fmt: rpc.Format
-    if request.content_type == "application/json":
-        fmt = "json"
-    elif request.content_type in _YAML_TYPES:
-        fmt = "yaml"
-    else:
-        raise PayloadError(
-            f"Content-Type must be application/json or application/yaml, got {request.content_type or 'none'}"
-        )
-    try:
-        text = (await request.read()).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"body is not UTF-8: {exc}") from None
-    source = request.query.get("source") or f"api.{fmt}"
-    try:
-        data = await ask_scheduler(
-            request, rpc.WORKFLOW_IMPORT, rpc.ImportWorkflow(text=text, source=source, format=fmt)
-        )
-    except rpc.Refused as refused:
-        return refused_response(source, refused)
-    details = {"token": principal.name, "name": data.name, "version": data.version}
-    try:
-        await request.app[DEPS_KEY].audit("workflow.imported", None, "HUMAN", details)
-    except Exception:
-        log.exception("api_audit_failed", action="workflow.imported")
-    log.info("workflow_imported", workflow=data.name, version=data.version)
-    return web.json_response({"name": data.name, "version": data.version}, status=201)
-
-
-async def list_workflows(request: web.Request) -> web.Response:
-    await authenticate(request, "admin")
-    listed = await ask_scheduler(request, rpc.WORKFLOW_LIST, rpc.ListWorkflows())
-    return as_json(listed)
-
-
-async def export_workflow(request: web.Request) -> web.Response:
-    await authenticate(request, "admin")
-    fmt = _workflow_format(request.query.get("format", "yaml"))
-    name = request.match_info["name"]
-    try:
-        data = await ask_scheduler(request, rpc.WORKFLOW_EXPORT, rpc.ExportWorkflow(name=name, format=fmt))
-    except rpc.Refused as refused:
-        return refused_response(name, refused)
-    content_type = "application/json" if fmt == "json" else "application/yaml"
-    return web.Response(text=data.text, content_type=content_type)
-
-
 def add_api_routes(app: web.Application) -> None:
-    app.router.add_post("/api/workflows", import_workflow)
-    app.router.add_get("/api/workflows", list_workflows)
-    app.router.add_get("/api/workflows/{name}", export_workflow)
     app.router.add_get("/api/drafts", list_pending)
     app.router.add_get("/api/queue", list_queue)
     app.router.add_post("/api/drafts/{draft}/approve", _decide("approve"))

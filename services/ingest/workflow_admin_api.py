@@ -1,7 +1,9 @@
-"""Owner API for stored workflows beyond import/export: dry run, enrollments, on/off.
+"""Owner API for stored workflows: import, list, export, dry run, enrollments, on/off.
 
 All answered by the scheduler's request/reply endpoints (libs/rpc.py; services/scheduler/workflow_admin.py):
 
+* ``POST /api/workflows`` (YAML or JSON body), ``GET /api/workflows``,
+  ``GET /api/workflows/{name}?format=yaml|json``: import, list, export;
 * ``POST /api/workflows/{name}/test`` ``{"contact": {...}, "start": "<ISO>"}`` -> the
   timeline ``replyline workflows test`` prints (``timeline`` rows and the same ``text``);
 * ``GET /api/workflows/{name}/enrollments?status=waiting&limit=200`` -> contacts enrolled,
@@ -11,14 +13,15 @@ All answered by the scheduler's request/reply endpoints (libs/rpc.py; services/s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import structlog
 from aiohttp import web
 
 from libs import rpc
-from services.ingest.api import as_json, ask_scheduler, json_body, refused_response
-from services.ingest.http_common import DEPS_KEY, authenticate
+from services.ingest.api import ask, json_body
+from services.ingest.http_common import DEPS_KEY, Unavailable, authenticate, json_error
 from services.ingest.twilio_payload import PayloadError
 
 log = structlog.get_logger("ingest")
@@ -76,7 +79,88 @@ def _switch(method: str, endpoint: rpc.Endpoint[rpc.SwitchWorkflow, rpc.Switched
     return handler
 
 
+_YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+
+
+async def ask_scheduler(
+    request: web.Request, endpoint: rpc.Endpoint[rpc.Req, rpc.Resp], payload: rpc.Req
+) -> rpc.Resp:
+    client = request.app[DEPS_KEY].scheduler
+    if client is None:
+        raise Unavailable("no scheduler API is configured")
+    return await ask(client, endpoint, payload)
+
+
+def refused_response(name: str, refused: rpc.Refused) -> web.Response:
+    """A workflow endpoint's declared refusal as the API's 404 / 400 answer."""
+    if refused.reason == rpc.NOT_FOUND:
+        return json_error(404, f"no workflow named {name!r}")
+    return json_error(400, "invalid", issues=refused.details.get("issues", []))
+
+
+def as_json(answer: msgspec.Struct) -> web.Response:
+    return web.json_response(msgspec.to_builtins(answer))
+
+
+def _workflow_format(raw: str) -> Literal["yaml", "json"]:
+    if raw not in ("yaml", "json"):
+        raise PayloadError("format must be yaml or json")
+    return "json" if raw == "json" else "yaml"
+
+
+async def import_workflow(request: web.Request) -> web.Response:
+    principal = await authenticate(request, "admin")
+    fmt: rpc.Format
+    if request.content_type == "application/json":
+        fmt = "json"
+    elif request.content_type in _YAML_TYPES:
+        fmt = "yaml"
+    else:
+        raise PayloadError(
+            f"Content-Type must be application/json or application/yaml, got {request.content_type or 'none'}"
+        )
+    try:
+        text = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"body is not UTF-8: {exc}") from None
+    source = request.query.get("source") or f"api.{fmt}"
+    try:
+        data = await ask_scheduler(
+            request, rpc.WORKFLOW_IMPORT, rpc.ImportWorkflow(text=text, source=source, format=fmt)
+        )
+    except rpc.Refused as refused:
+        return refused_response(source, refused)
+    details = {"token": principal.name, "name": data.name, "version": data.version}
+    try:
+        await request.app[DEPS_KEY].audit("workflow.imported", None, "HUMAN", details)
+    except Exception:
+        log.exception("api_audit_failed", action="workflow.imported")
+    log.info("workflow_imported", workflow=data.name, version=data.version)
+    return web.json_response({"name": data.name, "version": data.version}, status=201)
+
+
+async def list_workflows(request: web.Request) -> web.Response:
+    await authenticate(request, "admin")
+    listed = await ask_scheduler(request, rpc.WORKFLOW_LIST, rpc.ListWorkflows())
+    return as_json(listed)
+
+
+async def export_workflow(request: web.Request) -> web.Response:
+    await authenticate(request, "admin")
+    fmt = _workflow_format(request.query.get("format", "yaml"))
+    name = request.match_info["name"]
+    try:
+        data = await ask_scheduler(request, rpc.WORKFLOW_EXPORT, rpc.ExportWorkflow(name=name, format=fmt))
+    except rpc.Refused as refused:
+        return refused_response(name, refused)
+    content_type = "application/json" if fmt == "json" else "application/yaml"
+    return web.Response(text=data.text, content_type=content_type)
+
+
 def add_workflow_admin_routes(app: web.Application) -> None:
+    app.router.add_post("/api/workflows", import_workflow)
+    app.router.add_get("/api/workflows", list_workflows)
+    app.router.add_get("/api/workflows/{name}", export_workflow)
     app.router.add_post("/api/workflows/{name}/test", test_workflow)
     app.router.add_get("/api/workflows/{name}/enrollments", list_enrollments)
     app.router.add_post("/api/workflows/{name}/deactivate", _switch("deactivate", rpc.WORKFLOW_DEACTIVATE))
