@@ -383,30 +383,3 @@ class Outbox:
 
     async def record_time_zone(self, number: str, zone: str, at: datetime) -> None:
         await consent.record_time_zone(self.pool, number, zone, at)
-
-    # --- the sweep -------------------------------------------------------------------
-
-    async def sweep_once(self) -> int:
-        """Re-drive rows whose event was lost; returns how many were looked at."""
-        rows = await self.pool.fetch(
-            Q.sweep_candidates, self.settings.sweep_grace_s, self.settings.deferred_grace_s, 100
-        )
-        for r in rows:
-            try:
-                await self.drive(r["id"])
-            except CONNECTION_ERRORS as exc:  # e.g. our session was terminated mid-drive
-                log.warning("sweep_drive_failed", outbox_id=str(r["id"]), error=repr(exc))
-        if rows:
-            log.info("sweep", rows=len(rows))
-        return len(rows)
-
-    async def sweep_forever(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.sweep_interval_s)
-            if stop.is_set():
-                return
-            try:
-                await self.sweep_once()
-            except CONNECTION_ERRORS as exc:
-                log.warning("sweep_failed", error=repr(exc))

@@ -9,6 +9,7 @@ from services.sender.console import ConsoleTransport
 from services.sender.handlers import build_handlers
 from services.sender.outbox import Outbox
 from services.sender.settings import SenderSettings
+from services.sender.sweep import sweep_forever
 from services.sender.transport import Transport
 from services.sender.twilio_transport import TwilioTransport
 
@@ -49,7 +50,7 @@ async def build(ctx: ServiceContext[SenderSettings], clock: Clock) -> Built:
         transport=transport,
         clock=clock,
     )
-    ctx.spawn(outbox.sweep_forever(ctx.stop), "sweep")
+    ctx.spawn(sweep_forever(outbox, ctx.stop), "sweep")
     return Built(build_handlers(outbox), {"outbox": outbox, "transport": transport})
 
 
