@@ -158,9 +158,9 @@ class Consumer:
             if not (limit > 1 and self._batchable(msg)):
                 self._start_run(run)
                 run, threads = [], set()
-                self._start(msg)
+                self._start_run([msg])
                 continue
-            thread = msg.subject.rsplit(".", 1)[-1]
+            thread = _thread_of(msg)
             if thread in threads or len(run) >= limit:
                 self._start_run(run)
                 run, threads = [], set()
@@ -172,23 +172,20 @@ class Consumer:
         tag = ".".join(self.bus.unprefixed(msg.subject).split(".", 2)[:2])
         return tag in self._batched_tags
 
-    def _start_run(self, run: list[Msg]) -> None:
-        if len(run) == 1:
-            self._start(run[0])
-        elif run:
-            self._start_batch(run)
-
-    def _start_batch(self, msgs: list[Msg]) -> None:
-        threads = {msg.subject.rsplit(".", 1)[-1] for msg in msgs}
+    def _start_run(self, msgs: list[Msg]) -> None:
+        """Start one message, or a batch, after the earlier work of its threads."""
+        if not msgs:
+            return
+        threads = {_thread_of(msg) for msg in msgs}
         previous = [self._thread_tails[t] for t in threads if t in self._thread_tails]
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for thread in threads:
             self._thread_tails[thread] = done
-        task = asyncio.create_task(self._run_batch(msgs, threads, previous, done))
+        task = asyncio.create_task(self._run(msgs, threads, previous, done))
         self._inflight.add(task)
         task.add_done_callback(self._task_done)
 
-    async def _run_batch(
+    async def _run(
         self,
         msgs: list[Msg],
         threads: set[str],
@@ -198,8 +195,11 @@ class Consumer:
         try:
             for tail in previous:
                 await asyncio.shield(tail)
-            async with self._batch_slots:
-                await self._handle_batch(msgs)
+            if len(msgs) == 1:
+                await self._handle(msgs[0])
+            else:
+                async with self._batch_slots:
+                    await self._handle_batch(msgs)
         finally:
             done.set_result(None)
             for thread in threads:
@@ -231,35 +231,10 @@ class Consumer:
         for msg, delivery in zip(msgs, deliveries, strict=True):
             await self._settle(msg, delivery, None)
 
-    def _start(self, msg: Msg) -> None:
-        thread = msg.subject.rsplit(".", 1)[-1]
-        previous = self._thread_tails.get(thread)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._thread_tails[thread] = done
-        task = asyncio.create_task(self._run_one(msg, thread, previous, done))
-        self._inflight.add(task)
-        task.add_done_callback(self._task_done)
-
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("consumer_task_crashed", error=repr(task.exception()))
-
-    async def _run_one(
-        self,
-        msg: Msg,
-        thread: str,
-        previous: asyncio.Future[None] | None,
-        done: asyncio.Future[None],
-    ) -> None:
-        try:
-            if previous is not None:
-                await asyncio.shield(previous)
-            await self._handle(msg)
-        finally:
-            done.set_result(None)
-            if self._thread_tails.get(thread) is done:
-                del self._thread_tails[thread]
 
     def _delivery(self, msg: Msg) -> Delivery:
         meta = msg.metadata
@@ -360,3 +335,8 @@ class Consumer:
             reason=reason,
             deliveries=delivery.num_delivered,
         )
+
+
+def _thread_of(msg: Msg) -> str:
+    """The thread a message belongs to: its subject's last token."""
+    return msg.subject.rsplit(".", 1)[-1]

@@ -61,6 +61,11 @@ class _Row:
     data: bytes
     traceparent: str | None
 
+    @classmethod
+    def of(cls, record: asyncpg.Record) -> _Row:
+        """An outbox table row, read back for publishing."""
+        return cls(record["msg_id"], record["subject"], bytes(record["data"]), record["traceparent"])
+
 
 @dataclass(slots=True)
 class Unit:
@@ -287,7 +292,7 @@ class EventOutbox:
                 found = await conn.fetch(self._sql_leftovers, age, self.sweep_batch)
                 if not found:
                     return total
-                rows = [_Row(r["msg_id"], r["subject"], bytes(r["data"]), r["traceparent"]) for r in found]
+                rows = [_Row.of(r) for r in found]
                 await self._publish(rows)
                 await conn.execute(self._sql_delete, [r["id"] for r in found])
             total += len(found)
@@ -308,7 +313,7 @@ class EventOutbox:
         found = await self.pool.fetch(self._sql_pending_of, list(msg_ids))
         if not found:
             return 0
-        rows = [_Row(r["msg_id"], r["subject"], bytes(r["data"]), r["traceparent"]) for r in found]
+        rows = [_Row.of(r) for r in found]
         await self._publish(rows)
         await self._forget([r["id"] for r in found])
         return len(found)
