@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import openai
 from openai import AsyncOpenAI
 
 from libs import metrics
+from libs.settings import Positive
 
 #: USD per 1M tokens (input, output). Estimates for traces and the cost metric only;
 #: a section's ``prices`` (e.g. REPLYLINE_DRAFTER_LLM_PRICES='{"my-model": [0.2, 0.8]}')
@@ -52,18 +53,14 @@ class LlmSettings(msgspec.Struct, frozen=True, kw_only=True):
     fallback_base_url: str = ""
     fallback_model: str = ""  # empty = model
     fallback_api_key: str = ""
-    timeout_s: float = 20.0  # per HTTP attempt
-    max_retries: int = 1  # inside the openai client, per provider
+    timeout_s: Positive = 20.0  # per HTTP attempt
+    max_retries: Annotated[int, msgspec.Meta(ge=0)] = 1  # inside the openai client, per provider
     #: Added to / overriding DEFAULT_PRICES: {"model": [usd_per_1M_input, usd_per_1M_output]}.
     prices: dict[str, tuple[float, float]] = {}
 
     def __post_init__(self) -> None:
         if self.fallback_base_url and not self.base_url:
             raise ValueError("fallback_base_url needs base_url (the primary) as well")
-        if self.timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
-        if self.max_retries < 0:
-            raise ValueError("max_retries must not be negative")
 
     @property
     def enabled(self) -> bool:

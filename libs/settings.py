@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
 import yaml
@@ -41,6 +41,19 @@ class SettingsError(Exception):
     """A missing or invalid setting, with the variable name to fix."""
 
 
+# Bounds of one value are declared on its field and checked by msgspec when
+# ``load`` converts the settings (the error names the variable to fix);
+# ``__post_init__`` keeps the checks that relate several fields.
+#: A count that must be at least one.
+AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
+#: A duration or size that must be above zero.
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+#: A duration that may be zero (which usually turns the feature off) but not less.
+NotNegative = Annotated[float, msgspec.Meta(ge=0)]
+#: A probability or a confidence score.
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
 class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Settings every service shares."""
 
@@ -52,8 +65,9 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = "nats://127.0.0.1:4222"
     #: Replicas of every stream (PIPELINE, DLQ) and KV bucket (timers, heartbeats) this
     #: deployment creates: 1 on a single server, 3 (or 5) on a JetStream cluster. More
-    #: than the cluster has servers fails at start-up (nats-server refuses the stream).
-    nats_replicas: int = 1
+    #: than the cluster has servers fails at start-up (nats-server refuses the stream);
+    #: JetStream allows 1 to 5.
+    nats_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
     #: NATS credentials (deploy/nats/nats-server.conf has one user per service).
     #: Either user + password (or password_file, e.g. a compose secret), or an
     #: nkey/JWT ``.creds`` file; ``nats://user:pass@host`` in the URL also works.
@@ -75,13 +89,13 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     # JetStream consumer tuning.
-    max_deliver: int = 6
+    max_deliver: AtLeastOne = 6
     ack_wait_s: float = 30.0
     backoff_s: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0, 60.0)
     fetch_batch: int = 64
     max_in_flight: int = 64
     #: Events of one fetch that batched handlers handle in one transaction (1 = one by one).
-    batch_max: int = 32
+    batch_max: AtLeastOne = 32
     drain_grace_s: float = 10.0
     stream_max_age_days: float = 30.0
     duplicate_window_s: float = 7200.0
@@ -106,12 +120,6 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("namespace may only hold letters, digits, '_' and '-'")
         if not nats_servers(self.nats_url):
             raise ValueError("nats_url must name at least one server")
-        if not 1 <= self.nats_replicas <= 5:
-            raise ValueError("nats_replicas must be between 1 and 5 (JetStream's limit)")
-        if self.batch_max < 1:
-            raise ValueError("batch_max must be at least 1")
-        if self.max_deliver < 1:
-            raise ValueError("max_deliver must be at least 1")
         if len(self.backoff_s) >= self.max_deliver:
             raise ValueError("backoff_s must have fewer entries than max_deliver")
         for number in self.owner_numbers:

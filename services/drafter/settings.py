@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
+
+import msgspec
 
 from libs.llm import LlmSettings
-from libs.settings import CommonSettings
+from libs.settings import CommonSettings, NotNegative, Positive
 
 
 class DrafterLlmSettings(LlmSettings, frozen=True, kw_only=True):
@@ -29,7 +31,7 @@ class DrafterSettings(CommonSettings, frozen=True, kw_only=True):
     #: Store the full prompt text in ai_traces.prompt (it contains lead messages).
     record_prompts: bool = False
     #: Undecided drafts alert the owner after this long (never auto-sent).
-    draft_expiry_s: float = 86400.0
+    draft_expiry_s: Positive = 86400.0
     #: Earlier exchanges of the thread given to the model.
     history_messages: int = 6
     #: Text the owner when a lead message goes to the manual-intervention queue.
@@ -38,30 +40,22 @@ class DrafterSettings(CommonSettings, frozen=True, kw_only=True):
     clarify_list_max: int = 5
     #: Longest draft text (characters). LLM and template drafts are cut to it at a
     #: sentence (else word) boundary; a longer workflow text or edit is not prompted by
-    #: SMS but left for the dashboard. 480 = about three SMS segments.
-    max_draft_chars: int = 480
+    #: SMS but left for the dashboard. 480 = about three SMS segments. At most 1400:
+    #: the whole draft must fit one owner prompt (1,600 characters with the frame).
+    max_draft_chars: Annotated[int, msgspec.Meta(ge=40, le=1400)] = 480
     #: A bare reply ("YES" without a ref) applies to the single pending draft only if
     #: that version was prompted at least this long before the owner's SMS arrived;
     #: otherwise the owner is shown it and asked again (they cannot have read it yet).
-    bare_reply_grace_s: float = 30.0
+    bare_reply_grace_s: NotNegative = 30.0
     #: One draft per burst: a lead's draftable message waits this long for the next
     #: one (counted from the last message) before a single reply to all of them is
     #: drafted. 0 drafts every message at once (tests and the benchmarks use 0).
-    burst_debounce_s: float = 20.0
+    burst_debounce_s: NotNegative = 20.0
     #: ... but a burst is drafted at most this long after its first message, however
     #: often the lead keeps writing.
     burst_max_wait_s: float = 120.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.draft_expiry_s <= 0:
-            raise ValueError("draft_expiry_s must be positive")
-        # The whole draft must fit one owner prompt (1,600 characters with the frame).
-        if not 40 <= self.max_draft_chars <= 1400:
-            raise ValueError("max_draft_chars must be between 40 and 1400")
-        if self.bare_reply_grace_s < 0:
-            raise ValueError("bare_reply_grace_s must not be negative")
-        if self.burst_debounce_s < 0:
-            raise ValueError("burst_debounce_s must not be negative (0 turns bursts off)")
         if self.burst_debounce_s and self.burst_max_wait_s < self.burst_debounce_s:
             raise ValueError("burst_max_wait_s must be at least burst_debounce_s")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from libs.settings import DEV_TWILIO_AUTH_TOKEN, CommonSettings
+import msgspec
+
+from libs.settings import DEV_TWILIO_AUTH_TOKEN, CommonSettings, Positive
 
 
 class IngestSettings(CommonSettings, frozen=True, kw_only=True):
@@ -19,7 +22,7 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
     http_reuse_port: bool = False
     #: Twilio's inbound payload is a few KB even with 10 media URLs; anything far larger
     #: is not Twilio and is refused with 413 before it is read.
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
     #: A bootstrap admin API token accepted besides the hashed ones in api_tokens
     #: (handy for `replyline dev`); empty = only tokens created with
     #: `python -m services.ingest.tokens create`.
@@ -36,12 +39,13 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
     #: Region used to read lead phone numbers written without a country code.
     default_region: str = "US"
     #: Dashboard login sessions last this long (an admin token is asked again after).
-    dashboard_session_ttl_s: float = 12 * 3600.0
+    dashboard_session_ttl_s: Positive = 12 * 3600.0
     #: Calls to the business number ring this phone (E.164, the owner's mobile); empty =
     #: no forwarding: the caller hears ``call_missed_message`` and gets the text-back.
     call_forward_number: str = ""
-    #: Seconds the forwarded call rings before it counts as missed (Twilio's <Dial timeout>).
-    call_ring_timeout_s: int = 20
+    #: Seconds the forwarded call rings before it counts as missed (Twilio's <Dial timeout>,
+    #: which accepts 5 to 600).
+    call_ring_timeout_s: Annotated[int, msgspec.Meta(ge=5, le=600)] = 20
     #: What a caller hears when nobody answers (or there is no forward number), before
     #: Replyline hangs up and texts them back. Empty = hang up without a message.
     call_missed_message: str = "Sorry, we can't take your call right now. We'll text you shortly."
@@ -65,17 +69,10 @@ class IngestSettings(CommonSettings, frozen=True, kw_only=True):
                 "REPLYLINE_PUBLIC_BASE_URL is not a local address (the dev token is public "
                 "and would let anyone forge Twilio webhooks)"
             )
-        if self.max_body_bytes < 1024:
-            raise ValueError("max_body_bytes must be at least 1024")
-        if self.dashboard_session_ttl_s <= 0:
-            raise ValueError("dashboard_session_ttl_s must be positive")
         if self.call_forward_number and not re.fullmatch(r"\+[1-9]\d{6,14}", self.call_forward_number):
             raise ValueError(
                 f"call_forward_number {self.call_forward_number!r} is not E.164 (+15551234567)"
             )
-        # Twilio accepts 5..600 seconds for <Dial timeout>.
-        if not 5 <= self.call_ring_timeout_s <= 600:
-            raise ValueError("call_ring_timeout_s must be between 5 and 600")
 
     @property
     def webhook_auth_token(self) -> str:

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from libs.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, CommonSettings
+from typing import Literal
+
+from libs.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN, AtLeastOne, CommonSettings, Positive
 
 
 class SenderSettings(CommonSettings, frozen=True, kw_only=True):
     #: "auto" (Twilio when real credentials are set, else console), "twilio" or "console".
-    sender_transport: str = "auto"
+    sender_transport: Literal["auto", "twilio", "console"] = "auto"
     #: Sending number; empty means business_number (unless a Messaging Service is set).
     twilio_from_number: str = ""
     twilio_messaging_service_sid: str = ""
     #: Override of https://api.twilio.com (tests, egress proxies).
     twilio_api_base_url: str = ""
     #: Bound on one Twilio API call; a create still unanswered then is abandoned (UNKNOWN).
-    twilio_timeout_s: float = 15.0
+    twilio_timeout_s: Positive = 15.0
     #: A SENDING row's lease lasts twilio_timeout_s + this margin on the database clock,
     #: so no other worker takes it over while the first attempt could still be in flight.
-    send_lease_margin_s: float = 15.0
+    send_lease_margin_s: Positive = 15.0
     #: Delays between attempts after transient provider errors (429, 5xx).
     send_backoff_s: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0, 60.0)
     #: Attempts before a transiently failing message becomes FAILED_SEND.
-    max_send_attempts: int = 5
+    max_send_attempts: AtLeastOne = 5
     #: The sweep re-drives outbox rows whose event was lost.
     sweep_interval_s: float = 15.0
     #: How long a row may sit unfinished before the sweep assumes its event was lost.
@@ -39,17 +41,6 @@ class SenderSettings(CommonSettings, frozen=True, kw_only=True):
     quiet_hours_default_tz: str = "America/New_York"
     #: Reconciliation looks for provider messages created this long before the attempt.
     reconcile_slack_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.sender_transport not in ("auto", "twilio", "console"):
-            raise ValueError("sender_transport must be auto, twilio or console")
-        if self.max_send_attempts < 1:
-            raise ValueError("max_send_attempts must be at least 1")
-        if self.twilio_timeout_s <= 0:
-            raise ValueError("twilio_timeout_s must be positive")
-        if self.send_lease_margin_s <= 0:
-            raise ValueError("send_lease_margin_s must be positive")
 
     @property
     def send_lease_s(self) -> float:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from libs.settings import SettingsError, load
 from services.router.classification import LocalClassifier
 from services.router.data.build_es_lexicon import STOP_WORDS, _strip_accents
 from services.router.features import ES_LEXICON, lexicon
@@ -217,8 +218,8 @@ def test_settings_drive_the_pipeline(tmp_path: Path) -> None:
     ],
 )
 def test_bad_router_settings_are_rejected(overrides: dict[str, object]) -> None:
-    with pytest.raises(ValueError):
-        RouterSettings(**overrides)  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match=f"(?i){next(iter(overrides))}"):
+        load(RouterSettings, env={}, overrides=overrides)
 
 
 def test_relative_intents_path_is_found_from_the_repository_root(
