@@ -1,4 +1,4 @@
--- version: 4
+-- version: 5
 -- The `messages` lifecycle view over the slices, so a message's lifecycle is queryable
 -- in one place: RECEIVED, NEEDS_REVIEW, HUMAN_TAKEOVER, DRAFT_PENDING_APPROVAL,
 -- APPROVED_TO_SEND, REJECTED, SENT, FAILED_SEND, PAUSED_THREAD. It reads each slice's
@@ -17,7 +17,18 @@
 -- APPROVED_TO_SEND until the sender's outbox row (same request_id) says SENT /
 -- FAILED_SEND (REFUSED by the consent gate counts as FAILED_SEND, as for drafts); that
 -- outbox row is not listed a second time.
+--
+-- What the sender's row says of a reply's lifecycle is one mapping for every kind of
+-- reply: SENT, FAILED_SEND (a consent refusal included), or NULL while in flight (then
+-- the reply's own state decides).
 DROP VIEW IF EXISTS messages;
+CREATE OR REPLACE FUNCTION messages_send_status(outbound_status text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+               WHEN outbound_status = 'SENT' THEN 'SENT'
+               WHEN outbound_status IN ('FAILED_SEND', 'REFUSED') THEN 'FAILED_SEND'
+           END
+$$;
 CREATE VIEW messages AS
 SELECT 'inbound:' || i.message_sid                      AS id,
        i.thread                                         AS thread_id,
@@ -43,13 +54,9 @@ SELECT 'draft:' || d.draft_id || ':' || d.version,
        d.to_number,
        d.body,
        '[]'::jsonb,
-       CASE
-           WHEN o.status = 'SENT' THEN 'SENT'
-           WHEN o.status IN ('FAILED_SEND', 'REFUSED') THEN 'FAILED_SEND'
-           -- An older version replaced by an owner's edit was never approved.
-           WHEN d.status = 'SUPERSEDED' THEN 'REJECTED'
-           ELSE d.status
-       END,
+       coalesce(messages_send_status(o.status),
+                -- An older version replaced by an owner's edit was never approved.
+                CASE WHEN d.status = 'SUPERSEDED' THEN 'REJECTED' ELSE d.status END),
        'reply',
        d.created_at,
        d.version
@@ -66,12 +73,9 @@ SELECT 'human:' || h.request_id,
        h.number,
        h.body,
        '[]'::jsonb,
-       CASE
-           WHEN o.status = 'SENT' THEN 'SENT'
-           WHEN o.status IN ('FAILED_SEND', 'REFUSED') THEN 'FAILED_SEND'
-           WHEN o.status IS NULL AND h.status IN ('failed', 'refused') THEN 'FAILED_SEND'
-           ELSE 'APPROVED_TO_SEND'
-       END,
+       coalesce(messages_send_status(o.status),
+                CASE WHEN o.status IS NULL AND h.status IN ('failed', 'refused') THEN 'FAILED_SEND' END,
+                'APPROVED_TO_SEND'),
        'human_reply',
        h.created_at,
        NULL
@@ -86,11 +90,7 @@ SELECT 'outbound:' || o.id,
        o.to_number,
        o.body,
        to_jsonb(o.media_urls),
-       CASE
-           WHEN o.status = 'SENT' THEN 'SENT'
-           WHEN o.status IN ('FAILED_SEND', 'REFUSED') THEN 'FAILED_SEND'
-           ELSE 'APPROVED_TO_SEND'
-       END,
+       coalesce(messages_send_status(o.status), 'APPROVED_TO_SEND'),
        o.kind,
        o.created_at,
        NULL
