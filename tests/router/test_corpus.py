@@ -7,8 +7,7 @@ import pytest
 
 from services.router.classification import LocalClassifier
 from services.router.corpus.generate import MOOD, _moods, template_side
-from services.router.corpus.more_templates import MORE
-from services.router.corpus.templates import T
+from services.router.corpus.templates import T, load
 from services.router.corpus.tweets import TWEETS, generate_tweets
 from services.router.features import features
 from services.router.settings import RouterSettings
@@ -39,6 +38,7 @@ def test_tweets_come_from_their_side_only() -> None:
 
 
 def test_second_batch_is_merged_once() -> None:
+    _, MORE = load("lead_templates_more")
     for intent, languages in MORE.items():
         for language, templates in languages.items():
             assert all(T[intent][language].count(t) == 1 for t in templates), (intent, language)
