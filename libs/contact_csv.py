@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import phonenumbers
@@ -59,16 +59,8 @@ class ContactRow:
     opted_out: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "line": self.line,
-            "phone": self.phone,
-            "first_name": self.first_name,
-            "last_name": self.last_name,
-            "email": self.email,
-            "tags": list(self.tags),
-            "fields": self.fields,
-            "opted_out": self.opted_out,
-        }
+        """The row as one JSON object of the import spool (tags become a JSON array)."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
