@@ -27,7 +27,7 @@ from libs.events import InboundRouted, TimerFired, TimerSet, utcnow
 from services.drafter import owner_texts
 from services.drafter.deps import Deps
 from services.drafter.ids import burst_timer_id
-from services.drafter.lead_messages import BurstToken, LeadMessage, message_of
+from services.drafter.lead_messages import BurstToken, held_message, message_of
 from services.drafter.replying import Replier
 from services.drafter.review import is_stale, skip_stale, to_review
 from services.drafter.store import (
@@ -101,10 +101,10 @@ class Bursts:
             row = Burst(**dict(await conn.fetchrow(Q.extend_burst, row.burst_id, now, fire_at)))
         m = message_of(event)
         values = {
-            "message_sid": m.sid,
+            "message_sid": m.message_sid,
             "burst_id": row.burst_id,
             "body": m.body,
-            "seq": m.seq,
+            "seq": m.stream_seq,
             "intent": m.intent,
             "language": m.language,
             "decision": event.decision,
@@ -179,7 +179,7 @@ class Bursts:
             if row.status == "open":
                 await conn.execute(Q.burst_to_review, row.burst_id, event.rule)
                 earlier = [
-                    LeadMessage(sid=m.message_sid, body=m.body, seq=m.seq)
+                    held_message(m)
                     for m in burst_messages_of(await conn.fetch(Q.burst_messages, row.burst_id))
                     if m.decision == "draft"
                 ]
@@ -218,10 +218,7 @@ class Bursts:
             if event.fire_at < row.fire_at:
                 log.info("burst_timer_superseded", burst_id=str(burst_id))
                 return None  # a newer message moved the timer; that firing drafts
-            msgs = [
-                LeadMessage(sid=m.message_sid, body=m.body, seq=m.seq, intent=m.intent, language=m.language)
-                for m in burst_messages_of(await conn.fetch(Q.burst_messages, burst_id))
-            ]
+            msgs = [held_message(m) for m in burst_messages_of(await conn.fetch(Q.burst_messages, burst_id))]
         if not msgs:
             return Drop(f"burst {burst_id} has no messages")
         token = BurstToken(burst_id=str(burst_id), fire_at=row.fire_at)

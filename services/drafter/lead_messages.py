@@ -8,25 +8,28 @@ from datetime import datetime
 import msgspec
 
 from libs.events import InboundRouted
+from services.drafter.store import BurstMessage
 
 
 class LeadMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """One routed lead message waiting for (or answered by) a draft."""
+    """One routed lead message waiting for (or answered by) a draft; its fields are named
+    as the ``inbound.routed`` event's, which ``message_of`` copies by name."""
 
-    sid: str
+    message_sid: str
     body: str
-    seq: int = 0
+    stream_seq: int = 0
     intent: str | None = None
     language: str | None = None
 
 
 def message_of(event: InboundRouted) -> LeadMessage:
+    return msgspec.convert(event, LeadMessage, from_attributes=True)
+
+
+def held_message(m: BurstMessage) -> LeadMessage:
+    """A message held in a burst: its row's ``seq`` is the event's ``stream_seq``."""
     return LeadMessage(
-        sid=event.message_sid,
-        body=event.body,
-        seq=event.stream_seq,
-        intent=event.intent,
-        language=event.language,
+        message_sid=m.message_sid, body=m.body, stream_seq=m.seq, intent=m.intent, language=m.language
     )
 
 

@@ -14,18 +14,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 import structlog
 
 from libs import metrics
 from libs.consumer import Delivery, Retry
-from libs.events import utcnow
 from libs.llm import LLMFailure
 from services.drafter.deps import Deps
 from services.drafter.lead_messages import BurstToken, LeadMessage
+from services.drafter.new_drafts import Origin, Text, first_version
 from services.drafter.prompt import (
     HistoryItem,
     build_messages,
@@ -36,14 +35,7 @@ from services.drafter.prompt import (
     template_draft,
 )
 from services.drafter.review import llm_failed, to_review
-from services.drafter.store import (
-    Draft,
-    Q,
-    burst_of,
-    draft_of,
-    insert_draft,
-    insert_traces,
-)
+from services.drafter.store import Draft, Q, burst_of, draft_of
 from services.drafter.withdrawal import LEAD_WROTE, REVIEW, awaiting, give_up, withdraw
 from services.drafter.work import Unit, cancel_expiry, record
 
@@ -95,16 +87,6 @@ class Reply:
         return earlier + [m.body for m in self.msgs]
 
 
-@dataclass(frozen=True)
-class Text:
-    """The reply's text and where it came from (LLM attempts are traced with the draft)."""
-
-    body: str
-    source: str
-    traces: tuple[Any, ...] = ()
-    prompt: str | None = None
-
-
 @dataclass
 class Replier:
     deps: Deps
@@ -133,7 +115,7 @@ class Replier:
         dr = self.deps
         newest = msgs[-1]
         async with dr.pool.acquire() as conn:
-            if await conn.fetchrow(Q.draft_for_inbound, newest.sid) is not None:
+            if await conn.fetchrow(Q.draft_for_inbound, newest.message_sid) is not None:
                 # Redelivered after the commit: the draft's events are in its unit's
                 # outbox rows, published (or swept) without us.
                 return None
@@ -152,7 +134,7 @@ class Replier:
                 burst=burst,
                 pending=drafts_of(await conn.fetch(Q.pending_replies_of_thread, thread)),
                 waiting=await awaiting(conn, thread),
-                history=await self._history(conn, thread, newest.sid),
+                history=await self._history(conn, thread, newest.message_sid),
             )
 
     async def _write(self, reply: Reply, d: Delivery) -> Text | None:
@@ -188,7 +170,9 @@ class Replier:
         cleaned = clean_reply(completion.text) or completion.text
         body = fit_draft(cleaned, dr.settings.max_draft_chars)
         if body != cleaned:
-            log.info("draft_truncated", message_sid=reply.newest.sid, chars=len(cleaned), kept=len(body))
+            log.info(
+                "draft_truncated", message_sid=reply.newest.message_sid, chars=len(cleaned), kept=len(body)
+            )
         return Text(body=body, source="llm", traces=completion.attempts, prompt=prompt_text)
 
     async def _commit(self, reply: Reply, text: Text) -> Retry | None:
@@ -214,7 +198,7 @@ class Replier:
         drafted any more, Retry when the thread's pending drafts changed meanwhile."""
         conn = u.conn
         thread, burst = reply.thread, reply.burst
-        seq = max(m.seq for m in reply.msgs)
+        seq = max(m.stream_seq for m in reply.msgs)
         if seq and int(await conn.fetchval(Q.newest_inbound_seq, thread)) > seq:
             # Another replica drafted a newer message of the thread meanwhile.
             detail = "arrived after a newer message of the thread was drafted"
@@ -239,37 +223,20 @@ class Replier:
     async def _insert(self, u: Unit, reply: Reply, text: Text, draft_id: str) -> Draft:
         """The draft row, its traces, the drafts it replaces and the burst it closes."""
         conn = u.conn
-        dr, newest, burst, bodies = self.deps, reply.newest, reply.burst, reply.bodies
-        ref = await conn.fetchval(Q.next_ref)
+        newest, burst, bodies = reply.newest, reply.burst, reply.bodies
         replaces = tuple(p.ref for p in reply.replaced)
-        draft = await insert_draft(
-            conn,
-            draft_id=draft_id,
-            version=1,
-            ref=ref,
-            thread=reply.thread,
-            to_number=reply.number,
-            body=text.body,
-            source=text.source,
-            in_reply_to=newest.sid,
+        origin = Origin(
+            in_reply_to=newest.message_sid,
             inbound_body="\n".join(bodies),
             intent=newest.intent,
             language=language_of(newest.language),
-            created_by="SYSTEM",
-            expires_at=utcnow() + timedelta(seconds=dr.settings.draft_expiry_s),
-            inbound_seq=max(m.seq for m in reply.msgs),
-            sms_prompted=dr.owners.promptable(ref, reply.number, text.body, bodies, replaces),
+            inbound_seq=max(m.stream_seq for m in reply.msgs),
             lead_messages=tuple(bodies),
             replaces_refs=replaces,
             burst_id=burst.burst_id if burst else None,
         )
-        await insert_traces(
-            conn,
-            text.traces,
-            draft_id=draft_id,
-            thread=reply.thread,
-            in_reply_to=newest.sid,
-            prompt=text.prompt,
+        draft = await first_version(
+            self.deps, u, text, origin, draft_id=draft_id, thread=reply.thread, to_number=reply.number
         )
         for old in reply.pending:
             await self._supersede(u, old, draft)
@@ -283,11 +250,11 @@ class Replier:
             reply.thread,
             {
                 "draft_id": draft_id,
-                "ref": ref,
+                "ref": draft.ref,
                 "version": 1,
                 "source": text.source,
-                "in_reply_to": newest.sid,
-                "answers": [m.sid for m in reply.msgs],
+                "in_reply_to": newest.message_sid,
+                "answers": [m.message_sid for m in reply.msgs],
                 "replaces": list(replaces),
                 "burst_id": burst.burst_id if burst else None,
             },

@@ -116,12 +116,12 @@ async def to_review(
     for m in msgs:
         await enqueue_manual(
             conn,
-            key=f"needs_review:{m.sid}",
+            key=f"needs_review:{m.message_sid}",
             thread=thread,
             number=number,
             reason="needs_review",
             detail=detail,
-            message_sid=m.sid,
+            message_sid=m.message_sid,
             body=m.body,
         )
     await audit(
@@ -129,7 +129,7 @@ async def to_review(
         service=SERVICE,
         action="needs_review",
         thread=thread,
-        details={"reason": detail, "message_sids": [m.sid for m in msgs]},
+        details={"reason": detail, "message_sids": [m.message_sid for m in msgs]},
     )
 
 
@@ -152,18 +152,18 @@ async def llm_failed(
             failure.attempts,
             draft_id=None,
             thread=thread,
-            in_reply_to=newest.sid,
+            in_reply_to=newest.message_sid,
             prompt=prompt_text,
         )
         for m in msgs:
             await enqueue_manual(
                 conn,
-                key=f"llm_failed:{m.sid}",
+                key=f"llm_failed:{m.message_sid}",
                 thread=thread,
                 number=number,
                 reason="llm_failed",
                 detail=str(failure),
-                message_sid=m.sid,
+                message_sid=m.message_sid,
                 body=m.body,
             )
         if burst is not None:
@@ -176,8 +176,8 @@ async def llm_failed(
             thread=thread,
             details={
                 "reason": "llm_failed",
-                "message_sid": newest.sid,
-                "message_sids": [m.sid for m in msgs],
+                "message_sid": newest.message_sid,
+                "message_sids": [m.message_sid for m in msgs],
                 "error": str(failure),
             },
         )
@@ -186,5 +186,5 @@ async def llm_failed(
             owner_texts.llm_failed(
                 number, " / ".join(m.body for m in msgs), await thread_ref(conn, thread, number)
             ),
-            f"llm_failed:{newest.sid}",
+            f"llm_failed:{newest.message_sid}",
         )

@@ -91,26 +91,22 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
 
     def summary(self) -> dict[str, Any]:
         """The JSON shape the request/reply API answers with (docs/drafter.md)."""
-        return {
-            "draft_id": self.draft_id,
-            "ref": self.ref,
-            "version": self.version,
-            "thread": self.thread,
-            "to_number": self.to_number,
-            "body": self.body,
-            "status": self.status,
-            "source": self.source,
-            "intent": self.intent,
-            "language": self.language,
-            "in_reply_to": self.in_reply_to,
-            "inbound_body": self.inbound_body,
-            "created_at": self.created_at.isoformat(),
-            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-            "workflow_enrollment_id": self.workflow_enrollment_id,
-            "sms_prompted": self.sms_prompted,
-            "lead_messages": list(self.lead_messages),
-            "replaces_refs": list(self.replaces_refs),
-        }
+        return {name: _plain(getattr(self, name)) for name in SUMMARY_FIELDS}
+
+
+#: The fields of a draft the request/reply API answers with, in order (docs/drafter.md).
+SUMMARY_FIELDS = (
+    "draft_id", "ref", "version", "thread", "to_number", "body", "status", "source", "intent",
+    "language", "in_reply_to", "inbound_body", "created_at", "expires_at", "workflow_enrollment_id",
+    "sms_prompted", "lead_messages", "replaces_refs",
+)  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    """A field as the API has always written it: datetimes by ``isoformat``, tuples as lists."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return list(value) if isinstance(value, tuple) else value
 
 
 @functools.cache

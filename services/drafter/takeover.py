@@ -62,6 +62,44 @@ def human_request_id(decision_id: str) -> str:
     return f"human:{decision_id}"
 
 
+@dataclass(frozen=True)
+class ThreadCommand:
+    """A console command (PAUSE, RESUME, SEND) and the lead's thread it names. Its events'
+    ids derive from the command's, so a redelivered command emits the same events."""
+
+    ev: DraftDecided
+    thread: str
+    number: str
+    #: The thread's ref (thread_refs), quoted to the owner.
+    ref: str
+
+    def paused(self) -> ContactPaused:
+        """PAUSE or RESUME: the thread's automation, by the reviewer."""
+        ev = self.ev
+        return ContactPaused(
+            id=_derived(ev.id, "paused"),
+            thread=self.thread,
+            number=self.number,
+            paused=ev.action == "pause",
+            actor=ev.reviewer,
+            reason=f"{ev.action} by {ev.source}",
+        )
+
+    def human_reply(self, body: str) -> HumanReply:
+        """SEND: the reviewer's text to the lead, from the business number."""
+        ev = self.ev
+        return HumanReply(
+            id=_derived(ev.id, "human"),
+            thread=self.thread,
+            request_id=human_request_id(ev.id),
+            to_number=self.number,
+            body=body,
+            author=ev.reviewer,
+            channel=ev.source,
+            ref=self.ref,
+        )
+
+
 @dataclass
 class Console:
     settings: DrafterSettings
@@ -116,25 +154,16 @@ class Console:
             return await self._record(u, ev, ev.thread, "refused", f"unknown ref {ev.ref}")
         thread, number = target
         ref = await thread_ref(conn, thread, number)
+        cmd = ThreadCommand(ev=ev, thread=thread, number=number, ref=ref)
         if ev.action in ("pause", "resume"):
-            paused = ev.action == "pause"
-            u.emit(
-                ContactPaused(
-                    id=_derived(ev.id, "paused"),
-                    thread=thread,
-                    number=number,
-                    paused=paused,
-                    actor=ev.reviewer,
-                    reason=f"{ev.action} by {ev.source}",
-                )
-            )
-            reply(owner_texts.paused(ref, number) if paused else owner_texts.resumed(ref, number))
+            event = cmd.paused()
+            u.emit(event)
+            reply(owner_texts.paused(ref, number) if event.paused else owner_texts.resumed(ref, number))
             return await self._record(u, ev, thread, "accepted", f"{ev.action} {number}")
-        return await self._send(u, ev, thread, number, ref, reply)
+        return await self._send(u, cmd, reply)
 
-    async def _send(
-        self, u: Unit, ev: DraftDecided, thread: str, number: str, ref: str, reply: Reply
-    ) -> str:
+    async def _send(self, u: Unit, cmd: ThreadCommand, reply: Reply) -> str:
+        ev, thread, number = cmd.ev, cmd.thread, cmd.number
         body = (ev.text or "").strip()
         if not body:
             reply(owner_texts.HELP)
@@ -144,64 +173,51 @@ class Console:
             reply(owner_texts.send_refused_opted_out(number))
             metrics.HUMAN_REPLIES.labels(ev.source, "refused").inc()
             return await self._record(u, ev, thread, "refused", "lead opted out")
-        request_id = human_request_id(ev.id)
-        oldest = await self._hand_over(u, ev, thread, number, ref, body)
-        u.emit(
-            HumanReply(
-                id=_derived(ev.id, "human"),
-                thread=thread,
-                request_id=request_id,
-                to_number=number,
-                body=body,
-                author=ev.reviewer,
-                channel=ev.source,
-                ref=ref,
-            )
-        )
+        human = cmd.human_reply(body)
+        oldest = await self._hand_over(u, human)
+        u.emit(human)
         metrics.HUMAN_REPLIES.labels(ev.source, "accepted").inc()
         if oldest is not None:
             metrics.TIME_TO_FIRST_HUMAN_REPLY.observe(max((utcnow() - oldest).total_seconds(), 0.0))
-        log.info("human_reply", thread=thread, channel=ev.source, ref=ref)
-        return await self._record(u, ev, thread, "accepted", f"sent as {request_id}")
+        log.info("human_reply", thread=thread, channel=ev.source, ref=cmd.ref)
+        return await self._record(u, ev, thread, "accepted", f"sent as {human.request_id}")
 
-    async def _hand_over(
-        self, u: Unit, ev: DraftDecided, thread: str, number: str, ref: str, body: str
-    ) -> datetime | None:
+    async def _hand_over(self, u: Unit, human: HumanReply) -> datetime | None:
         """Record the human reply and take the thread from the AI; the oldest open manual item's time."""
         conn = u.conn
-        request_id = human_request_id(ev.id)
-        notify = ev.reviewer if ev.source == "sms" else ""
+        thread = human.thread
+        notify = human.author if human.channel == "sms" else ""
         await conn.execute(
             INSERT_HUMAN_REPLY.sql,
             *INSERT_HUMAN_REPLY.bind(
                 {
-                    "request_id": request_id,
+                    "request_id": human.request_id,
                     "thread": thread,
-                    "number": number,
-                    "body": body,
-                    "author": ev.reviewer,
-                    "channel": ev.source,
+                    "number": human.to_number,
+                    "body": human.body,
+                    "author": human.author,
+                    "channel": human.channel,
                     "notify": notify,
-                    "ref": ref,
+                    "ref": human.ref,
                 }
             ),
         )
         # The person answered instead of the AI: its pending draft is withdrawn and
         # a burst held before the takeover began is never drafted.
-        withdrawn = await withdraw(u, thread, HUMAN_REPLY, by=ev.reviewer)
+        withdrawn = await withdraw(u, thread, HUMAN_REPLY, by=human.author)
         await drop_open_burst(u, thread, "human_reply")
         oldest = await conn.fetchval(Q.oldest_open_manual, thread)
-        resolved = await conn.execute(Q.resolve_manual_for_thread, thread, ev.reviewer)
+        resolved = await conn.execute(Q.resolve_manual_for_thread, thread, human.author)
         await record(
             u,
             "human_reply",
             thread,
             {
-                "author": ev.reviewer,
-                "channel": ev.source,
-                "body": body,
-                "request_id": request_id,
-                "ref": ref,
+                "author": human.author,
+                "channel": human.channel,
+                "body": human.body,
+                "request_id": human.request_id,
+                "ref": human.ref,
                 "manual_items_resolved": int(resolved.split()[-1]),
                 "drafts_withdrawn": [d.ref for d in withdrawn],
             },

@@ -8,17 +8,17 @@ ends the enrollment instead of pausing the thread (see ``reject``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 import structlog
 
 from libs import metrics
 from libs.consumer import Delivery, Drop
-from libs.events import DraftRejected, DraftRequested, utcnow
+from libs.events import DraftRejected, DraftRequested
 from services.drafter.decision import Decision
 from services.drafter.deps import Deps
 from services.drafter.ids import derived_id
-from services.drafter.store import Draft, Q, insert_draft
+from services.drafter.new_drafts import Origin, Text, first_version
+from services.drafter.store import Draft, Q
 from services.drafter.work import cancel_expiry, record
 
 log = structlog.get_logger("drafter")
@@ -46,28 +46,16 @@ class WorkflowDrafts:
         """Write version 1, audit it and announce it, in one unit of work."""
         deps = self.deps
         draft_id = derived_id("requested", event.request_id)
+        # The workflow's text is never cut: too long, and it waits on the dashboard.
+        text = Text(body=event.body, source=event.source)
+        origin = Origin(
+            request_id=event.request_id,
+            workflow_enrollment_id=event.workflow_enrollment_id,
+            workflow_step_id=event.step_id,
+        )
         async with deps.outbox.unit() as u:
-            ref = await u.conn.fetchval(Q.next_ref)
-            draft = await insert_draft(
-                u.conn,
-                draft_id=draft_id,
-                version=1,
-                ref=ref,
-                thread=event.thread,
-                to_number=event.to_number,
-                body=event.body,
-                source=event.source,
-                in_reply_to="",
-                inbound_body="",
-                intent=None,
-                language=None,
-                created_by="SYSTEM",
-                expires_at=utcnow() + timedelta(seconds=deps.settings.draft_expiry_s),
-                request_id=event.request_id,
-                workflow_enrollment_id=event.workflow_enrollment_id,
-                workflow_step_id=event.step_id,
-                # The workflow's text is never cut: too long, and it waits on the dashboard.
-                sms_prompted=deps.owners.promptable(ref, event.to_number, event.body),
+            draft = await first_version(
+                deps, u, text, origin, draft_id=draft_id, thread=event.thread, to_number=event.to_number
             )
             await record(
                 u,
@@ -75,7 +63,7 @@ class WorkflowDrafts:
                 event.thread,
                 {
                     "draft_id": draft_id,
-                    "ref": ref,
+                    "ref": draft.ref,
                     "version": 1,
                     "source": event.source,
                     "request_id": event.request_id,
