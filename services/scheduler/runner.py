@@ -34,7 +34,7 @@ import asyncpg
 import nats.errors
 import structlog
 
-from libs.db import audit, named
+from libs.db import audit
 from libs.event_outbox import EventOutbox, Unit
 
 from .clock import Clock
@@ -60,7 +60,6 @@ TRANSIENT = (
     nats.errors.Error,
 )
 INTERRUPTED = "interrupted: an earlier attempt of this step may have run; not repeated"
-_INSERT_EXECUTION = named(Q.insert_execution)
 
 
 @dataclass(frozen=True)
@@ -235,8 +234,8 @@ class Runner:
         enrollment, step = ctx.enrollment, ctx.step
         if result.executed:
             await conn.execute(
-                _INSERT_EXECUTION.sql,
-                *_INSERT_EXECUTION.bind(
+                Q.insert_execution.sql,
+                *Q.insert_execution.bind(
                     dict(
                         enrollment_id=enrollment.id,
                         seq=ctx.seq,
