@@ -236,18 +236,14 @@ class Runner:
             await conn.execute(
                 Q.insert_execution.sql,
                 *Q.insert_execution.bind(
-                    dict(
-                        enrollment_id=enrollment.id,
-                        seq=ctx.seq,
-                        step_id=step.id,
-                        step_type=step.type,
-                        input=result.input,
-                        output=result.output,
-                        error=result.error,
-                        late=False,
-                        started_at=ctx.now,
-                        completed_at=self.clock.now() if result.completed else None,
-                    )
+                    result,  # its input, output and error
+                    enrollment_id=enrollment.id,
+                    seq=ctx.seq,
+                    step_id=step.id,
+                    step_type=step.type,
+                    late=False,
+                    started_at=ctx.now,
+                    completed_at=self.clock.now() if result.completed else None,
                 ),
             )
         next_step = step.id if result.next_step is None else result.next_step
