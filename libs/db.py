@@ -213,44 +213,6 @@ async def slice_version(conn: asyncpg.Connection | asyncpg.Pool, slice_name: str
     return int(version)
 
 
-class Queries:
-    """Named SQL statements loaded from a file of ``-- name: foo`` sections."""
-
-    def __init__(self, statements: Mapping[str, str], source: str) -> None:
-        self._statements = dict(statements)
-        self._source = source
-
-    def __getattr__(self, name: str) -> str:
-        try:
-            return self._statements[name]
-        except KeyError:
-            raise AttributeError(f"no query named {name!r} in {self._source}") from None
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._statements
-
-    @property
-    def names(self) -> list[str]:
-        return sorted(self._statements)
-
-
-def load_queries(path: Path) -> Queries:
-    text = path.read_text()
-    headers = list(_QUERY_HEADER.finditer(text))
-    if not headers:
-        raise ValueError(f"{path}: no '-- name: ...' sections")
-    statements: dict[str, str] = {}
-    for i, match in enumerate(headers):
-        end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
-        name = match.group(1)
-        if name in statements:
-            raise ValueError(f"{path}: query {name!r} defined twice")
-        statements[name] = text[match.end() : end].strip().rstrip(";")
-    return Queries(statements, str(path))
-
-
-QUERIES = load_queries(Path(__file__).parent / "queries.sql")
-
 # A ``:name`` placeholder, skipping string literals, ``--`` comments and ``::type`` casts.
 _NAMED_TOKEN = re.compile(r"'(?:[^']|'')*'|--[^\n]*|::|(?<![\w$]):([a-z_][a-z0-9_]*)")
 
@@ -296,8 +258,61 @@ class NamedQuery:
         return tuple(given[name] if name in given else getattr(values, name) for name in self.names)
 
 
-def named(text: str) -> NamedQuery:
-    return NamedQuery(text)
+def _statement(text: str) -> str | NamedQuery:
+    """A NamedQuery if ``text`` has ``:name`` placeholders, else the text as asyncpg runs it."""
+    if any(match.group(1) for match in _NAMED_TOKEN.finditer(text)):
+        return NamedQuery(text)
+    return text
+
+
+class Queries:
+    """SQL statements loaded from a file of ``-- name: foo`` sections.
+
+    A statement written with ``:name`` placeholders is a NamedQuery (``Q.foo.sql``,
+    ``Q.foo.bind(values)``); any other is the ``str`` itself, with asyncpg's ``$n``.
+    One statement may not mix both styles.
+    """
+
+    def __init__(self, statements: Mapping[str, str], source: str) -> None:
+        self._source = source
+        self._statements: dict[str, str | NamedQuery] = {}
+        for name, text in statements.items():
+            try:
+                self._statements[name] = _statement(text)
+            except ValueError as e:
+                raise ValueError(f"{source}: query {name!r}: {e}") from None
+
+    # Any: a str or a NamedQuery, which the query's text decides (see the class docstring).
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._statements[name]
+        except KeyError:
+            raise AttributeError(f"no query named {name!r} in {self._source}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._statements
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._statements)
+
+
+def load_queries(path: Path) -> Queries:
+    text = path.read_text()
+    headers = list(_QUERY_HEADER.finditer(text))
+    if not headers:
+        raise ValueError(f"{path}: no '-- name: ...' sections")
+    statements: dict[str, str] = {}
+    for i, match in enumerate(headers):
+        end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
+        name = match.group(1)
+        if name in statements:
+            raise ValueError(f"{path}: query {name!r} defined twice")
+        statements[name] = text[match.end() : end].strip().rstrip(";")
+    return Queries(statements, str(path))
+
+
+QUERIES = load_queries(Path(__file__).parent / "queries.sql")
 
 
 async def audit(

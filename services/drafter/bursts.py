@@ -31,8 +31,6 @@ from services.drafter.lead_messages import BurstToken, held_message, message_of
 from services.drafter.replying import Replier
 from services.drafter.review import is_stale, skip_stale, to_review
 from services.drafter.store import (
-    INSERT_BURST,
-    INSERT_BURST_MESSAGE,
     Burst,
     Q,
     burst_messages_of,
@@ -93,7 +91,7 @@ class Bursts:
                 "fire_at": self._fire_at(now, now),
                 "reason": review,
             }
-            row = Burst(**dict(await conn.fetchrow(INSERT_BURST.sql, *INSERT_BURST.bind(values))))
+            row = Burst(**dict(await conn.fetchrow(Q.insert_burst.sql, *Q.insert_burst.bind(values))))
             was_review = False
         else:
             was_review = row.status == "review"
@@ -110,7 +108,7 @@ class Bursts:
             "decision": event.decision,
             "rule": event.rule,
         }
-        await conn.execute(INSERT_BURST_MESSAGE.sql, *INSERT_BURST_MESSAGE.bind(values))
+        await conn.execute(Q.insert_burst_message.sql, *Q.insert_burst_message.bind(values))
         return row, was_review
 
     @staticmethod

@@ -3,7 +3,7 @@
 SELECT nextval('draft_ref_seq')::text;
 
 -- name: insert_draft
--- One draft version, pending; bound by name (libs.db.named).
+-- One draft version, pending; bound by name (libs.db.NamedQuery).
 INSERT INTO drafts (draft_id, version, ref, thread, to_number, body, source, status,
                     in_reply_to, inbound_body, intent, language, created_by, expires_at,
                     inbound_seq, request_id, workflow_enrollment_id, workflow_step_id,

@@ -11,20 +11,11 @@ from typing import Any, TypeVar
 import asyncpg
 import msgspec
 
-from libs.db import load_queries, named
+from libs.db import load_queries
 from libs.events import DraftDecided, Event
 from libs.llm import Attempt
 
 Q = load_queries(Path(__file__).parent / "queries.sql")
-
-#: Bound by name (``libs.db.named``): the queries with more than six parameters.
-INSERT_DRAFT = named(Q.insert_draft)
-INSERT_TRACE = named(Q.insert_trace)
-INSERT_APPROVAL = named(Q.insert_approval)
-ENQUEUE_MANUAL = named(Q.enqueue_manual)
-INSERT_HUMAN_REPLY = named(Q.insert_human_reply)
-INSERT_BURST = named(Q.insert_burst)
-INSERT_BURST_MESSAGE = named(Q.insert_burst_message)
 
 PENDING = "DRAFT_PENDING_APPROVAL"
 APPROVED = "APPROVED_TO_SEND"
@@ -215,7 +206,7 @@ async def insert_draft(
         "replaces_refs": list(replaces_refs),
         "burst_id": uuid.UUID(burst_id) if burst_id else None,
     }
-    record = await conn.fetchrow(INSERT_DRAFT.sql, *INSERT_DRAFT.bind(values))
+    record = await conn.fetchrow(Q.insert_draft.sql, *Q.insert_draft.bind(values))
     draft = draft_of(record)
     assert draft is not None
     return draft
@@ -247,7 +238,7 @@ async def insert_traces(
             "latency_ms": attempt.latency_ms,
             "prompt": prompt,
         }
-        await conn.execute(INSERT_TRACE.sql, *INSERT_TRACE.bind(values))
+        await conn.execute(Q.insert_trace.sql, *Q.insert_trace.bind(values))
 
 
 async def enqueue_manual(
@@ -272,7 +263,7 @@ async def enqueue_manual(
         "draft_id": uuid.UUID(draft_id) if draft_id else None,
         "body": body,
     }
-    await conn.execute(ENQUEUE_MANUAL.sql, *ENQUEUE_MANUAL.bind(values))
+    await conn.execute(Q.enqueue_manual.sql, *Q.enqueue_manual.bind(values))
 
 
 async def enqueue_answered(
@@ -309,7 +300,7 @@ async def insert_approval(
         "outcome": outcome,
         "notes": notes,
     }
-    await conn.execute(INSERT_APPROVAL.sql, *INSERT_APPROVAL.bind(values))
+    await conn.execute(Q.insert_approval.sql, *Q.insert_approval.bind(values))
 
 
 async def thread_ref(conn: asyncpg.Connection, thread: str, number: str) -> str:

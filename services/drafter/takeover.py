@@ -43,7 +43,7 @@ from libs.events import (
 from services.drafter import owner_texts
 from services.drafter.owner_channel import OwnerChannel
 from services.drafter.settings import DrafterSettings
-from services.drafter.store import INSERT_HUMAN_REPLY, Q, enqueue_manual, insert_approval, thread_ref
+from services.drafter.store import Q, enqueue_manual, insert_approval, thread_ref
 from services.drafter.withdrawal import HUMAN_REPLY, drop_open_burst, withdraw
 from services.drafter.work import Unit, record
 
@@ -188,8 +188,8 @@ class Console:
         thread = human.thread
         notify = human.author if human.channel == "sms" else ""
         await conn.execute(
-            INSERT_HUMAN_REPLY.sql,
-            *INSERT_HUMAN_REPLY.bind(
+            Q.insert_human_reply.sql,
+            *Q.insert_human_reply.bind(
                 {
                     "request_id": human.request_id,
                     "thread": thread,

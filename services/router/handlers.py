@@ -57,6 +57,74 @@ def derived_id(kind: str, message_sid: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"replyline:router:{kind}:{message_sid}"))
 
 
+def _outcome(event: InboundReceived, result: RouteResult) -> dict[str, Any]:
+    """What the audit row and the log line say about a message's routing."""
+    return {
+        "message_sid": event.message_sid,
+        "decision": result.decision,
+        "rule": result.rule,
+        "status": result.status,
+    }
+
+
+def decision_events(event: InboundReceived, thread: str, result: RouteResult) -> list[Event]:
+    """The events a decision means besides inbound.routed: an owner's command, a consent change."""
+    sid = event.message_sid
+    if result.command is not None:
+        action, ref, text, notes = decision_of(result.command)
+        decided = DraftDecided(
+            id=derived_id("decided", sid),
+            thread=thread,
+            action=action,
+            reviewer=event.from_number,
+            source="sms",
+            ref=ref,
+            text=text,
+            notes=notes,
+            message_sid=sid,
+            received_at=event.received_at,
+        )
+        return [decided]
+    if result.decision == "opt_out":
+        # Ingest published this very event (same id) when it accepted the STOP; this
+        # copy covers messages ingest did not recognise (Twilio's OptOutType, older
+        # ingest) and is dropped by JetStream's duplicate window otherwise.
+        return [optout_event(event, result.keyword or "")]
+    if result.decision == "opt_in":
+        optin = ContactOptin(
+            id=consent_event_id("optin", sid),
+            thread=thread,
+            number=event.from_number,
+            keyword=result.keyword or "",
+            message_sid=sid,
+            received_at=event.received_at,
+        )
+        return [optin]
+    return []
+
+
+#: Event fields (id, thread, occurred_at) are the routed event's own, never copied.
+_EVENT_FIELDS = frozenset(Event.__struct_fields__)
+
+
+def routed_event(
+    event: InboundReceived, stream_seq: int, thread: str, result: RouteResult, c: Classification | None
+) -> InboundRouted:
+    """inbound.routed: the message, the routing result and the classification's scores, each
+    copied under the field names InboundRouted shares with it (message_sid, from_number,
+    to_number, body; decision, rule, status; language ... intent_score, none without ``c``)."""
+    names = set(InboundRouted.__struct_fields__) - _EVENT_FIELDS
+    copied = {
+        name: getattr(part, name)
+        for part in (event, result, c)
+        if part is not None
+        for name in names.intersection(part.__struct_fields__)
+    }
+    return InboundRouted(
+        id=derived_id("routed", event.message_sid), thread=thread, stream_seq=stream_seq, **copied
+    )
+
+
 class Router:
     def __init__(
         self,
@@ -142,18 +210,13 @@ class Router:
             await self._apply_controls(conn, thread, result)
             if not inp.stale:
                 await conn.execute(Q.advance_seq, thread, d.seq)
-            for out in self._events(event, d.seq, thread, result, classification):
+            for out in decision_events(event, thread, result):
                 u.emit(out)
+            u.emit(routed_event(event, d.seq, thread, result, classification))
             # Counted before the commit, so whoever sees the event finds it counted; a
             # commit that fails (rare) is retried and counted again.
             metrics.ROUTING_DECISIONS.labels(result.rule, result.status).inc()
-        log.info(
-            "routed",
-            message_sid=event.message_sid,
-            decision=result.decision,
-            rule=result.rule,
-            status=result.status,
-        )
+        log.info("routed", **_outcome(event, result))
         return None
 
     async def _duplicate(self, event: InboundReceived, d: Delivery) -> bool:
@@ -202,12 +265,7 @@ class Router:
             c.source if c else None,
             event.received_at,
         )
-        details: dict[str, Any] = {
-            "message_sid": event.message_sid,
-            "decision": result.decision,
-            "rule": result.rule,
-            "status": result.status,
-        }
+        details = _outcome(event, result)
         if c is not None:
             details.update(language=c.language, sentiment=c.sentiment, intent=c.intent)
         await audit(conn, service=NAME, action="inbound_routed", thread=thread, details=details)
@@ -223,70 +281,6 @@ class Router:
                 thread=thread,
                 details={"keyword": result.keyword},
             )
-
-    def _events(
-        self,
-        event: InboundReceived,
-        stream_seq: int,
-        thread: str,
-        result: RouteResult,
-        c: Classification | None,
-    ) -> list[Event]:
-        sid = event.message_sid
-        out: list[Event] = []
-        if result.command is not None:
-            action, ref, text, notes = decision_of(result.command)
-            out.append(
-                DraftDecided(
-                    id=derived_id("decided", sid),
-                    thread=thread,
-                    action=action,
-                    reviewer=event.from_number,
-                    source="sms",
-                    ref=ref,
-                    text=text,
-                    notes=notes,
-                    message_sid=sid,
-                    received_at=event.received_at,
-                )
-            )
-        elif result.decision == "opt_out":
-            # Ingest published this very event (same id) when it accepted the STOP; this
-            # copy covers messages ingest did not recognise (Twilio's OptOutType, older
-            # ingest) and is dropped by JetStream's duplicate window otherwise.
-            out.append(optout_event(event, result.keyword or ""))
-        elif result.decision == "opt_in":
-            out.append(
-                ContactOptin(
-                    id=consent_event_id("optin", sid),
-                    thread=thread,
-                    number=event.from_number,
-                    keyword=result.keyword or "",
-                    message_sid=sid,
-                    received_at=event.received_at,
-                )
-            )
-        out.append(
-            InboundRouted(
-                id=derived_id("routed", sid),
-                thread=thread,
-                message_sid=sid,
-                from_number=event.from_number,
-                to_number=event.to_number,
-                body=event.body,
-                decision=result.decision,
-                rule=result.rule,
-                status=result.status,
-                language=c.language if c else None,
-                language_confidence=c.language_confidence if c else None,
-                sentiment=c.sentiment if c else None,
-                sentiment_score=c.sentiment_score if c else None,
-                intent=c.intent if c else None,
-                intent_score=c.intent_score if c else None,
-                stream_seq=stream_seq,
-            )
-        )
-        return out
 
     async def on_human(self, event: HumanReply, d: Delivery) -> Retry | None:
         return await self._retry_transient(d, self.takeover.human_replied(event))

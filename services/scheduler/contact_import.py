@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from libs import rpc
-from libs.db import audit, named
+from libs.db import audit
 from libs.events import ContactOptout
 
 from .engine import SERVICE, Engine
@@ -37,7 +37,6 @@ log = structlog.get_logger("scheduler.contact_import")
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 MAX_BATCH = 5000
-_STAGE = named(Q.import_stage)
 
 
 def _check(row: rpc.StagedRow) -> str | None:
@@ -65,8 +64,8 @@ async def stage(engine: Engine, request: rpc.StageContacts) -> rpc.Staged:
         if current["status"] != "staging":
             raise rpc.Refused(409, rpc.CONFLICT, {"status": current["status"]})
         await conn.execute(
-            _STAGE.sql,
-            *_STAGE.bind(
+            Q.import_stage.sql,
+            *Q.import_stage.bind(
                 dict(
                     import_id=request.import_id,
                     lines=[r.line for r in rows],

@@ -12,13 +12,10 @@ import uuid
 import asyncpg
 import msgspec
 
-from libs.db import named
-
 from .store import Q
 
 #: Statuses of an enrollment that has not finished.
 LIVE = ("active", "waiting", "paused")
-_SAVE = named(Q.update_enrollment)
 
 
 class Enrollment(msgspec.Struct, kw_only=True):
@@ -44,7 +41,7 @@ class Enrollment(msgspec.Struct, kw_only=True):
         return f"wf:{self.id}:{self.step_seq if seq is None else seq}"
 
     async def save(self, conn: asyncpg.Connection) -> None:
-        await conn.execute(_SAVE.sql, *_SAVE.bind(self))
+        await conn.execute(Q.update_enrollment.sql, *Q.update_enrollment.bind(self))
 
 
 async def lock(conn: asyncpg.Connection, enrollment_id: uuid.UUID | str) -> Enrollment | None:

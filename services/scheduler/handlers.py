@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from libs.consumer import Delivery, Drop, Handler
-from libs.db import audit, named
+from libs.db import audit
 from libs.events import (
     CallMissed,
     ContactOptin,
@@ -47,7 +47,6 @@ NOT_A_REPLY = frozenset({"owner_command", "duplicate", "opt_out"})
 LEAD_FACING = frozenset({"approved_draft", "reply", "workflow"})
 #: Languages the drafter answers in (a workflow's {en, es} texts follow the contact's).
 ANSWERED_LANGUAGES = frozenset({"en", "es"})
-_UPSERT_LEAD = named(Q.upsert_lead_contact)
 
 
 def no_response_timer_id(thread: str) -> str:
@@ -198,8 +197,8 @@ class Scheduler:
         fields = dict(event.fields)
         if event.source:
             fields["source"] = event.source
-        values = _UPSERT_LEAD.bind(event, fields=fields, tags=list(event.tags))
-        await self.pool.execute(_UPSERT_LEAD.sql, *values)
+        values = Q.upsert_lead_contact.bind(event, fields=fields, tags=list(event.tags))
+        await self.pool.execute(Q.upsert_lead_contact.sql, *values)
         await self.engine.trigger(
             "contact_created",
             event.thread,

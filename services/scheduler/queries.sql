@@ -1,6 +1,6 @@
 -- name: upsert_lead_contact
 -- A lead fills in what we do not know yet; it never blanks a known value.
--- Named parameters (libs.db.named).
+-- Named parameters (libs.db.NamedQuery).
 INSERT INTO contacts (thread, phone, first_name, last_name, email, fields, tags)
 VALUES (:thread, :phone, :first_name, :last_name, :email, :fields::jsonb, :tags::text[])
 ON CONFLICT (thread) DO UPDATE SET
@@ -110,7 +110,7 @@ FOR UPDATE;
 
 -- name: update_enrollment
 -- Enrollment.save (enrollment.py): every field a step, a wait or the conversation may change.
--- Named parameters (libs.db.named).
+-- Named parameters (libs.db.NamedQuery).
 UPDATE workflow_enrollments SET
     status = :status, current_step = :current_step, waiting_for = :waiting_for,
     timer_id = :timer_id, step_seq = :step_seq, replied = :replied,
@@ -121,7 +121,7 @@ WHERE id = :id;
 
 -- name: insert_execution
 -- The record of one step run (runner.py); completes the row an outside effect claimed first.
--- Named parameters (libs.db.named).
+-- Named parameters (libs.db.NamedQuery).
 INSERT INTO workflow_executions
     (enrollment_id, seq, step_id, step_type, input, output, error, late, started_at, completed_at)
 VALUES (:enrollment_id, :seq, :step_id, :step_type, :input::jsonb, :output::jsonb, :error, :late,

@@ -34,7 +34,7 @@ import asyncpg
 import nats.errors
 import structlog
 
-from libs.db import audit, named
+from libs.db import audit
 from libs.event_outbox import EventOutbox, Unit
 
 from .clock import Clock
@@ -60,7 +60,6 @@ TRANSIENT = (
     nats.errors.Error,
 )
 INTERRUPTED = "interrupted: an earlier attempt of this step may have run; not repeated"
-_INSERT_EXECUTION = named(Q.insert_execution)
 
 
 @dataclass(frozen=True)
@@ -235,20 +234,16 @@ class Runner:
         enrollment, step = ctx.enrollment, ctx.step
         if result.executed:
             await conn.execute(
-                _INSERT_EXECUTION.sql,
-                *_INSERT_EXECUTION.bind(
-                    dict(
-                        enrollment_id=enrollment.id,
-                        seq=ctx.seq,
-                        step_id=step.id,
-                        step_type=step.type,
-                        input=result.input,
-                        output=result.output,
-                        error=result.error,
-                        late=False,
-                        started_at=ctx.now,
-                        completed_at=self.clock.now() if result.completed else None,
-                    )
+                Q.insert_execution.sql,
+                *Q.insert_execution.bind(
+                    result,  # its input, output and error
+                    enrollment_id=enrollment.id,
+                    seq=ctx.seq,
+                    step_id=step.id,
+                    step_type=step.type,
+                    late=False,
+                    started_at=ctx.now,
+                    completed_at=self.clock.now() if result.completed else None,
                 ),
             )
         next_step = step.id if result.next_step is None else result.next_step

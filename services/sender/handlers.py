@@ -39,11 +39,9 @@ def _intake_handlers(outbox: Outbox) -> dict[type[Event], Handler]:
 
     async def on_draft_approved(event: DraftApproved, _: Delivery) -> Decision:
         return await accept_and_drive(
-            NewMessage(
-                dedup_key=event.dedup_id(),
-                kind="approved_draft",
-                to_number=event.to_number,
-                body=event.body,
+            NewMessage.of(
+                event,
+                "approved_draft",
                 draft_id=event.draft_id,
                 draft_version=event.version,
                 in_reply_to=event.in_reply_to or None,
@@ -52,11 +50,9 @@ def _intake_handlers(outbox: Outbox) -> dict[type[Event], Handler]:
 
     async def on_outbound_requested(event: OutboundRequested, _: Delivery) -> Decision:
         return await accept_and_drive(
-            NewMessage(
-                dedup_key=event.dedup_id(),
-                kind=event.kind,
-                to_number=event.to_number,
-                body=event.body,
+            NewMessage.of(
+                event,
+                event.kind,
                 media_urls=event.media_urls,
                 request_id=event.request_id,
                 workflow_enrollment_id=event.workflow_enrollment_id,
@@ -66,15 +62,7 @@ def _intake_handlers(outbox: Outbox) -> dict[type[Event], Handler]:
 
     async def on_human_reply(event: HumanReply, _: Delivery) -> Decision:
         # A person's reply: lead-facing like any other (consent gate, outbox, callbacks).
-        return await accept_and_drive(
-            NewMessage(
-                dedup_key=event.dedup_id(),
-                kind="human_reply",
-                to_number=event.to_number,
-                body=event.body,
-                request_id=event.request_id,
-            )
-        )
+        return await accept_and_drive(NewMessage.of(event, "human_reply", request_id=event.request_id))
 
     return {
         DraftApproved: on_draft_approved,

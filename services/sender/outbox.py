@@ -63,12 +63,6 @@ from services.sender.rows import (
 )
 from services.sender.settings import SenderSettings
 from services.sender.store import (
-    MARK_DEFERRED,
-    MARK_FAILED,
-    MARK_REFUSED,
-    MARK_RETRY,
-    MARK_SENT,
-    MARK_UNKNOWN,
     Leased,
     Q,
     audit_row,
@@ -180,7 +174,7 @@ class Outbox:
                 return Retry(self._backoff(2), f"consent check failed: {exc!r}"[:200])
         if row.lead_facing and await consent.is_opted_out(conn, row.to_number):
             async with self._final(leased) as u:
-                await leased.write(MARK_REFUSED)
+                await leased.write(Q.mark_refused)
                 await audit_row(u.conn, row, "outbound.refused_opted_out", {})
             log.info("refused_opted_out", outbox_id=str(row.id), to=row.to_number)
             return None
@@ -216,7 +210,7 @@ class Outbox:
 
     async def _defer(self, leased: Leased, row: OutboxRow, due: datetime) -> Decision:
         async with self.events.unit(leased.conn) as u:
-            await leased.write(MARK_DEFERRED, not_before=due)
+            await leased.write(Q.mark_deferred, not_before=due)
             if row.status != "DEFERRED" or row.not_before != due:
                 await audit_row(u.conn, row, "outbound.deferred", {"until": due.isoformat()})
             # Same timer id and fire_at on a repeat, so a re-drive emits a duplicate NATS drops.
@@ -257,7 +251,7 @@ class Outbox:
             if isinstance(outcome, SendUnknown):
                 # The lease is kept (release_lease skips UNKNOWN): a request abandoned at the
                 # timeout gets the margin to surface in Twilio's list before anyone reconciles.
-                await leased.write(MARK_UNKNOWN, error_message=outcome.message)
+                await leased.write(Q.mark_unknown, error_message=outcome.message)
                 log.warning("send_outcome_unknown", outbox_id=str(row.id), error=outcome.message)
                 return Retry(self._backoff(attempts), f"outcome unknown: {outcome.message}")
         except LeaseLost:
@@ -284,7 +278,7 @@ class Outbox:
             return await self._fail(leased, row, failure.code, failure.message, "retries_exhausted")
         delay = self._backoff(attempts)
         await leased.write(
-            MARK_RETRY, retry_in_s=delay, error_code=failure.code, error_message=failure.message
+            Q.mark_retry, retry_in_s=delay, error_code=failure.code, error_message=failure.message
         )
         log.warning(
             "send_transient_failure",
@@ -305,7 +299,7 @@ class Outbox:
             # A status callback for this sid may be stored meanwhile (it can beat the API
             # answer): the lock makes whichever commits second see the other's row.
             await u.conn.execute(Q.lock_sid, sid)
-            await leased.write(MARK_SENT, provider_sid=sid, provider_status=status)
+            await leased.write(Q.mark_sent, provider_sid=sid, provider_status=status)
             await audit_row(u.conn, row, "outbound.sent", {"provider_sid": sid, "how": how})
             # One that came first is applied now (a failed one makes the outcome
             # outbound.failed, reason undelivered).
@@ -326,7 +320,7 @@ class Outbox:
         async with self._final(leased) as u:
             if unsubscribed and code is not None:
                 await consent.provider_unsubscribed(u.conn, row.to_number, code, utcnow())
-            await leased.write(MARK_FAILED, error_code=code, error_message=message, failure_reason=reason)
+            await leased.write(Q.mark_failed, error_code=code, error_message=message, failure_reason=reason)
             await audit_row(
                 u.conn, row, "outbound.failed", {"error_code": code, "error": message, "reason": reason}
             )

@@ -1,8 +1,8 @@
 -- The sender's SQL (slice `sender`, docs/sender.md). Each query says what it is for.
 --
 -- Two placeholder styles: short queries use asyncpg's positional $1..$n; the
--- insert and the fenced writes use :name placeholders, rewritten once at load by
--- libs.db.named() and bound from a dict (services/sender/store.py). Every fenced
+-- insert and the fenced writes use :name placeholders, rewritten once at load
+-- (libs.db.NamedQuery) and bound from a dict (services/sender/store.py). Every fenced
 -- write names the row (:id) and ends in "AND lease_epoch = :epoch": a worker whose
 -- lease was taken over changes nothing (migration 0002, "The send lease").
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 import structlog
 
 from services.sender.rows import OutboxRow
-from services.sender.store import MARK_PENDING, MARK_UNKNOWN, Leased, Q, audit_row
+from services.sender.store import Leased, Q, audit_row
 from services.sender.transport import ProviderMessage, Transport
 
 log = structlog.get_logger("sender.outbox")  # same logger as before the split
@@ -33,7 +33,7 @@ async def find_interrupted_attempt(
     SENT by the caller.
     """
     if row.status == "SENDING":
-        await leased.write(MARK_UNKNOWN, error_message="attempt interrupted")
+        await leased.write(Q.mark_unknown, error_message="attempt interrupted")
     started = row.sending_started_at or row.created_at
     since = started - timedelta(seconds=slack_s)
     try:
@@ -52,5 +52,5 @@ async def find_interrupted_attempt(
         return match
     await audit_row(leased.conn, row, "outbound.reconciled_not_found", {"since": since.isoformat()})
     log.info("reconcile_not_found", outbox_id=str(row.id))
-    await leased.write(MARK_PENDING)
+    await leased.write(Q.mark_pending)
     return None

@@ -10,6 +10,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from libs.events import DraftApproved, HumanReply, OutboundRequested
+
 SERVICE = "sender"
 OWNER_KINDS = frozenset({"owner_prompt", "owner_alert"})
 #: Lead-facing kinds whose failure the owner is told about by SMS.
@@ -55,6 +57,16 @@ class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
     in_reply_to: str | None = None
     workflow_enrollment_id: str | None = None
     not_before: datetime | None = None
+
+    @classmethod
+    def of(
+        cls, event: DraftApproved | OutboundRequested | HumanReply, kind: str, **optional: Any
+    ) -> NewMessage:
+        """The message ``event`` asks for: once per its dedup id, to its number, its body;
+        ``optional`` sets the fields with defaults that this kind of event fills in."""
+        return cls(
+            dedup_key=event.dedup_id(), kind=kind, to_number=event.to_number, body=event.body, **optional
+        )
 
 
 class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):

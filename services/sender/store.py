@@ -8,23 +8,14 @@ from typing import Any
 
 import asyncpg
 
-from libs.db import NamedQuery, audit, load_queries, named, unflushed_commit
+from libs.db import NamedQuery, audit, load_queries, unflushed_commit
 from libs.events import thread_of
 from services.sender.rows import SERVICE, Lease, LeaseLost, OutboxRow
 
+#: The insert's thirteen columns and the fenced writes, which all name the row (``:id``)
+#: and the epoch the writer holds (``:epoch``), are written with ``:name`` placeholders:
+#: they load as NamedQuery (``libs.db``), bound by name.
 Q = load_queries(Path(__file__).parent / "queries.sql")
-
-#: Bound by name (``libs.db.named``): the insert's thirteen columns, and the fenced
-#: writes, which all name the row (``:id``) and the epoch the writer holds (``:epoch``).
-INSERT_OUTBOX = named(Q.insert_outbox)
-MARK_SENDING = named(Q.mark_sending)
-MARK_UNKNOWN = named(Q.mark_unknown)
-MARK_SENT = named(Q.mark_sent)
-MARK_RETRY = named(Q.mark_retry)
-MARK_PENDING = named(Q.mark_pending)
-MARK_FAILED = named(Q.mark_failed)
-MARK_REFUSED = named(Q.mark_refused)
-MARK_DEFERRED = named(Q.mark_deferred)
 
 
 async def insert_row(pool: asyncpg.Pool, values: dict[str, Any]) -> uuid.UUID | None:
@@ -37,7 +28,7 @@ async def insert_row(pool: asyncpg.Pool, values: dict[str, Any]) -> uuid.UUID | 
     flushes before the call").
     """
     async with pool.acquire() as conn, unflushed_commit(conn):
-        inserted: uuid.UUID | None = await conn.fetchval(INSERT_OUTBOX.sql, *INSERT_OUTBOX.bind(values))
+        inserted: uuid.UUID | None = await conn.fetchval(Q.insert_outbox.sql, *Q.insert_outbox.bind(values))
         return inserted
 
 
@@ -63,7 +54,7 @@ class Leased:
     async def mark_sending(self, lease_s: float) -> int:
         """Commit SENDING (lease past the call's end) and return the attempt number."""
         attempts = await self.conn.fetchval(
-            MARK_SENDING.sql, *MARK_SENDING.bind(self._fenced({"lease_s": lease_s}))
+            Q.mark_sending.sql, *Q.mark_sending.bind(self._fenced({"lease_s": lease_s}))
         )
         if attempts is None:
             raise LeaseLost(str(self.lease.outbox_id))

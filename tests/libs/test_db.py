@@ -6,11 +6,11 @@ import pytest
 
 from libs.db import (
     MigrationError,
+    NamedQuery,
     audit,
     create_pool,
     load_queries,
     migrate,
-    named,
     slice_version,
     unflushed_commit,
 )
@@ -102,8 +102,23 @@ def test_named_queries(tmp_path: Path) -> None:
         load_queries(path)
 
 
+def test_a_query_written_with_names_loads_bound_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "q.sql"
+    path.write_text(
+        "-- name: positional\nSELECT $1::text, '{:x}', now()::date;\n\n"
+        "-- name: by_name\nUPDATE t SET a = :a::int WHERE id = :id;\n"
+    )
+    q = load_queries(path)
+    assert q.positional == "SELECT $1::text, '{:x}', now()::date"  # casts and literals are no names
+    assert isinstance(q.by_name, NamedQuery)
+    assert q.by_name.sql == "UPDATE t SET a = $1::int WHERE id = $2" and q.by_name.names == ("a", "id")
+    path.write_text("-- name: mixed\nSELECT :a, $2;\n")
+    with pytest.raises(ValueError, match=r"query 'mixed': .*\$n"):
+        load_queries(path)
+
+
 def test_named_query_numbers_each_name_once() -> None:
-    q = named(
+    q = NamedQuery(
         "-- note: :not_a_param\n"
         "UPDATE t SET a = :a, b = ':literal', c = :c::text WHERE id = :id AND a <> :a"
     )
@@ -122,14 +137,14 @@ def test_named_query_binds_a_struct_and_refuses_mistakes() -> None:
         c: str
         unused: bool = False
 
-    q = named("SELECT :a, :c, :id")
+    q = NamedQuery("SELECT :a, :c, :id")
     assert q.bind(Row(id=7, a=1, c="x")) == (1, "x", 7)
     with pytest.raises(KeyError, match="idd"):
         q.bind({"idd": 7, "a": 1, "c": "x"})  # a typo is not silently ignored
     with pytest.raises(KeyError):
         q.bind({"a": 1, "c": "x"})
     with pytest.raises(ValueError, match=r"\$n"):
-        named("SELECT :a, $2")
+        NamedQuery("SELECT :a, $2")
 
 
 def test_named_query_binds_given_names_over_the_object() -> None:
@@ -137,7 +152,7 @@ def test_named_query_binds_given_names_over_the_object() -> None:
         id: int
         a: int
 
-    q = named("SELECT :a, :c, :id")
+    q = NamedQuery("SELECT :a, :c, :id")
     assert q.bind(Row(id=7, a=1), c="x", a=2) == (2, "x", 7)
     assert q.bind({"id": 7, "a": 1}, c="x") == (1, "x", 7)
     with pytest.raises(KeyError, match="cc"):
@@ -145,7 +160,7 @@ def test_named_query_binds_given_names_over_the_object() -> None:
 
 
 async def test_named_query_runs_on_postgres(pool: asyncpg.Pool) -> None:
-    q = named("SELECT :greeting || ' ' || :name::text || ' ' || :greeting")
+    q = NamedQuery("SELECT :greeting || ' ' || :name::text || ' ' || :greeting")
     assert await pool.fetchval(q.sql, *q.bind({"name": "Ada", "greeting": "hi"})) == "hi Ada hi"
 
 
