@@ -110,14 +110,7 @@ class LocalClassifier:
     ``features.MAX_CHARS`` characters and bounded (about a millisecond)."""
 
     def __init__(self, settings: RouterSettings) -> None:
-        self.language = LanguageDetector(
-            neighbours=settings.language_neighbours,
-            default_language=settings.default_language,
-            short_text_letters=settings.short_text_letters,
-            foreign_ratio=settings.foreign_ratio,
-            threshold=settings.language_threshold,
-            short_threshold=settings.short_text_threshold,
-        )
+        self.language = LanguageDetector(settings)
         self.intents = IntentDecider(settings, LinearModel(INTENT_MODEL))
         self.sentiment = SentimentDecider(settings, LinearModel(SENTIMENT_MODEL))
         lexicon()  # loaded now, not on the first message

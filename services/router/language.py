@@ -33,6 +33,7 @@ import msgspec
 from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
 from services.router.features import MAX_CHARS
+from services.router.settings import RouterSettings
 from services.router.text import letter_count, simplify
 
 Method = Literal["detected", "short", "short_default", "neutral", "foreign"]
@@ -67,28 +68,20 @@ def _language(code: str) -> Language:
 class LanguageDetector:
     """Built once per process (lingua preloads its models here)."""
 
-    def __init__(
-        self,
-        *,
-        neighbours: tuple[str, ...] = ("pt", "fr", "it", "de", "ca", "nl", "ro"),
-        default_language: str = "en",
-        short_text_letters: int = 20,
-        foreign_ratio: float = 1.5,
-        threshold: float = 0.7,
-        short_threshold: float = 0.6,
-    ) -> None:
-        if default_language not in ANSWERED:
-            raise ValueError(f"default_language must be one of {ANSWERED}")
-        codes = dict.fromkeys((*ANSWERED, *neighbours))
+    def __init__(self, settings: RouterSettings | None = None) -> None:
+        """The thresholds, neighbours and default language are the router's settings
+        (their defaults when none are given)."""
+        s = settings or RouterSettings()
+        codes = dict.fromkeys((*ANSWERED, *s.language_neighbours))
         self._languages = [_language(code) for code in codes]
         self._detector = (
             LanguageDetectorBuilder.from_languages(*self._languages).with_preloaded_language_models().build()
         )
-        self.default_language = default_language
-        self.short_text_letters = short_text_letters
-        self.foreign_ratio = foreign_ratio
-        self.threshold = threshold
-        self.short_threshold = short_threshold
+        self.default_language: str = s.default_language
+        self.short_text_letters = s.short_text_letters
+        self.foreign_ratio = s.foreign_ratio
+        self.threshold = s.language_threshold
+        self.short_threshold = s.short_text_threshold
 
     def detect(self, text: str) -> LanguageResult:
         text = text[:MAX_CHARS]  # bounded cost: the opening of a message says its language
