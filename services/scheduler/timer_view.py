@@ -16,6 +16,7 @@ import heapq
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import get_args
 
@@ -184,19 +185,17 @@ LoadSnapshot = Callable[[View], Awaitable[bool]]
 UseView = Callable[[View, str, float], None]
 
 
+@dataclass(frozen=True, kw_only=True)
 class Follower:
     """Keeps a view equal to the bucket; builds a new one after a reconnect (gaps are possible)."""
 
-    def __init__(
-        self, bus: Bus, stream: str, prefix: str, *, load: LoadSnapshot, use: UseView, wake: asyncio.Event
-    ) -> None:
-        self.bus = bus
-        self.stream = stream
-        self.prefix = prefix
-        self._load = load
-        self._use = use
-        #: Set after every change, so the firing loop looks at the heap again.
-        self._wake = wake
+    bus: Bus
+    stream: str  # the bucket's stream
+    prefix: str  # the subject prefix of its keys
+    load: LoadSnapshot
+    use: UseView
+    #: Set after every change, so the firing loop looks at the heap again.
+    wake: asyncio.Event
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -204,12 +203,12 @@ class Follower:
             try:
                 view = View()
                 started = time.monotonic()
-                from_snapshot = await self._load(view)
+                from_snapshot = await self.load(view)
                 sub = await self._subscribe(view, from_snapshot)
                 reconnects = self.bus.nc.stats["reconnects"]
                 async with asyncio.timeout(300):
                     await view.loaded.wait()
-                self._use(view, "snapshot" if from_snapshot else "full", time.monotonic() - started)
+                self.use(view, "snapshot" if from_snapshot else "full", time.monotonic() - started)
                 while not stop.is_set() and self.bus.nc.stats["reconnects"] == reconnects:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=0.5)
@@ -256,4 +255,4 @@ class Follower:
         view.apply(msg.subject[len(self.prefix) :], meta.sequence.stream, None if removed else msg.data)
         if not view.loaded.is_set() and meta.num_pending == 0:
             view.finish_loading()
-        self._wake.set()
+        self.wake.set()

@@ -112,7 +112,12 @@ class TimerStore:
         self.ready = asyncio.Event()
         self._snapshots = Snapshots(bus, settings, stream)
         self._follower = Follower(
-            bus, stream, self._prefix, load=self._snapshots.load, use=self._use, wake=self._wake
+            bus=bus,
+            stream=stream,
+            prefix=self._prefix,
+            load=self._snapshots.load,
+            use=self._use,
+            wake=self._wake,
         )
         #: Seconds between due time and publish of the last fired timers (benchmarks).
         self.lateness: deque[float] = deque(maxlen=100_000)
