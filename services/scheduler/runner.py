@@ -152,18 +152,14 @@ class Runner:
             log.error("enrollment_step_missing", enrollment_id=str(enrollment.id), step=step_id)
             await self.finish(conn, enrollment, "ended", f"step {step_id!r} no longer exists")
             return False
-        step = definition.steps[step_id]
-        seq = enrollment.step_seq + 1
         ctx = StepContext(
             enrollment=enrollment,
             definition=definition,
-            step=step,
             contact=contact,
-            view=view_of(contact),
-            seq=seq,
             now=self.clock.now(),
             templates=self.emailer.template,
         )
+        step = ctx.step
         publish: list[Publish] = []
         try:
             async with conn.transaction():  # a savepoint: a failed step leaves no half-done writes

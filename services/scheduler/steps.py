@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import asyncpg
@@ -22,6 +23,7 @@ from libs.events import ContactTagged, ContactUpdated, DraftRequested, Event, Ou
 from .effects import CallWebhook, Effect, Publish, SendEmail, SetTimer, WriteField, WriteTag
 from .emailer import EmailError, EmailTemplate, single_address
 from .enrollment import Enrollment
+from .store import view_of
 from .workflow.conditions import evaluate
 from .workflow.definition import Definition
 from .workflow.durations import delay_end, timeout_end
@@ -65,15 +67,29 @@ class StepResult:
 
 @dataclass(frozen=True)
 class StepContext:
+    """What a step function sees of the enrollment's current step, about to run."""
+
     enrollment: Enrollment
     definition: Definition
-    step: Step
     contact: asyncpg.Record
-    view: dict[str, Any]
-    seq: int
     now: datetime
     #: Email templates by name (emailer.Emailer.template).
     templates: Callable[[str], EmailTemplate]
+    step: Step = field(init=False)
+    #: The execution's sequence number: the enrollment's next.
+    seq: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Taken now: recording the step moves the enrollment on.
+        step_id = self.enrollment.current_step
+        assert step_id is not None
+        object.__setattr__(self, "step", self.definition.steps[step_id])
+        object.__setattr__(self, "seq", self.enrollment.step_seq + 1)
+
+    @cached_property
+    def view(self) -> dict[str, Any]:
+        """The contact as conditions and templates see it."""
+        return view_of(self.contact)
 
     @property
     def key(self) -> str:

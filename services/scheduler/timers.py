@@ -2,23 +2,9 @@
 
 Storage: one key per timer (the timer id, base64url-encoded when it holds
 characters KV keys do not allow); the value is a :class:`TimerRecord`.
-The bucket is the only source of truth. Every replica follows it with an
-ordered consumer (last value per key on start, then every change) into an
-in-memory heap of ``(due, revision, key)`` and a map key -> (due, revision,
-kind), so all replicas see the same set and a restart loses nothing. The record
-itself stays in the bucket and is read when the timer fires.
-
-Restart at a million pending timers: reading every key costs ~25 µs of client
-CPU per message (nats-py's parser alone ~10 µs): 25 s for 1,000,000 on a quiet
-2-core machine, 115-140 s on a busy one. So each
-replica saves a snapshot of its view every ``timer_snapshot_interval_s`` (once
-``timer_snapshot_min_pending`` timers are pending) in the object store bucket
-``timers_snapshot``: the bucket's stream sequence it covers plus the columns key,
-due, revision, kind (msgpack, zlib). A restart loads that and follows the bucket
-from the next sequence only. A timer deleted after the snapshot whose purge
-marker has already expired is not seen as deleted: it stays in the view until it
-comes due, and firing reads the live record first, so it is then dropped
-without firing (a re-set one is likewise seen at its new revision).
+The bucket is the only source of truth. Every replica follows it into an
+in-memory view (timer_view.py), saved now and then so that a restart need not
+read every key (timer_snapshots.py), and fires from that view.
 
 Firing a due timer (every replica may try):
 
@@ -41,31 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import gc
 import heapq
-import io
 import re
-import time
-import zlib
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import msgspec
 import structlog
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy, KeyValueConfig, ObjectStoreConfig, StorageType
-from nats.js.errors import (
-    APIError,
-    BucketNotFoundError,
-    KeyNotFoundError,
-    NotFoundError,
-    ObjectNotFoundError,
-)
-from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
-from nats.js.object_store import ObjectStore
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.kv import KV_OP, KV_PURGE, KeyValue
 
 from libs import metrics
 from libs.bus import Bus
@@ -74,12 +47,13 @@ from libs.tracing import outgoing_traceparent
 
 from .clock import Clock
 from .settings import SchedulerSettings
+from .timer_snapshots import Snapshots
+from .timer_view import KINDS, Entry, Follower, View, kind_of
 
 log = structlog.get_logger("timers")
 
 _KEY_OK = re.compile(r"[-_=A-Za-z0-9]+(\.[-_=A-Za-z0-9]+)*")
 _WRONG_LAST_SEQUENCE = (10071, 10164)
-_MARKER_REASON = "Nats-Marker-Reason"
 _FIRED_TAG = "timer.fired"
 
 Outcome = Literal["fired", "fired_late", "skipped", "escalated"]
@@ -99,119 +73,17 @@ class TimerRecord(msgspec.Struct, frozen=True, kw_only=True):
     set_at: datetime | None = None
 
 
-class _Head(msgspec.Struct):
-    """The part of a record the heap needs; decoding skips the rest."""
-
-    fire_at: datetime
-    kind: str = ""
-
-
-class _Snapshot(msgspec.Struct, array_like=True):
-    """A view as saved in the object store: columns, one row per pending timer."""
-
-    stream_created: str  # the KV stream's creation time: a re-created bucket voids the snapshot
-    seq: int  # last stream sequence of the bucket the view had applied
-    kind_names: list[str]
-    keys: list[str]
-    dues: list[float]
-    revisions: list[int]
-    kinds: list[int]  # index into kind_names
-
-
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(TimerRecord).decode
-_decode_head = msgspec.json.Decoder(_Head).decode
-_encode_snapshot = msgspec.msgpack.Encoder().encode
-_decode_snapshot = msgspec.msgpack.Decoder(_Snapshot).decode
-_SNAPSHOT_OBJECT = "view"
 
 #: Called after this replica claimed an overdue timer it skipped or escalated (for the audit log).
 OverdueHook = Callable[[TimerRecord, Outcome, float], Awaitable[None]]
-Entry = tuple[float, int, str]  # due (epoch s), revision, kind
-
-
-_KINDS: tuple[str, ...] = get_args(TimerKind)
-#: One string object per kind, shared by every entry (a million timers, five kinds).
-_INTERNED: dict[str, str] = {k: k for k in _KINDS}
-
-
-def _kind_of(raw: bytes | None) -> str:
-    try:
-        return _decode_head(raw or b"").kind or "unknown"
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return "unknown"
 
 
 def key_for(timer_id: str) -> str:
     if _KEY_OK.fullmatch(timer_id) and not timer_id.startswith("b64_"):
         return timer_id
     return "b64_" + base64.urlsafe_b64encode(timer_id.encode()).decode()
-
-
-class _View:
-    """One consistent picture of the bucket, filled by one ordered consumer."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, Entry] = {}
-        self.heap: list[tuple[float, int, str]] = []
-        self.loaded = asyncio.Event()
-        self.pending: Counter[str] = Counter()
-        #: Last stream sequence applied (what a snapshot of this view covers).
-        self.seq = 0
-
-    def put(self, key: str, entry: Entry) -> str | None:
-        """Add or replace ``key``; returns the kind it had before (None when new)."""
-        old = self.entries.get(key)
-        self.entries[key] = entry
-        kind = entry[2]
-        if old is None:
-            self.pending[kind] += 1
-            return None
-        if old[2] != kind:
-            self.pending[old[2]] -= 1
-            self.pending[kind] += 1
-        return old[2]
-
-    def drop(self, key: str) -> str | None:
-        """Remove ``key``; returns its kind (None when it was not there)."""
-        old = self.entries.pop(key, None)
-        if old is None:
-            return None
-        self.pending[old[2]] -= 1
-        return old[2]
-
-    def fill(self, snap: _Snapshot) -> None:
-        """Start from a snapshot (the heap is heapified once loading ends)."""
-        names = [_INTERNED.get(n, n) for n in snap.kind_names]
-        kinds = [names[i] for i in snap.kinds]
-        self.entries = dict(zip(snap.keys, zip(snap.dues, snap.revisions, kinds, strict=True), strict=True))
-        self.heap = list(zip(snap.dues, snap.revisions, snap.keys, strict=True))
-        self.pending = Counter(kinds)
-        self.seq = snap.seq
-
-    async def snapshot(self, stream_created: str, step: int = 50_000) -> _Snapshot:
-        """The view's columns, built a slice at a time so that due timers keep firing."""
-        keys, values, seq = list(self.entries), list(self.entries.values()), self.seq  # one picture
-        names = list(self.pending)
-        code = {n: i for i, n in enumerate(names)}
-        dues: list[float] = []
-        revisions: list[int] = []
-        kinds: list[int] = []
-        for first in range(0, len(values), step):
-            part = values[first : first + step]
-            dues += [v[0] for v in part]
-            revisions += [v[1] for v in part]
-            kinds += [code[v[2]] for v in part]
-            await asyncio.sleep(0)
-        return _Snapshot(
-            stream_created=stream_created,
-            seq=seq,
-            kind_names=names,
-            keys=keys,
-            dues=dues,
-            revisions=revisions,
-            kinds=kinds,
-        )
 
 
 class TimerStore:
@@ -227,14 +99,26 @@ class TimerStore:
         self.settings = settings
         self.clock = clock or Clock()
         self.bucket = bus.kv_name("timers")
+        # The bucket's stream and the prefix of its keys' subjects, as JetStream KV names them.
+        stream = f"KV_{self.bucket}"
+        self._prefix = f"$KV.{self.bucket}."
         self.on_overdue = on_overdue
         self.kv: KeyValue | None = None
-        self._snapshots: ObjectStore | None = None
-        self._view = _View()
+        self._view = View()
+        self._view.in_use = True
         self._firing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
+        self._snapshots = Snapshots(bus, settings, stream)
+        self._follower = Follower(
+            bus=bus,
+            stream=stream,
+            prefix=self._prefix,
+            load=self._snapshots.load,
+            use=self._use,
+            wake=self._wake,
+        )
         #: Seconds between due time and publish of the last fired timers (benchmarks).
         self.lateness: deque[float] = deque(maxlen=100_000)
         self.fired = 0
@@ -242,7 +126,6 @@ class TimerStore:
         self.loaded_in_s = 0.0
         #: How the last load started: "snapshot" or "full" (benchmarks, logs).
         self.loaded_from = ""
-        self.snapshots_saved = 0
 
     # --- bucket ------------------------------------------------------------
 
@@ -264,16 +147,12 @@ class TimerStore:
         return self.kv
 
     @property
-    def _stream(self) -> str:
-        return f"KV_{self.bucket}"
-
-    @property
-    def _prefix(self) -> str:
-        return f"$KV.{self.bucket}."
-
-    @property
     def pending(self) -> int:
         return len(self._view.entries)
+
+    @property
+    def snapshots_saved(self) -> int:
+        return self._snapshots.saved
 
     # --- set / cancel --------------------------------------------------------
 
@@ -310,7 +189,7 @@ class TimerStore:
             return False
         removed = await self._purge(key, last=None)
         if removed:
-            metrics.TIMERS.labels(_kind_of(entry.value), "cancelled").inc()
+            metrics.TIMERS.labels(kind_of(entry.value), "cancelled").inc()
         return removed
 
     async def get(self, timer_id: str) -> TimerRecord | None:
@@ -339,199 +218,33 @@ class TimerStore:
             raise
         return True
 
-    # --- following the bucket ------------------------------------------------------
+    # --- the view -----------------------------------------------------------------
 
-    def _on_message(self, view: _View, msg: Msg) -> None:
-        key = msg.subject[len(self._prefix) :]
-        headers = msg.headers or {}
-        meta = msg.metadata  # parsed from the reply subject on each access: once
-        revision = meta.sequence.stream
-        view.seq = revision
-        if headers.get(KV_OP) in (KV_DEL, KV_PURGE) or _MARKER_REASON in headers or not msg.data:
-            self._show_pending(view, view.drop(key))
-        else:
-            try:
-                head = _decode_head(msg.data)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                log.error("timer_record_malformed", key=key, revision=revision)
-                self._show_pending(view, view.drop(key))
-            else:
-                due = head.fire_at.timestamp()
-                kind = _INTERNED.get(head.kind, head.kind)
-                old = view.put(key, (due, revision, kind))
-                if old != kind:
-                    self._show_pending(view, old, kind)
-                if view.loaded.is_set():
-                    heapq.heappush(view.heap, (due, revision, key))
-                    if len(view.heap) > 2 * len(view.entries) + 1024:
-                        # Re-set timers leave stale heap items behind; drop them in one pass.
-                        view.heap = [(d, r, k) for k, (d, r, _) in view.entries.items()]
-                        heapq.heapify(view.heap)
-                else:
-                    view.heap.append((due, revision, key))  # heapified once loaded
-        if not view.loaded.is_set() and meta.num_pending == 0:
-            heapq.heapify(view.heap)
-            view.loaded.set()
+    def _use(self, view: View, source: str, seconds: float) -> None:
+        """Fire from ``view``, which the follower has just loaded (from ``source``)."""
+        self._view.in_use = False
+        view.in_use = True
+        self._view = view
+        view.show_pending(*KINDS, *view.pending)
+        self.loaded_in_s = seconds
+        self.loaded_from = source
+        log.info("timers_loaded", pending=len(view.entries), seconds=round(seconds, 3), source=source)
+        self.ready.set()
         self._wake.set()
-
-    async def _follow(self, stop: asyncio.Event) -> None:
-        """Keep a view equal to the bucket; rebuild it after a reconnect (gaps are possible)."""
-        while not stop.is_set():
-            sub = None
-            try:
-                view = _View()
-                started = time.monotonic()
-                from_snapshot = await self._load_snapshot(view)
-
-                async def on_msg(msg: Msg, view: _View = view) -> None:
-                    self._on_message(view, msg)
-
-                if from_snapshot:
-                    config = ConsumerConfig(
-                        deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=view.seq + 1
-                    )
-                else:
-                    config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
-                sub = await self.bus.js.subscribe(
-                    self._prefix + ">",
-                    stream=self._stream,
-                    cb=on_msg,
-                    ordered_consumer=True,
-                    config=config,
-                    inactive_threshold=300,
-                )
-                info = await sub.consumer_info()
-                if info.num_pending == 0 and sub.delivered == 0 and not view.loaded.is_set():
-                    heapq.heapify(view.heap)
-                    view.loaded.set()
-                reconnects = self.bus.nc.stats["reconnects"]
-                async with asyncio.timeout(300):
-                    await view.loaded.wait()
-                self._view = view
-                self._show_pending(view, *_KINDS, *view.pending)
-                self.loaded_in_s = time.monotonic() - started
-                self.loaded_from = "snapshot" if from_snapshot else "full"
-                log.info(
-                    "timers_loaded",
-                    pending=len(view.entries),
-                    seconds=round(self.loaded_in_s, 3),
-                    source=self.loaded_from,
-                )
-                self.ready.set()
-                self._wake.set()
-                while not stop.is_set() and self.bus.nc.stats["reconnects"] == reconnects:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=0.5)
-                if not stop.is_set():
-                    log.info("timers_reload_after_reconnect")
-            except Exception as exc:  # NATS away: retry until it is back
-                log.warning("timer_follow_failed", error=repr(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
-            finally:
-                if sub is not None:
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
-
-    # --- snapshots ---------------------------------------------------------------
-
-    async def _snapshot_store(self) -> ObjectStore:
-        if self._snapshots is None:
-            name = self.bus.kv_name("timers_snapshot")
-            try:
-                self._snapshots = await self.bus.js.object_store(name)
-            except (BucketNotFoundError, NotFoundError):
-                # (nats-py overwrites config.bucket with its bucket argument.)
-                self._snapshots = await self.bus.js.create_object_store(
-                    bucket=name,
-                    config=ObjectStoreConfig(storage=StorageType.FILE, replicas=self.settings.nats_replicas),
-                )
-        return self._snapshots
-
-    async def _stream_created(self) -> str:
-        info = await self.bus.js.stream_info(self._stream)
-        return info.created.isoformat() if info.created else ""
-
-    async def _load_snapshot(self, view: _View) -> bool:
-        """Fill ``view`` from the saved snapshot; False (view untouched) when there is none usable."""
-        if self.settings.timer_snapshot_interval_s <= 0:
-            return False
-        buffer = io.BytesIO()  # (without one nats-py concatenates the chunks: quadratic)
-        try:
-            store = await self._snapshot_store()
-            await store.get(_SNAPSHOT_OBJECT, writeinto=buffer)
-        except (ObjectNotFoundError, NotFoundError):
-            return False
-        except Exception as exc:  # a broken snapshot must not keep the timers from loading
-            log.warning("timers_snapshot_unreadable", error=repr(exc))
-            return False
-        created = await self._stream_created()
-        # A million tuples at once: without this the cyclic GC runs over the growing
-        # view again and again (it finds nothing: entries hold no cycles).
-        gc_was_on = gc.isenabled()
-        gc.disable()
-        try:
-            raw = await asyncio.to_thread(zlib.decompress, buffer.getbuffer())
-            snap = _decode_snapshot(raw)
-            if snap.stream_created != created:
-                log.info("timers_snapshot_stale", reason="bucket re-created")
-                return False
-            view.fill(snap)
-        except (zlib.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("timers_snapshot_unreadable", error=repr(exc))
-            return False
-        finally:
-            if gc_was_on:
-                gc.enable()
-        return True
 
     async def save_snapshot(self) -> bool:
         """Save the current view (when loaded); True when saved."""
-        view = self._view
-        if not view.loaded.is_set():
-            return False
-        created = await self._stream_created()
-        started = time.monotonic()
-        snap = await view.snapshot(created)
-        data = await asyncio.to_thread(lambda: zlib.compress(_encode_snapshot(snap), 1))
-        store = await self._snapshot_store()
-        await store.put(_SNAPSHOT_OBJECT, data)
-        self.snapshots_saved += 1
-        log.info(
-            "timers_snapshot_saved",
-            pending=len(snap.keys),
-            seq=snap.seq,
-            bytes=len(data),
-            seconds=round(time.monotonic() - started, 3),
-        )
-        return True
-
-    async def _snapshot_loop(self, stop: asyncio.Event) -> None:
-        interval = self.settings.timer_snapshot_interval_s
-        if interval <= 0:
-            return
-        saved_seq = -1
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            view = self._view
-            if stop.is_set() or view.seq == saved_seq:
-                continue
-            if len(view.entries) < self.settings.timer_snapshot_min_pending:
-                continue
-            try:
-                if await self.save_snapshot():
-                    saved_seq = view.seq
-            except Exception as exc:  # NATS away: the next round tries again
-                log.warning("timers_snapshot_failed", error=repr(exc))
+        return await self._snapshots.save(self._view)
 
     # --- firing ------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the bucket and fire due timers until ``stop`` is set."""
         await self.open()
-        follow = asyncio.create_task(self._follow(stop), name="timers-follow")
-        snapshots = asyncio.create_task(self._snapshot_loop(stop), name="timers-snapshots")
+        follow = asyncio.create_task(self._follower.run(stop), name="timers-follow")
+        snapshots = asyncio.create_task(
+            self._snapshots.run(lambda: self._view, stop), name="timers-snapshots"
+        )
         stopper = asyncio.create_task(self._wake_on(stop))
         try:
             await self._fire_loop(stop)
@@ -565,7 +278,7 @@ class TimerStore:
             wait = heap[0][0] - now if heap else self.settings.timer_max_sleep_s
             await self.clock.sleep(min(wait, self.settings.timer_max_sleep_s), self._wake)
 
-    async def _fire(self, view: _View, key: str, entry: Entry, limit: asyncio.Semaphore) -> None:
+    async def _fire(self, view: View, key: str, entry: Entry, limit: asyncio.Semaphore) -> None:
         try:
             async with limit:
                 await self._claim(view, key, entry)
@@ -579,7 +292,7 @@ class TimerStore:
         finally:
             self._firing.discard(key)
 
-    async def _claim(self, view: _View, key: str, entry: Entry) -> None:
+    async def _claim(self, view: View, key: str, entry: Entry) -> None:
         revision = entry[1]
         kv = await self.open()
         try:
@@ -590,7 +303,7 @@ class TimerStore:
             # Gone (a deletion the view missed: see the module doc) or re-set since:
             # nothing to fire; a newer value reaches the view through the follower.
             if live is None and view.entries.get(key) == entry:
-                self._show_pending(view, view.drop(key))
+                view.show_pending(view.drop(key))
             return
         record = _decode_record(live.value)
         now = self.clock.now()
@@ -614,7 +327,7 @@ class TimerStore:
             await self._escalate(record, lateness)
         claimed = await self._purge(key, last=revision)
         if view.entries.get(key) == entry:
-            self._show_pending(view, view.drop(key))
+            view.show_pending(view.drop(key))
         if not claimed:
             return
         self.claims += 1
@@ -633,15 +346,6 @@ class TimerStore:
         )
         if overdue and self.on_overdue is not None:
             await self.on_overdue(record, outcome, lateness)
-
-    def _show_pending(self, view: _View, *kinds: str | None) -> None:
-        """Set the pending gauge of ``kinds`` from ``view`` when it is the view in use
-        (a view still loading after a reconnect does not speak for this replica yet)."""
-        if view is not self._view:
-            return
-        for kind in kinds:
-            if kind is not None:
-                metrics.TIMERS_PENDING.labels(kind).set(view.pending[kind])
 
     async def _publish_fired(self, event: TimerFired) -> None:
         """``bus.publish`` with the subject and Nats-Msg-Id spelled out.

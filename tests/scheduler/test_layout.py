@@ -1,4 +1,4 @@
-"""The engine's shape: every step type has a step function; long queries bind by name."""
+"""The engine's shape: every step type has a step function (and a dry run); long queries bind by name."""
 
 from __future__ import annotations
 
@@ -9,10 +9,15 @@ from libs.db import NamedQuery
 from services.scheduler.steps import STEPS
 from services.scheduler.store import Q
 from services.scheduler.workflow.model import CONFIG_TYPES
+from services.scheduler.workflow.timeline import DRY_STEPS
 
 
 def test_every_step_type_has_a_step_function() -> None:
     assert set(STEPS) == set(CONFIG_TYPES)
+
+
+def test_every_step_type_has_a_dry_run_function() -> None:
+    assert set(DRY_STEPS) == set(CONFIG_TYPES)
 
 
 def test_scheduler_queries_bind_more_than_six_parameters_by_name() -> None:

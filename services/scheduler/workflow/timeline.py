@@ -9,27 +9,16 @@ steps run (tags, fields), so later conditions see earlier steps' effects. A
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import model
 from .conditions import contact_view, evaluate
 from .definition import Definition
 from .durations import delay_end, timeout_end
-from .model import (
-    END,
-    AbSplitConfig,
-    ConditionConfig,
-    DelayConfig,
-    EndConfig,
-    HttpConfig,
-    SendEmailConfig,
-    SendSmsConfig,
-    TagConfig,
-    UpdateFieldConfig,
-    WaitForReplyConfig,
-    sms_text,
-)
+from .model import END, Step, sms_text
 from .template import render, render_value
 
 MAX_STEPS = 200
@@ -69,75 +58,119 @@ def sample_view(contact: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+@dataclass
+class _DryRun:
+    """A dry run under way: the simulated contact, the simulated time, the timeline so far."""
+
+    definition: Definition
+    view: dict[str, Any]
+    now: datetime
+    entries: list[Entry] = field(default_factory=list)
+
+    def step(self, step_id: str) -> str:
+        """Run one step on paper and add it to the timeline; returns the next step's id."""
+        step = self.definition.steps[step_id]
+        started = self.now
+        summary, branch = DRY_STEPS[step.type](self, step, self.definition.configs[step_id])
+        self.entries.append(Entry(started, step_id, step.type, summary))
+        if step.branches is None:
+            return self.definition.next_of(step_id)
+        return step.branches[branch] if branch is not None else END
+
+
 def simulate(definition: Definition, contact: dict[str, Any], start: datetime) -> list[Entry]:
-    view = sample_view(contact)
-    entries: list[Entry] = []
-    now = start
+    run = _DryRun(definition, sample_view(contact), start)
     step_id = definition.first_step
     for _ in range(MAX_STEPS):
         if step_id == END:
-            entries.append(Entry(now, END, "end", "workflow complete"))
-            return entries
-        step = definition.steps[step_id]
-        config = definition.configs[step_id]
-        started = now
-        next_id = definition.next_of(step_id) if step.branches is None else END
-        summary = ""
-        if isinstance(config, SendSmsConfig):
-            held = " (held for owner approval)" if config.approval == "required" else ""
-            text = render(sms_text(config.body, view.get("language")), view)
-            summary = f"SMS to {view['phone'] or '?'}{held}: {text!r}"
-        elif isinstance(config, SendEmailConfig):
-            what = (
-                f"template {config.template!r}"
-                if config.template
-                else repr(render(config.subject or "", view))
-            )
-            summary = f"email to {render(config.to, view) or '(no email)'}: {what}"
-        elif isinstance(config, DelayConfig):
-            until = delay_end(config, now)
-            summary = f"wait {_span(until - now)} until {until.isoformat()}"
-            now = until
-        elif isinstance(config, WaitForReplyConfig):
-            assert step.branches is not None
-            if view.get("last_sms_reply"):
-                next_id = step.branches["replied"]
-                summary = f"reply present ({view['last_sms_reply']!r}) -> replied"
-            else:
-                until = timeout_end(config, now)
-                summary = f"no reply within {_span(until - now)} -> timeout"
-                now = until
-                next_id = step.branches["timeout"]
-        elif isinstance(config, ConditionConfig):
-            assert step.branches is not None
-            result = evaluate(config.field, config.operator, config.value, view)
-            next_id = step.branches["true" if result else "false"]
-            value = "" if config.value is None else f" {config.value!r}"
-            summary = f"{config.field} {config.operator}{value} -> {str(result).lower()}"
-        elif isinstance(config, AbSplitConfig):
-            assert step.branches is not None
-            variant = ab_variant(config.weights, definition.key, step_id, view["phone"])
-            next_id = step.branches[variant]
-            summary = f"path {variant!r}"
-        elif isinstance(config, TagConfig):
-            tags: list[str] = view["tags"]
-            if step.type == "add_tag" and config.tag not in tags:
-                tags.append(config.tag)
-            elif step.type == "remove_tag" and config.tag in tags:
-                tags.remove(config.tag)
-            summary = f"{step.type.replace('_', ' ')} {config.tag!r}"
-        elif isinstance(config, UpdateFieldConfig):
-            value = render_value(config.value, view)
-            view[config.field] = value
-            summary = f"set {config.field} = {value!r}"
-        elif isinstance(config, HttpConfig):
-            summary = f"{config.method} {render(config.url, view)} (not called in a dry run)"
-        elif isinstance(config, EndConfig):
-            summary = f"end (outcome {config.outcome})" if config.outcome else "end"
-        entries.append(Entry(started, step_id, step.type, summary))
-        step_id = next_id
-    entries.append(Entry(now, "...", "stop", f"stopped after {MAX_STEPS} steps (the workflow loops)"))
-    return entries
+            run.entries.append(Entry(run.now, END, "end", "workflow complete"))
+            return run.entries
+        step_id = run.step(step_id)
+    run.entries.append(Entry(run.now, "...", "stop", f"stopped after {MAX_STEPS} steps (the workflow loops)"))
+    return run.entries
+
+
+# One function per step type, as steps.STEPS has for a real run: each says what the
+# step would do, and the branch it takes when it branches (None otherwise).
+Taken = tuple[str, str | None]
+
+
+def _send_sms(run: _DryRun, step: Step, config: model.SendSmsConfig) -> Taken:
+    held = " (held for owner approval)" if config.approval == "required" else ""
+    text = render(sms_text(config.body, run.view.get("language")), run.view)
+    return f"SMS to {run.view['phone'] or '?'}{held}: {text!r}", None
+
+
+def _send_email(run: _DryRun, step: Step, config: model.SendEmailConfig) -> Taken:
+    what = (
+        f"template {config.template!r}" if config.template else repr(render(config.subject or "", run.view))
+    )
+    return f"email to {render(config.to, run.view) or '(no email)'}: {what}", None
+
+
+def _delay(run: _DryRun, step: Step, config: model.DelayConfig) -> Taken:
+    until = delay_end(config, run.now)
+    summary = f"wait {_span(until - run.now)} until {until.isoformat()}"
+    run.now = until
+    return summary, None
+
+
+def _wait_for_reply(run: _DryRun, step: Step, config: model.WaitForReplyConfig) -> Taken:
+    if run.view.get("last_sms_reply"):
+        return f"reply present ({run.view['last_sms_reply']!r}) -> replied", "replied"
+    until = timeout_end(config, run.now)
+    summary = f"no reply within {_span(until - run.now)} -> timeout"
+    run.now = until
+    return summary, "timeout"
+
+
+def _condition(run: _DryRun, step: Step, config: model.ConditionConfig) -> Taken:
+    result = evaluate(config.field, config.operator, config.value, run.view)
+    value = "" if config.value is None else f" {config.value!r}"
+    return f"{config.field} {config.operator}{value} -> {str(result).lower()}", "true" if result else "false"
+
+
+def _ab_split(run: _DryRun, step: Step, config: model.AbSplitConfig) -> Taken:
+    variant = ab_variant(config.weights, run.definition.key, step.id, run.view["phone"])
+    return f"path {variant!r}", variant
+
+
+def _tag(run: _DryRun, step: Step, config: model.TagConfig) -> Taken:
+    tags: list[str] = run.view["tags"]
+    if step.type == "add_tag" and config.tag not in tags:
+        tags.append(config.tag)
+    elif step.type == "remove_tag" and config.tag in tags:
+        tags.remove(config.tag)
+    return f"{step.type.replace('_', ' ')} {config.tag!r}", None
+
+
+def _update_field(run: _DryRun, step: Step, config: model.UpdateFieldConfig) -> Taken:
+    value = render_value(config.value, run.view)
+    run.view[config.field] = value
+    return f"set {config.field} = {value!r}", None
+
+
+def _http(run: _DryRun, step: Step, config: model.HttpConfig) -> Taken:
+    return f"{config.method} {render(config.url, run.view)} (not called in a dry run)", None
+
+
+def _end(run: _DryRun, step: Step, config: model.EndConfig) -> Taken:
+    return (f"end (outcome {config.outcome})" if config.outcome else "end"), None
+
+
+DRY_STEPS: dict[str, Callable[[_DryRun, Step, Any], Taken]] = {
+    "send_sms": _send_sms,
+    "send_email": _send_email,
+    "delay": _delay,
+    "wait_for_reply": _wait_for_reply,
+    "condition": _condition,
+    "ab_split": _ab_split,
+    "add_tag": _tag,
+    "remove_tag": _tag,
+    "update_field": _update_field,
+    "http": _http,
+    "end": _end,
+}
 
 
 def format_timeline(entries: list[Entry], start: datetime) -> str:
