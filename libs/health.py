@@ -154,6 +154,51 @@ async def consumer_lag(bus: Bus, durable: str) -> dict[str, int] | None:
     }
 
 
+def _service_entry(mine: list[dict[str, Any]], lag: dict[str, int] | None, now: float) -> dict[str, Any]:
+    """One service's part of the report, from its instances' heartbeats."""
+    entry: dict[str, Any] = {
+        "instances": len(mine),
+        "last_heartbeat_age_s": round(now - max(b["at"] for b in mine), 1) if mine else None,
+        "ready": bool(mine) and all(b.get("ready") for b in mine),
+        "schema_version": max((b.get("schema_version", 0) for b in mine), default=None),
+        "expected_schema_version": max((b.get("expected_schema_version", 0) for b in mine), default=None),
+        "consumer_lag": lag,
+        # Committed events not yet on the bus (libs/event_outbox.py), per the heartbeats.
+        "outbox_pending": max(
+            (b["outbox_pending"] for b in mine if b.get("outbox_pending") is not None), default=None
+        ),
+        "checks": {k: v for b in mine for k, v in (b.get("checks") or {}).items()},
+        "probes": {k: v for b in mine for k, v in (b.get("probes") or {}).items()},
+    }
+    entry["schema_compatible"] = entry["schema_version"] == entry["expected_schema_version"]
+    return entry
+
+
+def _judge(name: str, entry: dict[str, Any], blockers: list[str], warnings: list[str]) -> None:
+    """Add what keeps service ``name`` from being healthy to ``blockers``, what merely
+    deserves a look to ``warnings``."""
+    if not entry["instances"]:
+        blockers.append(f"{name}: no heartbeat (not running?)")
+        return
+    if entry["last_heartbeat_age_s"] > STALE_AFTER_S:
+        blockers.append(f"{name}: last heartbeat {entry['last_heartbeat_age_s']}s ago")
+    if not entry["schema_compatible"]:
+        blockers.append(
+            f"{name}: schema at version {entry['schema_version']}, "
+            f"code expects {entry['expected_schema_version']}"
+        )
+    failing = sorted(k for k, ok in entry["checks"].items() if not ok)
+    if failing:
+        blockers.append(f"{name}: not ready ({', '.join(failing)})")
+    if entry["outbox_pending"]:
+        warnings.append(f"{name}: {entry['outbox_pending']} committed event(s) wait in its outbox")
+    lag = entry["consumer_lag"]
+    if lag and lag["pending"] > LAG_BLOCKER:
+        blockers.append(f"{name}: consumer lag {lag['pending']}")
+    elif lag and lag["pending"] > 0:
+        warnings.append(f"{name}: consumer lag {lag['pending']}")
+
+
 async def system_health(
     bus: Bus,
     *,
@@ -171,42 +216,8 @@ async def system_health(
     report: dict[str, Any] = {}
     for name in services:
         mine = [b for b in beats if b.get("service") == name]
-        lag = await consumer_lag(bus, name)
-        entry: dict[str, Any] = {
-            "instances": len(mine),
-            "last_heartbeat_age_s": round(now - max(b["at"] for b in mine), 1) if mine else None,
-            "ready": bool(mine) and all(b.get("ready") for b in mine),
-            "schema_version": max((b.get("schema_version", 0) for b in mine), default=None),
-            "expected_schema_version": max((b.get("expected_schema_version", 0) for b in mine), default=None),
-            "consumer_lag": lag,
-            # Committed events not yet on the bus (libs/event_outbox.py), per the heartbeats.
-            "outbox_pending": max(
-                (b["outbox_pending"] for b in mine if b.get("outbox_pending") is not None), default=None
-            ),
-            "checks": {k: v for b in mine for k, v in (b.get("checks") or {}).items()},
-            "probes": {k: v for b in mine for k, v in (b.get("probes") or {}).items()},
-        }
-        entry["schema_compatible"] = entry["schema_version"] == entry["expected_schema_version"]
-        report[name] = entry
-        if not mine:
-            blockers.append(f"{name}: no heartbeat (not running?)")
-            continue
-        if entry["last_heartbeat_age_s"] > STALE_AFTER_S:
-            blockers.append(f"{name}: last heartbeat {entry['last_heartbeat_age_s']}s ago")
-        if not entry["schema_compatible"]:
-            blockers.append(
-                f"{name}: schema at version {entry['schema_version']}, "
-                f"code expects {entry['expected_schema_version']}"
-            )
-        failing = sorted(k for k, ok in entry["checks"].items() if not ok)
-        if failing:
-            blockers.append(f"{name}: not ready ({', '.join(failing)})")
-        if entry["outbox_pending"]:
-            warnings.append(f"{name}: {entry['outbox_pending']} committed event(s) wait in its outbox")
-        if lag and lag["pending"] > LAG_BLOCKER:
-            blockers.append(f"{name}: consumer lag {lag['pending']}")
-        elif lag and lag["pending"] > 0:
-            warnings.append(f"{name}: consumer lag {lag['pending']}")
+        report[name] = _service_entry(mine, await consumer_lag(bus, name), now)
+        _judge(name, report[name], blockers, warnings)
     depth = await dlq_depth(bus)
     if depth:
         warnings.append(f"DLQ holds {depth} event(s): replyline replay --dlq")

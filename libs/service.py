@@ -43,6 +43,7 @@ from libs.event_outbox import EventOutbox
 from libs.events import Event, utcnow
 from libs.health import beat_forever, consumer_lag, register_micro
 from libs.logging import configure
+from libs.resources import Resources
 from libs.rpc import Served
 from libs.settings import CommonSettings, SettingsError, load
 
@@ -54,13 +55,16 @@ Clock = Callable[[], datetime]
 
 @dataclass
 class ServiceContext(Generic[S]):
+    """One running service: made by the runner, then :meth:`open` connects it."""
+
     name: str
     settings: S
-    bus: Bus
-    pool: asyncpg.Pool
     stack: AsyncExitStack
     stop: asyncio.Event
     migrations: Path | None
+    #: Set by :meth:`open` (on ``stack``), before any build sees the context.
+    pool: asyncpg.Pool = field(init=False)
+    bus: Bus = field(init=False)
     log: Any = field(default_factory=lambda: structlog.get_logger("service"))
     checks: dict[str, Check] = field(default_factory=dict)
     #: Informational probes (e.g. LLM reachability): reported, never block readiness.
@@ -81,6 +85,31 @@ class ServiceContext(Generic[S]):
     parts: Mapping[str, Any] = field(default_factory=dict)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     failure: BaseException | None = None
+
+    async def open(self) -> int:
+        """Connect the pool (and migrate the slice), the bus (and its streams) and, for a
+        slice with migrations, its event outbox; returns the slice's schema version."""
+        settings = self.settings
+        # Closed last: the pool outlives the bus so the drain can still write.
+        self.pool = await create_pool(
+            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        self.stack.push_async_callback(self.pool.close)
+        version = await migrate(self.pool, self.name, self.migrations)
+        self.bus = await Bus.connect(settings, self.name)
+        self.stack.push_async_callback(self.bus.close)
+        await self.bus.ensure_streams()
+        if self.migrations is not None:
+            self.outbox = EventOutbox(self.bus, self.pool, self.name)
+            self.spawn(self.outbox.run(self.stop), "event-outbox")
+        return version
+
+    @property
+    def resources(self) -> Resources[S]:
+        """What the slice's own objects take; only a service with migrations has an outbox."""
+        if self.outbox is None:
+            raise RuntimeError(f"{self.name} has no event outbox: the runner makes one only with migrations")
+        return Resources(settings=self.settings, pool=self.pool, bus=self.bus, outbox=self.outbox)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run a tracked background task; if it fails, the service stops with an error."""
@@ -261,6 +290,30 @@ async def _start_health_server(ctx: ServiceContext[Any], port: int) -> None:
     ctx.log.info("health_listening", port=ctx.health_port)
 
 
+async def _start(ctx: ServiceContext[Any], handlers: Handlers) -> None:
+    """Start what runs around a built service: its consumer and DLQ forwarder (when it
+    handles events), its health port, its micro service and its heartbeat."""
+    name, bus, stop = ctx.name, ctx.bus, ctx.stop
+    if handlers:
+        ctx.consumer = Consumer(
+            bus,
+            name,
+            handlers,
+            on_settled=lambda subject, outcome: metrics.EVENTS_HANDLED.labels(
+                name, metrics.event_type_of(subject), outcome
+            ).inc(),
+            outbox=ctx.outbox,
+        )
+        await ctx.consumer.ensure()
+        ctx.spawn(ctx.consumer.run(stop), "consumer")
+        ctx.spawn(forward_advisories(bus, name, stop), "dlq-forwarder")
+    if ctx.settings.health_port >= 0:
+        await _start_health_server(ctx, ctx.settings.health_port)
+    micro_service = await register_micro(bus, name, ctx.report, ctx.endpoints)
+    ctx.stack.push_async_callback(micro_service.stop)
+    ctx.spawn(beat_forever(bus, name, ctx.report, stop), "heartbeat")
+
+
 async def serve(
     settings: S,
     *,
@@ -276,47 +329,10 @@ async def serve(
     structlog.contextvars.bind_contextvars(service=name)
     log = structlog.get_logger("service")
     async with AsyncExitStack() as stack:
-        # Closed last: the pool outlives the bus so the drain can still write.
-        pool = await create_pool(
-            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
-        )
-        stack.push_async_callback(pool.close)
-        version = await migrate(pool, name, migrations)
-        bus = await Bus.connect(settings, name)
-        stack.push_async_callback(bus.close)
-        await bus.ensure_streams()
-        ctx = ServiceContext(
-            name=name,
-            settings=settings,
-            bus=bus,
-            pool=pool,
-            stack=stack,
-            stop=stop,
-            migrations=migrations,
-            log=log,
-        )
-        if migrations is not None:
-            ctx.outbox = EventOutbox(bus, pool, name)
-            ctx.spawn(ctx.outbox.run(stop), "event-outbox")
+        ctx = ServiceContext(name=name, settings=settings, stack=stack, stop=stop, migrations=migrations)
+        version = await ctx.open()
         handlers = await build(ctx)
-        if handlers:
-            ctx.consumer = Consumer(
-                bus,
-                name,
-                handlers,
-                on_settled=lambda subject, outcome: metrics.EVENTS_HANDLED.labels(
-                    name, metrics.event_type_of(subject), outcome
-                ).inc(),
-                outbox=ctx.outbox,
-            )
-            await ctx.consumer.ensure()
-            ctx.spawn(ctx.consumer.run(stop), "consumer")
-            ctx.spawn(forward_advisories(bus, name, stop), "dlq-forwarder")
-        if settings.health_port >= 0:
-            await _start_health_server(ctx, settings.health_port)
-        micro_service = await register_micro(bus, name, ctx.report, ctx.endpoints)
-        stack.push_async_callback(micro_service.stop)
-        ctx.spawn(beat_forever(bus, name, ctx.report, stop), "heartbeat")
+        await _start(ctx, handlers)
         log.info(
             "service_ready",
             schema_version=version,

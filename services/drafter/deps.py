@@ -6,11 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
-from libs.bus import Bus
-from libs.event_outbox import EventOutbox
 from libs.llm import LLM
+from libs.resources import Resources, UsesResources
 from services.drafter.owner_channel import OwnerChannel
 from services.drafter.profile import Profile
 from services.drafter.settings import DrafterSettings
@@ -20,13 +17,10 @@ __all__ = ["SERVICE", "Deps"]
 
 
 @dataclass(frozen=True)
-class Deps:
-    settings: DrafterSettings
-    #: Reads only (consent state); every event goes through ``outbox`` units.
-    bus: Bus
-    pool: asyncpg.Pool
-    #: The drafter's transactional outbox: one unit per handler (services/drafter/work.py).
-    outbox: EventOutbox
+class Deps(UsesResources[DrafterSettings]):
+    #: ``settings``, ``pool``, ``bus`` (reads only: consent state) and ``outbox`` (one
+    #: unit per handler, services/drafter/work.py): every event goes through its units.
+    resources: Resources[DrafterSettings]
     llm: LLM
     profile: Profile
     #: Tests pass a manual clock (business hours decide the after-hours acknowledgement).

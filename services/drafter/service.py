@@ -62,13 +62,8 @@ async def build(ctx: ServiceContext[DrafterSettings], clock: Clock) -> Built:
     llm = LLM.from_settings(settings.drafter_llm, service=NAME)
     ctx.stack.push_async_callback(llm.aclose)
     ctx.probes["llm"] = llm_probe(llm)
-    # The runner makes the slice's outbox (its sweeper runs with the service).
-    assert ctx.outbox is not None, "the drafter has migrations, so the runner gives it an outbox"
     deps = Deps(
-        settings=settings,
-        bus=ctx.bus,
-        pool=ctx.pool,
-        outbox=ctx.outbox,
+        resources=ctx.resources,
         llm=llm,
         profile=profile,
         clock=clock,

@@ -38,12 +38,9 @@ class PortInUse(RuntimeError):
     """The HTTP port is taken and port sharing was not asked for."""
 
 
-async def build(ctx: ServiceContext[IngestSettings], clock: Clock) -> Built:
-    """Ingest stamps times in its SQL and its request handlers: ``clock`` is unused."""
-    settings = ctx.settings
-    outbox = ctx.outbox
-    if outbox is None:
-        raise RuntimeError("ingest needs its event outbox (it has migrations, so the runner makes one)")
+def _deps(ctx: ServiceContext[IngestSettings]) -> IngestDeps:
+    """What the HTTP handlers call: the recorder, publishing, audit rows and the RPC clients."""
+    settings, outbox = ctx.settings, ctx.resources.outbox
     # A webhook waits for its events' publish: the same bound as a direct publish.
     outbox.publish_timeout_s = settings.publish_timeout_s
 
@@ -60,14 +57,7 @@ async def build(ctx: ServiceContext[IngestSettings], clock: Clock) -> Built:
     async def audit_row(
         action: str, thread: str | None, actor: str, details: dict[str, Any]
     ) -> None:
-        await audit(
-            ctx.pool,
-            service=SERVICE,
-            action=action,
-            thread=thread,
-            actor=actor,
-            details=details,
-        )
+        await audit(ctx.pool, service=SERVICE, action=action, thread=thread, actor=actor, details=details)
 
     async def audited(
         events: Sequence[Event], action: str, thread: str | None, actor: str, details: dict[str, Any]
@@ -77,7 +67,10 @@ async def build(ctx: ServiceContext[IngestSettings], clock: Clock) -> Built:
             for event in events:
                 u.emit(event)
 
-    deps = IngestDeps(
+    def rpc(timeout_s: float) -> RpcClient:
+        return RpcClient(ctx.bus.nc, ctx.bus.prefix, timeout_s)
+
+    return IngestDeps(
         recorder=PgInboundRecorder(
             outbox,
             QUERIES,
@@ -86,27 +79,18 @@ async def build(ctx: ServiceContext[IngestSettings], clock: Clock) -> Built:
         ),
         publish=publish,
         tokens=DbTokenVerifier(ctx.pool, QUERIES, settings.api_token),
-        drafter=RpcClient(ctx.bus.nc, ctx.bus.prefix, settings.drafter_rpc_timeout_s),
+        drafter=rpc(settings.drafter_rpc_timeout_s),
         audit=audit_row,
         audited=audited,
         opted_out=functools.partial(consent_state.opted_out, ctx.bus),
-        scheduler=RpcClient(ctx.bus.nc, ctx.bus.prefix, settings.scheduler_rpc_timeout_s),
-        contacts=RpcClient(ctx.bus.nc, ctx.bus.prefix, settings.contact_import_timeout_s),
+        scheduler=rpc(settings.scheduler_rpc_timeout_s),
+        contacts=rpc(settings.contact_import_timeout_s),
     )
-    app = create_app(settings, deps)
-    # Liveness and readiness on the public port too: a load balancer needs only one
-    # port. /metrics and /health/system name internals: without a token only on the
-    # internal health port, on the public one only for an admin token.
-    app.add_routes(probe_routes(ctx))
-    system = SystemHealth(ctx.bus)
-    add_system_health_route(app, system)
-    ctx.internal_routes.append(internal_system_health_route(system))
-    sessions = SessionStore(
-        ctx.pool, QUERIES, settings.dashboard_session_ttl_s, bootstrap_token=settings.api_token
-    )
-    await sessions.purge_expired()
-    add_dashboard_routes(app, DashboardDeps(pool=ctx.pool, queries=QUERIES, sessions=sessions))
-    add_export_routes(app, ctx.pool)
+
+
+async def _listen(ctx: ServiceContext[IngestSettings], app: web.Application) -> str:
+    """Serve ``app`` on the configured address; returns its base URL (the bound port)."""
+    settings = ctx.settings
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     # Pushed after the bus: on shutdown the listener closes before the bus drains.
@@ -126,7 +110,27 @@ async def build(ctx: ServiceContext[IngestSettings], clock: Clock) -> Built:
             "in every one of them."
         ) from None
     host, port = runner.addresses[0][:2]
-    base = f"http://{host}:{port}"
+    return f"http://{host}:{port}"
+
+
+async def build(ctx: ServiceContext[IngestSettings], clock: Clock) -> Built:
+    """Ingest stamps times in its SQL and its request handlers: ``clock`` is unused."""
+    settings = ctx.settings
+    app = create_app(settings, _deps(ctx))
+    # Liveness and readiness on the public port too: a load balancer needs only one
+    # port. /metrics and /health/system name internals: without a token only on the
+    # internal health port, on the public one only for an admin token.
+    app.add_routes(probe_routes(ctx))
+    system = SystemHealth(ctx.bus)
+    add_system_health_route(app, system)
+    ctx.internal_routes.append(internal_system_health_route(system))
+    sessions = SessionStore(
+        ctx.pool, QUERIES, settings.dashboard_session_ttl_s, bootstrap_token=settings.api_token
+    )
+    await sessions.purge_expired()
+    add_dashboard_routes(app, DashboardDeps(pool=ctx.pool, queries=QUERIES, sessions=sessions))
+    add_export_routes(app, ctx.pool)
+    base = await _listen(ctx, app)
     ctx.log.info(
         "ingest_listening",
         url=base,

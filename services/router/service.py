@@ -25,9 +25,7 @@ async def build(ctx: ServiceContext[RouterSettings], clock: Clock) -> Built:
     if settings.router_llm.enabled:
         llm = LlmClassifier(settings, local)
         ctx.stack.push_async_callback(llm.close)
-    if ctx.outbox is None:
-        raise RuntimeError("the router needs its event outbox (it has migrations, so the runner makes one)")
-    router = Router(settings, ctx.outbox, local, llm)
+    router = Router(settings, ctx.resources.outbox, local, llm)
     ctx.stack.callback(router.executor.shutdown, wait=False, cancel_futures=True)
     ctx.log.info(
         "router_configured",

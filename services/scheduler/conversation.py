@@ -33,7 +33,7 @@ async def lead_replied(runner: Runner, thread: str, phone: str, body: str, event
                 if step is None or step.branches is None:
                     continue
                 if enrollment.timer_id:
-                    await runner.timers.cancel(enrollment.timer_id)
+                    await runner.effects.timers.cancel(enrollment.timer_id)
                 output = {"branch": "replied", "reply": body}
                 await conn.execute(
                     Q.complete_execution, enrollment.id, enrollment.step_seq, output, False, now

@@ -32,9 +32,8 @@ import aiohttp
 import asyncpg
 import structlog
 
-from libs.bus import Bus
 from libs.db import audit
-from libs.event_outbox import EventOutbox
+from libs.resources import Resources, UsesResources
 
 from . import conversation, waits, webhook
 from .clock import Clock
@@ -54,37 +53,30 @@ __all__ = ["INTERRUPTED", "SERVICE", "Engine"]
 log = structlog.get_logger("engine")
 
 
-class Engine:
+class Engine(UsesResources[SchedulerSettings]):
     def __init__(
         self,
+        resources: Resources[SchedulerSettings],
         *,
-        pool: asyncpg.Pool,
-        bus: Bus,
-        outbox: EventOutbox,
         timers: TimerStore,
-        settings: SchedulerSettings,
         clock: Clock,
-        emailer: Emailer,
         http: aiohttp.ClientSession,
         judge: OutcomeJudge | None = None,
         claims: asyncpg.Pool | None = None,
     ) -> None:
-        self.pool = pool
-        #: Core NATS only (workflow_admin's change broadcast); events go through ``outbox``.
-        self.bus = bus
-        #: The slice's event outbox: rows and the events they mean commit together.
-        self.outbox = outbox
+        #: Its bus for core NATS only (workflow_admin's change broadcast); events go
+        #: through its outbox: rows and the events they mean commit together.
+        self.resources = resources
         self.clock = clock
-        self.registry = Registry(pool)
-        effects = Effects(timers, emailer, http, webhook.Destinations(settings.http_step_allow))
+        self.registry = Registry(self.pool)
+        effects = Effects(
+            timers, Emailer(self.settings), http, webhook.Destinations(self.settings.http_step_allow)
+        )
         self.runner = Runner(
-            pool=pool,
-            outbox=outbox,
-            claims=claims or pool,
+            outbox=self.outbox,
+            claims=claims or self.pool,
             registry=self.registry,
             effects=effects,
-            timers=timers,
-            emailer=emailer,
             clock=clock,
             judge=judge,
         )

@@ -39,13 +39,11 @@ from libs.event_outbox import EventOutbox, Unit
 
 from .clock import Clock
 from .effects import OUTSIDE, Effect, EffectFailed, Effects, Publish, SendEmail
-from .emailer import Emailer
 from .enrollment import Enrollment, lock
 from .outcomes import OutcomeJudge, Verdict, decide, store_outcome
 from .registry import Registry
 from .steps import StepContext, StepResult, outcome_of, plan
 from .store import Q, view_of
-from .timers import TimerStore
 from .workflow.model import END, Step
 
 log = structlog.get_logger("engine")
@@ -76,32 +74,23 @@ def _outcome_reason(outcome: str) -> str:
     return "goal_reached" if outcome == "success" else "workflow_end"
 
 
+@dataclass(frozen=True, kw_only=True)
 class Runner:
-    def __init__(
-        self,
-        *,
-        pool: asyncpg.Pool,
-        outbox: EventOutbox,
-        claims: asyncpg.Pool,
-        registry: Registry,
-        effects: Effects,
-        timers: TimerStore,
-        emailer: Emailer,
-        clock: Clock,
-        judge: OutcomeJudge | None,
-    ) -> None:
-        self.pool = pool
-        #: The slice's event outbox: each step is one of its units.
-        self.outbox = outbox
-        #: Connections for execution rows committed before a side effect, apart from the
-        #: step's own transaction (a separate pool, so steps cannot starve it).
-        self.claims = claims
-        self.registry = registry
-        self.effects = effects
-        self.timers = timers
-        self.emailer = emailer
-        self.clock = clock
-        self.judge = judge
+    #: The slice's event outbox: each step is one of its units.
+    outbox: EventOutbox
+    #: Connections for execution rows committed before a side effect, apart from the
+    #: step's own transaction (a separate pool, so steps cannot starve it).
+    claims: asyncpg.Pool
+    registry: Registry
+    #: Its timers and emailer serve the steps too (the timer a step finishes, email templates).
+    effects: Effects
+    clock: Clock
+    judge: OutcomeJudge | None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The slice's pool (the outbox's): reads outside a step's unit."""
+        return self.outbox.pool
 
     async def advance(self, enrollment_id: uuid.UUID | str) -> None:
         """Run steps of an active enrollment until it waits, pauses or finishes."""
@@ -157,7 +146,7 @@ class Runner:
             definition=definition,
             contact=contact,
             now=self.clock.now(),
-            templates=self.emailer.template,
+            templates=self.effects.emailer.template,
         )
         step = ctx.step
         publish: list[Publish] = []
@@ -295,7 +284,7 @@ class Runner:
     async def end(self, conn: asyncpg.Connection, enrollment: Enrollment, reason: str) -> None:
         """End a live enrollment (reply, opt-out, rejected approval) and drop its timer."""
         if enrollment.timer_id:
-            await self.timers.cancel(enrollment.timer_id)
+            await self.effects.timers.cancel(enrollment.timer_id)
         await self.finish(conn, enrollment, "ended", reason)
 
     async def _audit(

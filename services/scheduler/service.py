@@ -12,7 +12,6 @@ from libs.service import Built, Clock, ServiceContext, ServiceSpec
 
 from . import webhook, workflow_admin
 from .clock import Clock as TimerClock
-from .emailer import Emailer
 from .endpoints import endpoints
 from .engine import Engine
 from .handlers import SERVICE, Scheduler
@@ -41,15 +40,10 @@ async def build(ctx: ServiceContext[SchedulerSettings], clock: Clock) -> Built:
     # The overdue hook is the Scheduler's, made below (it needs the timers itself).
     timers = TimerStore(ctx.bus, settings, the_clock)
     await timers.open()
-    assert ctx.outbox is not None  # the scheduler has migrations, so the runner made its outbox
     engine = Engine(
-        pool=ctx.pool,
-        bus=ctx.bus,
-        outbox=ctx.outbox,
+        ctx.resources,
         timers=timers,
-        settings=settings,
         clock=the_clock,
-        emailer=Emailer(settings),
         http=http,
         judge=judge,
         claims=claims,

@@ -40,10 +40,10 @@ import structlog
 from nats.errors import Error as NatsError
 
 from libs import metrics
-from libs.bus import Bus
 from libs.consumer import Decision, Retry
 from libs.event_outbox import EventOutbox, Unit
 from libs.events import ContactOptin, ContactOptout, OutboundStatus, TimerSet, thread_of, utcnow
+from libs.resources import Resources, UsesResources
 from services.sender import consent
 from services.sender.delivery import apply_delivery
 from services.sender.outcomes import count_outcome, emit_outcome
@@ -83,29 +83,29 @@ __all__ = ["NewMessage", "Outbox", "contact_key", "quiet_hours_timer_id"]
 log = structlog.get_logger("sender.outbox")
 
 
-class Outbox:
+class Outbox(UsesResources[SenderSettings]):
     def __init__(
         self,
+        resources: Resources[SenderSettings],
         *,
-        settings: SenderSettings,
-        pool: asyncpg.Pool,
-        bus: Bus,
-        events: EventOutbox,
         transport: Transport,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.settings = settings
-        self.pool = pool
-        #: Read only (the consent catch-up); every event goes out through ``events``.
-        self.bus = bus
-        #: The slice's event outbox: units that commit a row's writes with its events.
-        self.events = events
+        #: Its bus is read only (the consent catch-up); every event goes out through ``events``.
+        self.resources = resources
         self.transport = transport
         self.clock = clock
+        settings = resources.settings
         self.window = Window.parse(settings.quiet_hours_start, settings.quiet_hours_end)
         self.owners = frozenset(settings.owner_numbers)
         #: Names this worker in lease_owner (for operators; the epoch is what fences).
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    @property
+    def events(self) -> EventOutbox:
+        """The slice's event outbox (``outbox``): units that commit a row's writes with its
+        events. Named apart from this outbox, the one of messages."""
+        return self.resources.outbox
 
     # --- intake --------------------------------------------------------------
 

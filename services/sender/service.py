@@ -41,15 +41,7 @@ async def build(ctx: ServiceContext[SenderSettings], clock: Clock) -> Built:
     transport = make_transport(ctx.settings)
     ctx.stack.push_async_callback(transport.close)
     ctx.log.info("sender_transport", transport=transport.name)
-    assert ctx.outbox is not None  # the sender has migrations, so the runner made its outbox
-    outbox = Outbox(
-        settings=ctx.settings,
-        pool=ctx.pool,
-        bus=ctx.bus,
-        events=ctx.outbox,
-        transport=transport,
-        clock=clock,
-    )
+    outbox = Outbox(ctx.resources, transport=transport, clock=clock)
     ctx.spawn(sweep_forever(outbox, ctx.stop), "sweep")
     return Built(build_handlers(outbox), {"outbox": outbox, "transport": transport})
 

@@ -27,6 +27,7 @@ from libs.events import (
     TimerSet,
     thread_of,
 )
+from libs.resources import Resources
 from services.sender.console import CONSOLE_SID_PREFIX, ConsoleTransport
 from services.sender.outbox import Outbox, quiet_hours_timer_id
 from services.sender.settings import SenderSettings
@@ -161,10 +162,7 @@ async def test_callback_before_result_is_applied_later(
     await start_sender()
     # What a second sender replica does with the outbound.status event it consumed.
     other_replica = Outbox(
-        settings=sender_settings(),
-        pool=pool,
-        bus=bus,
-        events=EventOutbox(bus, pool, "sender"),
+        Resources(settings=sender_settings(), pool=pool, bus=bus, outbox=EventOutbox(bus, pool, "sender")),
         transport=ConsoleTransport(),
     )
 
