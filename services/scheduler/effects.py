@@ -53,15 +53,8 @@ class WriteField:
     value: Any
 
 
-@dataclass(frozen=True)
-class CallWebhook:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: Any
-    timeout_s: float
-    retries: int
-    key: str
+#: An http step's call: the request ``webhook.call`` sends.
+CallWebhook = webhook.Request
 
 
 @dataclass(frozen=True)
@@ -112,17 +105,7 @@ class Effects:
 
     async def _call(self, effect: CallWebhook) -> dict[str, Any]:
         try:
-            return await webhook.call(
-                self.http,
-                method=effect.method,
-                url=effect.url,
-                headers=effect.headers,
-                body=effect.body,
-                timeout_s=effect.timeout_s,
-                retries=effect.retries,
-                idempotency_key=effect.key,
-                destinations=self.destinations,
-            )
+            return await webhook.call(self.http, effect, destinations=self.destinations)
         except webhook.WebhookError as err:
             # Recorded, and the step's failure path taken: a dead webhook must not stall the sequence.
             raise EffectFailed(str(err)) from err

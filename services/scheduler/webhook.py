@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -135,27 +136,37 @@ async def check_destination(url: str, destinations: Destinations) -> None:
     destinations.check(host, addresses)
 
 
+@dataclass(frozen=True)
+class Request:
+    """An http step's call, rendered for one contact (the scheduler's ``CallWebhook`` effect)."""
+
+    method: str
+    #: Already encoded per component (render_url).
+    url: str
+    headers: dict[str, str]
+    body: Any
+    timeout_s: float
+    retries: int
+    #: Sent as Idempotency-Key: a retried or repeated execution is the same call to the receiver.
+    key: str
+
+
 async def call(
     session: aiohttp.ClientSession,
+    request: Request,
     *,
-    method: str,
-    url: str,
-    headers: dict[str, str],
-    body: Any,
-    timeout_s: float,
-    retries: int,
-    idempotency_key: str,
     destinations: Destinations,
     backoff_s: float = 0.5,
     max_bytes: int = MAX_RESPONSE_BYTES,
 ) -> dict[str, Any]:
-    """Call ``url``; retry connection errors, timeouts, 429 and 5xx; return status and body.
+    """Call ``request.url``; retry connection errors, timeouts, 429 and 5xx; return status and body.
 
     4xx answers (other than 429) are final: repeating the same request cannot help.
     A blocked destination is final too, and nothing is sent to it.
     """
+    method, url, body, retries = request.method, request.url, request.body, request.retries
     await check_destination(url, destinations)
-    request_headers = {**headers, "Idempotency-Key": idempotency_key}
+    request_headers = {**request.headers, "Idempotency-Key": request.key}
     last_error = ""
     for attempt in range(retries + 1):
         if attempt:
@@ -168,7 +179,7 @@ async def call(
                 URL(url, encoded=True),
                 headers=request_headers,
                 json=body if body is not None and method != "GET" else None,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                timeout=aiohttp.ClientTimeout(total=request.timeout_s),
                 allow_redirects=False,
             ) as response:
                 text = await _read_text(response, max_bytes)
