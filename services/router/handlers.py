@@ -103,8 +103,9 @@ def decision_events(event: InboundReceived, thread: str, result: RouteResult) ->
     return []
 
 
-#: Event fields (id, thread, occurred_at) are the routed event's own, never copied.
-_EVENT_FIELDS = frozenset(Event.__struct_fields__)
+#: The fields inbound.routed copies by name; Event's own (id, thread, occurred_at) are
+#: the routed event's, never copied.
+_COPIED = frozenset(InboundRouted.__struct_fields__) - frozenset(Event.__struct_fields__)
 
 
 def routed_event(
@@ -113,12 +114,11 @@ def routed_event(
     """inbound.routed: the message, the routing result and the classification's scores, each
     copied under the field names InboundRouted shares with it (message_sid, from_number,
     to_number, body; decision, rule, status; language ... intent_score, none without ``c``)."""
-    names = set(InboundRouted.__struct_fields__) - _EVENT_FIELDS
     copied = {
         name: getattr(part, name)
         for part in (event, result, c)
         if part is not None
-        for name in names.intersection(part.__struct_fields__)
+        for name in _COPIED.intersection(part.__struct_fields__)
     }
     return InboundRouted(
         id=derived_id("routed", event.message_sid), thread=thread, stream_seq=stream_seq, **copied
