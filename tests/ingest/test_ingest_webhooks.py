@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -173,9 +174,12 @@ async def test_public_url_that_is_the_listener_itself(
         await service.stop()
 
 
-async def test_nats_down_answers_503_then_the_retry_publishes_once(
-    ingest_settings: Callable[..., IngestSettings], pool: asyncpg.Pool, tmp_path: Path
-) -> None:
+@asynccontextmanager
+async def ingest_on_its_own_nats(
+    ingest_settings: Callable[..., IngestSettings], tmp_path: Path
+) -> AsyncIterator[tuple[EmbeddedNats, Ingest, Bus]]:
+    """An ingest on a nats-server of its own (the test stops and restarts it), a client
+    for it and a probe connection to that server; all stopped at the end."""
     nats = EmbeddedNats(tmp_path / "nats")
     nats.start()
     service = None
@@ -183,19 +187,32 @@ async def test_nats_down_answers_503_then_the_retry_publishes_once(
         settings = ingest_settings(nats_url=nats.url, publish_timeout_s=1.0)
         service, url = await start_ingest(settings)
         bus = await Bus.connect(settings, "probe")
-        async with aiohttp.ClientSession() as session:
-            node = Ingest(url, settings.public_base_url, settings, session, service)
-            form = inbound_form("sent while NATS is down")
-            nats.stop()
-            status, _ = await node.post_twilio("/twilio/sms", form)
-            assert status == 503
-            # Committed with its event in the outbox; not answered 200, so Twilio retries.
-            assert await pool.fetchval("SELECT count(*) FROM inbound_messages") == 1
-            assert await outbox_rows(pool) == 1
+        try:
+            async with aiohttp.ClientSession() as session:
+                yield nats, Ingest(url, settings.public_base_url, settings, session, service), bus
+        finally:
+            await bus.close()
+    finally:
+        if service is not None:
+            await service.stop()
+        nats.stop()
 
-            nats.start()  # same port and store: the stream is still there
-            # Twilio retries the same request; the bus reconnects within a second or so.
-            await eventually(lambda: accepted(node, form), timeout=10, interval=0.25)
+
+async def test_nats_down_answers_503_then_the_retry_publishes_once(
+    ingest_settings: Callable[..., IngestSettings], pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    async with ingest_on_its_own_nats(ingest_settings, tmp_path) as (nats, node, bus):
+        form = inbound_form("sent while NATS is down")
+        nats.stop()
+        status, _ = await node.post_twilio("/twilio/sms", form)
+        assert status == 503
+        # Committed with its event in the outbox; not answered 200, so Twilio retries.
+        assert await pool.fetchval("SELECT count(*) FROM inbound_messages") == 1
+        assert await outbox_rows(pool) == 1
+
+        nats.start()  # same port and store: the stream is still there
+        # Twilio retries the same request; the bus reconnects within a second or so.
+        await eventually(lambda: accepted(node, form), timeout=10, interval=0.25)
         assert await pool.fetchval("SELECT count(*) FROM inbound_messages") == 1
         subject = bus.subject_for("inbound.received", "15551234567")
         await eventually(lambda: bus.nc.is_connected, timeout=10, interval=0.25)
@@ -203,11 +220,6 @@ async def test_nats_down_answers_503_then_the_retry_publishes_once(
         assert await count_on_subject(bus, subject) == 1
         # The published row goes in the sweeper's next batched delete.
         await eventually(lambda: _outbox_empty(pool))
-        await bus.close()
-    finally:
-        if service is not None:
-            await service.stop()
-        nats.stop()
 
 
 async def test_nats_down_leads_and_owner_actions_are_accepted_and_published_later(
@@ -215,34 +227,21 @@ async def test_nats_down_leads_and_owner_actions_are_accepted_and_published_late
 ) -> None:
     """A lead or a pause is committed with its audit row (one outbox unit): 202 even
     while NATS is away, and the sweeper publishes it once NATS is back."""
-    nats = EmbeddedNats(tmp_path / "nats")
-    nats.start()
-    service = None
-    try:
-        settings = ingest_settings(nats_url=nats.url, publish_timeout_s=1.0)
-        service, url = await start_ingest(settings)
-        bus = await Bus.connect(settings, "probe")
+    async with ingest_on_its_own_nats(ingest_settings, tmp_path) as (nats, node, bus):
         leads = await create_token(pool, QUERIES, "website-form", "leads")
         admin = await create_token(pool, QUERIES, "owner", "admin")
-        async with aiohttp.ClientSession() as session:
-            node = Ingest(url, settings.public_base_url, settings, session, service)
-            nats.stop()
-            lead = {"lead_id": "wf-2001", "phone": "+15551234567"}
-            assert (await node.request("POST", "/leads", token=leads, json=lead))[0] == 202
-            pause = {"reason": "calling her"}
-            status, _ = await node.request("POST", "/api/threads/+15551234567/pause", token=admin, json=pause)
-            assert status == 202
-            assert await outbox_rows(pool) == 2
-            assert sorted(await audit_actions(pool)) == ["contact.paused", "lead.created"]
-            nats.start()
+        nats.stop()
+        lead = {"lead_id": "wf-2001", "phone": "+15551234567"}
+        assert (await node.request("POST", "/leads", token=leads, json=lead))[0] == 202
+        pause = {"reason": "calling her"}
+        status, _ = await node.request("POST", "/api/threads/+15551234567/pause", token=admin, json=pause)
+        assert status == 202
+        assert await outbox_rows(pool) == 2
+        assert sorted(await audit_actions(pool)) == ["contact.paused", "lead.created"]
+        nats.start()
         await eventually(lambda: _outbox_empty(pool), timeout=20)
         for kind in ("lead.created", "contact.paused"):
             assert await count_on_subject(bus, bus.subject_for(kind, "15551234567")) == 1
-        await bus.close()
-    finally:
-        if service is not None:
-            await service.stop()
-        nats.stop()
 
 
 async def outbox_rows(pool: asyncpg.Pool) -> int:
